@@ -296,7 +296,9 @@ def _parse(adapter: TypeAdapter[Any], data: Any, what: str) -> Any:
         raise SchemaError(_explain(exc)) from None
 
 
-def parse_order(data: Any) -> InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder | MaintainOrder:
+def parse_order(
+    data: Any,
+) -> InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder | MaintainOrder:
     """Validate an order dict; raises SchemaError with a readable reason."""
     return _parse(_ORDER, data, "order")
 

@@ -1,0 +1,171 @@
+"""The only module that imports Aspose.
+
+Two quirks of ``aspose.ocr.ai.AsposeAI`` shape this module:
+
+* Its bundled .NET runtime aborts the whole process on first use unless
+  ``DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1`` is set before ``aspose.ocr`` is imported; an abort
+  cannot be caught, so it is set here, first.
+* ``get_local_path()`` is the relative ``Aspose.AI.LLM/models``, resolved by .NET against the
+  process's working directory at call time, and ``list_local()`` only looks there. The agent is
+  configured with its own model folder, so to learn which files Aspose would load *there*, we
+  call ``list_local()`` from a working directory of our own (in the state folder) in which
+  ``Aspose.AI.LLM/models`` is a symlink to the configured folder. The working directory is
+  process-wide, so the switch happens under a lock and is always undone.
+
+``free_resources()`` leaves the object usable; the project wants "freed means done", so the
+session enforces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+
+os.environ["DOTNET_SYSTEM_GLOBALIZATION_INVARIANT"] = "1"
+
+from aspose.ocr.ai import AsposeAI
+
+ASPOSE_DISTRIBUTION = "aspose-ocr-python-net"
+# Every chdir in this process goes through this lock (see the module docstring).
+_CWD_LOCK = threading.RLock()
+
+
+class SessionClosed(RuntimeError):
+    """The session already freed Aspose's resources; open a new one."""
+
+
+class ModelDirNotFound(FileNotFoundError):
+    """Aspose's list_local() found no model folder (a DirectoryNotFoundException in .NET)."""
+
+
+def aspose_version() -> str:
+    try:
+        return metadata.version(ASPOSE_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+@contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    with _CWD_LOCK:
+        try:
+            previous: str | None = os.getcwd()
+        except FileNotFoundError:  # our cwd was deleted; nothing sensible to return to
+            previous = None
+        os.chdir(path)
+        try:
+            yield
+        finally:
+            os.chdir(previous if previous is not None else "/")
+
+
+class AsposeSession:
+    """One ``AsposeAI`` instance whose resources are freed when the session ends, also on error.
+
+    ``models_dir`` is the folder the agent manages; None means Aspose's own default, resolved
+    against the working directory when the session starts. ``state_dir`` holds the working
+    directory used to point Aspose at ``models_dir``.
+    """
+
+    def __init__(self, models_dir: Path | None = None, state_dir: Path | None = None) -> None:
+        self._ai: AsposeAI | None = AsposeAI()
+        self.freed = False
+        self._shim_cwd: Path | None = None
+        if models_dir is None:
+            with _CWD_LOCK:
+                self.model_dir = Path(os.path.abspath(str(self._ai.get_local_path())))
+        else:
+            self.model_dir = Path(os.path.abspath(models_dir))
+            if state_dir is None:
+                raise ValueError("a configured models_dir needs a state_dir for Aspose's working directory")
+            self._shim_cwd = self._make_shim(Path(state_dir))
+
+    def _make_shim(self, state_dir: Path) -> Path:
+        # One shim per model folder, so two agents sharing a state folder cannot repoint each other's.
+        tag = hashlib.sha256(str(self.model_dir).encode()).hexdigest()[:16]
+        cwd = state_dir / "aspose-cwd" / tag
+        relative = Path(str(self._require().get_local_path()))
+        if relative.is_absolute():
+            # A future version with an absolute default would make the shim pointless and wrong.
+            raise RuntimeError(f"Aspose's local path is absolute ({relative}); the shim cannot redirect it")
+        link = cwd / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not (link.is_symlink() and os.readlink(link) == str(self.model_dir)):
+            # Replace atomically: a concurrent session must see the old or the new link, never none.
+            tmp = link.with_name(f".{link.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.unlink(missing_ok=True)
+            os.symlink(self.model_dir, tmp)
+            os.replace(tmp, link)
+        return cwd
+
+    def _require(self) -> AsposeAI:
+        if self._ai is None:
+            raise SessionClosed("the Aspose session is closed (its resources were freed); open a new one")
+        return self._ai
+
+    def get_local_path(self) -> Path:
+        """The model folder, absolute."""
+        self._require()
+        return self.model_dir
+
+    def list_local(self) -> list[str]:
+        """Paths (relative POSIX, inside the model folder) of the files Aspose itself would load.
+
+        Aspose only knows its built-in model file name and looks one folder deep at most; every
+        other file is invisible to it. Raises ModelDirNotFound if the folder does not exist.
+        """
+        ai = self._require()
+        cwd = self._shim_cwd
+        with _CWD_LOCK:
+            if cwd is None:
+                prefix = Path(str(ai.get_local_path()))
+                entries = self._call_list_local(ai)
+            else:
+                with _working_directory(cwd):
+                    prefix = Path(str(ai.get_local_path()))
+                    entries = self._call_list_local(ai)
+        result = []
+        for entry in entries:
+            path = Path(entry)
+            try:
+                result.append(path.relative_to(prefix).as_posix())
+            except ValueError:
+                # Not under the folder we asked about: keep it visible rather than drop it.
+                result.append(path.as_posix())
+        return sorted(result)
+
+    def _call_list_local(self, ai: AsposeAI) -> list[str]:
+        try:
+            return [str(item) for item in ai.list_local()]
+        except RuntimeError as exc:
+            if "DirectoryNotFound" in str(exc):
+                raise ModelDirNotFound(f"model folder not found: {self.model_dir}") from exc
+            raise
+
+    def free(self) -> bool:
+        """Free Aspose's resources; afterwards the session refuses further use. Idempotent."""
+        ai, self._ai = self._ai, None
+        if ai is not None:
+            ai.free_resources()
+            self.freed = True
+        return self.freed
+
+    def close(self) -> None:
+        self.free()
+
+    def __enter__(self) -> AsposeSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.free()

@@ -1,0 +1,115 @@
+"""The agent's settings, read from the environment.
+
+The agent runs on OCR hosts that have no Django and no dashboard settings: it needs only the
+broker's address and the few values below. A bad value stops the agent at start with a
+message naming the variable, rather than surfacing later as a confusing task failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from workers.schema import HOST_NAME_PATTERN, INGEST_QUEUE, host_queue
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_QUARANTINE_DAYS = 7.0
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; ``str()`` names the variable."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    broker_url: str
+    host_name: str
+    # None: Aspose's own default folder, resolved against the working directory.
+    models_dir: Path | None
+    state_dir: Path
+    quarantine_days: float = DEFAULT_QUARANTINE_DAYS
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    ingest_queue: str = INGEST_QUEUE
+    # Only for the filesystem:// broker: the folder shared by every process of the demo.
+    broker_folder: Path | None = None
+
+    @property
+    def queue(self) -> str:
+        return host_queue(self.host_name)
+
+
+def sanitize_host_name(raw: str) -> str:
+    """Turn a machine's host name into one that is valid in a queue name and a URL."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._")[:128]
+    return name or "localhost"
+
+
+def _path(env: Mapping[str, str], key: str) -> Path | None:
+    value = env.get(key, "").strip()
+    if not value:
+        return None
+    return Path(os.path.abspath(os.path.expanduser(value)))
+
+
+def _number(env: Mapping[str, str], key: str, default: float, *, integer: bool = False) -> float:
+    value = env.get(key, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{key} must be {kind}, got {value!r}") from None
+    if number < 0 or number != number:  # NaN compares unequal to itself
+        raise ConfigError(f"{key} must not be negative, got {value!r}")
+    return number
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(os.path.abspath(base)) / "ocrdash-agent"
+
+
+def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read the agent's settings; raises ConfigError on a bad value."""
+    env = os.environ if env is None else env
+    broker_url = (
+        env.get("OCRDASH_BROKER_URL", "").strip()
+        or env.get("CELERY_BROKER_URL", "").strip()
+        or DEFAULT_BROKER_URL
+    )
+    if "://" not in broker_url:
+        raise ConfigError(f"OCRDASH_BROKER_URL must look like redis://host:port/db, got {broker_url!r}")
+
+    host_name = env.get("OCRDASH_HOST_NAME", "").strip() or sanitize_host_name(socket.gethostname())
+    if not re.fullmatch(HOST_NAME_PATTERN, host_name):
+        raise ConfigError(
+            f"OCRDASH_HOST_NAME must match {HOST_NAME_PATTERN} (it becomes a queue name), got {host_name!r}"
+        )
+
+    models_dir = _path(env, "OCRDASH_MODELS_DIR")
+    state_dir = _path(env, "OCRDASH_STATE_DIR") or default_state_dir(env)
+    if models_dir is not None and (state_dir == models_dir or models_dir in state_dir.parents):
+        # The walk would report the agent's own database as a model file.
+        raise ConfigError("OCRDASH_STATE_DIR must not be inside OCRDASH_MODELS_DIR")
+
+    broker_folder = _path(env, "OCRDASH_BROKER_FOLDER")
+    if broker_url.startswith("filesystem://") and broker_folder is None:
+        raise ConfigError("OCRDASH_BROKER_FOLDER is required when the broker is filesystem://")
+
+    ingest_queue = env.get("OCRDASH_INGEST_QUEUE", "").strip() or INGEST_QUEUE
+    return AgentConfig(
+        broker_url=broker_url,
+        host_name=host_name,
+        models_dir=models_dir,
+        state_dir=state_dir,
+        quarantine_days=_number(env, "OCRDASH_QUARANTINE_DAYS", DEFAULT_QUARANTINE_DAYS),
+        max_attempts=max(1, int(_number(env, "OCRDASH_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, integer=True))),
+        ingest_queue=ingest_queue,
+        broker_folder=broker_folder,
+    )

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from workers.aspose_backend import AsposeSession
+from workers.inventory import QUARANTINE_DIR, scan
+from workers.schema import ModelDirState
+from workers.state import StateDB
+from workers.tests.conftest import ASPOSE_MODEL, write
+
+
+def by_path(result) -> dict:
+    return {f.path: f for f in result.files}
+
+
+def test_walk_hashes_and_joins_with_aspose(session: AsposeSession, models_dir: Path, db: StateDB) -> None:
+    write(models_dir / "en_ocr_v1.gguf", b"current")
+    write(models_dir / "sub" / ASPOSE_MODEL, b"llama")
+    write(models_dir / "deep" / "er" / "old_fr_ocr_v1.bin", b"old")
+    write(models_dir / QUARANTINE_DIR / "r1" / "gone.bin", b"quarantined")
+    result = scan(session, db)
+    files = by_path(result)
+    assert sorted(files) == ["deep/er/old_fr_ocr_v1.bin", "en_ocr_v1.gguf", f"sub/{ASPOSE_MODEL}"]
+    assert files["en_ocr_v1.gguf"].sha256 == hashlib.sha256(b"current").hexdigest()
+    assert files["en_ocr_v1.gguf"].size == 7
+    assert files["en_ocr_v1.gguf"].mtime_ns == os.stat(models_dir / "en_ocr_v1.gguf").st_mtime_ns
+    assert files[f"sub/{ASPOSE_MODEL}"].known_to_aspose
+    assert not files["en_ocr_v1.gguf"].known_to_aspose
+    facts = result.facts
+    assert facts.model_dir_state is ModelDirState.OK
+    assert facts.model_dir == str(models_dir)
+    assert facts.disk_total and facts.disk_free is not None
+    assert facts.aspose_version.startswith("26.")
+
+
+def test_symlinks_are_reported_never_followed(
+    session: AsposeSession, models_dir: Path, db: StateDB, tmp_path: Path
+) -> None:
+    write(tmp_path / "outside" / "secret.bin", b"secret")
+    write(tmp_path / "outside" / "dir" / ASPOSE_MODEL, b"llama")
+    (models_dir / "link.bin").symlink_to(tmp_path / "outside" / "secret.bin")
+    (models_dir / "linkdir").symlink_to(tmp_path / "outside" / "dir")
+    result = scan(session, db)
+    files = by_path(result)
+    assert sorted(files) == ["link.bin", "linkdir"]
+    assert files["link.bin"].is_symlink and files["link.bin"].sha256 is None
+    # Aspose follows the linked folder, so removing the link would hide its model.
+    assert files["linkdir"].known_to_aspose
+    assert result.stats.files_hashed == 0
+
+
+def test_rescan_of_unchanged_files_reads_nothing(models_dir: Path, state_dir: Path) -> None:
+    write(models_dir / "a.gguf", b"a" * 3_000_000)
+    write(models_dir / "b.bin", b"b")
+    with AsposeSession(models_dir, state_dir) as session:
+        first = scan(session, StateDB(state_dir))
+    assert first.stats.files_hashed == 2 and first.stats.bytes_hashed == 3_000_001
+    with AsposeSession(models_dir, state_dir) as session:
+        second = scan(session, StateDB(state_dir))
+    assert second.stats.files_hashed == 0 and second.stats.bytes_hashed == 0
+    assert second.stats.cache_hits == 2
+    assert second.files == first.files
+    # A changed file is hashed again, and only that one.
+    write(models_dir / "b.bin", b"changed")
+    with AsposeSession(models_dir, state_dir) as session:
+        third = scan(session, StateDB(state_dir))
+    assert third.stats.files_hashed == 1
+    assert by_path(third)["b.bin"].sha256 == hashlib.sha256(b"changed").hexdigest()
+
+
+def test_missing_model_folder_is_a_state(tmp_path: Path, state_dir: Path, db: StateDB) -> None:
+    with AsposeSession(tmp_path / "absent", state_dir) as session:
+        result = scan(session, db)
+    assert result.facts.model_dir_state is ModelDirState.MISSING
+    assert "does not exist" in result.facts.model_dir_error
+    assert result.files == []
+
+
+def test_model_folder_that_is_a_file_is_unreadable(tmp_path: Path, state_dir: Path, db: StateDB) -> None:
+    write(tmp_path / "file")
+    with AsposeSession(tmp_path / "file", state_dir) as session:
+        result = scan(session, db)
+    assert result.facts.model_dir_state is ModelDirState.UNREADABLE
+    assert result.facts.model_dir_error

@@ -1,0 +1,1 @@
+"""The dashboard: hosts, snapshots, prune requests with two-person approval, audit."""

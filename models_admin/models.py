@@ -1,0 +1,356 @@
+"""The dashboard's domain: hosts, their inventory history, prune requests, and the audit trail.
+
+Transitions of a PruneRequest live in ``workflow.py`` (the one place); ingestion of agent
+reports in ``ingest.py``. These classes hold data, invariants and small read helpers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.utils import timezone
+
+from workers.schema import HOST_NAME_PATTERN, Outcome, PruneMode
+
+
+class Host(models.Model):
+    """An OCR host running the agent. Known by its name, which is also its queue's suffix."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending approval"  # reported itself; no order is sent to it
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"  # hidden from the overview; its history stays
+
+    class DirState(models.TextChoices):
+        OK = "ok", "OK"
+        MISSING = "missing", "Model folder missing"
+        UNREADABLE = "unreadable", "Model folder unreadable"
+        UNKNOWN = "unknown", "Not reported yet"
+
+    name = models.CharField(max_length=128, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    agent_version = models.CharField(max_length=64, blank=True)
+    aspose_version = models.CharField(max_length=64, blank=True)
+    model_dir = models.CharField(max_length=4096, blank=True)
+    model_dir_state = models.CharField(max_length=16, choices=DirState.choices, default=DirState.UNKNOWN)
+    disk_total = models.BigIntegerField(null=True, blank=True)
+    disk_free = models.BigIntegerField(null=True, blank=True)
+    # Denormalised from the current snapshot so the overview is one query for any fleet size.
+    current_snapshot = models.ForeignKey(
+        "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_count = models.PositiveIntegerField(default=0)
+    total_bytes = models.BigIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.CharField(max_length=150, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    NAME_PATTERN = HOST_NAME_PATTERN
+
+    def is_missing(self, now=None) -> bool:
+        """Silent for longer than OCRDASH["HOST_MISSING_AFTER_MINUTES"]."""
+        if self.last_seen is None:
+            return False
+        limit = timedelta(minutes=settings.OCRDASH["HOST_MISSING_AFTER_MINUTES"])
+        return (now or timezone.now()) - self.last_seen > limit
+
+    @property
+    def accepts_orders(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class Snapshot(models.Model):
+    """One distinct inventory of a host.
+
+    An inventory identical to the host's previous one (same digest) is not stored again: the
+    latest snapshot's ``last_seen_at`` and ``seen_count`` move instead, so history grows with
+    change, not with time. A snapshot is therefore valid from ``taken_at`` until the next
+    snapshot's ``taken_at``.
+    """
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="snapshots")
+    taken_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    seen_count = models.PositiveIntegerField(default=1)
+    # sha256 over the sorted (path, size, mtime_ns, sha256, known_to_aspose, is_symlink) rows.
+    digest = models.CharField(max_length=64)
+    file_count = models.PositiveIntegerField(default=0)
+    total_bytes = models.BigIntegerField(default=0)
+    model_dir_state = models.CharField(max_length=16, choices=Host.DirState.choices, default=Host.DirState.OK)
+    report_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-taken_at", "-id"]
+        indexes = [
+            # Host page history and "what did host X hold at time T": latest taken_at <= T.
+            models.Index(fields=["host", "-taken_at"], name="snapshot_host_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host.name} @ {self.taken_at:%Y-%m-%d %H:%M}"
+
+
+class ModelFile(models.Model):
+    """One file in one snapshot, named by identity (path, size, mtime_ns, sha256)."""
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=4096)
+    # The file name without folders: the "model" users look for across the fleet.
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    mtime_ns = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64, blank=True)
+    known_to_aspose = models.BooleanField(default=False)
+    is_symlink = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["snapshot", "path"], name="modelfile_unique_path")]
+        indexes = [
+            # Model page: which hosts hold this name / this hash.
+            models.Index(fields=["name"], name="modelfile_name"),
+            models.Index(fields=["sha256"], name="modelfile_sha256"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def mtime(self):
+        return datetime.fromtimestamp(self.mtime_ns / 1e9, tz=UTC)
+
+    def identity(self) -> dict:
+        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
+
+
+class PruneRequest(models.Model):
+    """A request to prune (or restore) files on one host. Transitions: see workflow.py."""
+
+    class Kind(models.TextChoices):
+        PRUNE = "prune", "Prune"
+        RESTORE = "restore", "Restore"
+
+    class State(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+        DISPATCHED = "dispatched", "Dispatched"
+        COMPLETED = "completed", "Completed"
+        PARTIAL = "partial", "Partially completed"
+        FAILED = "failed", "Failed"
+
+    OPEN_STATES = (State.PROPOSED, State.APPROVED, State.DISPATCHED)
+
+    Mode = models.TextChoices("Mode", [(m.name, m.value) for m in PruneMode])
+
+    # UUIDs in public URLs and in orders: nothing to enumerate, nothing to guess.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="prune_requests")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PRUNE)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PROPOSED)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=PruneMode.QUARANTINE.value)
+    reason = models.TextField()
+    policy = models.CharField(max_length=64, default="manual")
+    # The snapshot whose identities the items carry (what the approver saw).
+    snapshot = models.ForeignKey(Snapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # For a restore: the prune request whose quarantine it moves back.
+    restore_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="restores"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    dispatch_attempts = models.PositiveSmallIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    bytes_reclaimed = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Requests page (pending first), sweeper of expired/unanswered requests.
+            models.Index(fields=["state", "-created_at"], name="request_state_time"),
+            models.Index(fields=["host", "state"], name="request_host_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.short_id} on {self.host.name}"
+
+    @property
+    def short_id(self) -> str:
+        return self.id.hex[:8]
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
+
+    @property
+    def requested_by_name(self) -> str:
+        return self.requested_by.get_username() if self.requested_by else "policy"
+
+
+class PruneItem(models.Model):
+    """One file of a request, by identity, and how it ended on the host."""
+
+    Outcome = models.TextChoices("Outcome", [("PENDING", "pending")] + [(o.name, o.value) for o in Outcome])
+
+    request = models.ForeignKey(PruneRequest, on_delete=models.CASCADE, related_name="items")
+    path = models.CharField(max_length=4096)
+    size = models.BigIntegerField()
+    mtime_ns = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    known_to_aspose = models.BooleanField(default=False)
+    outcome = models.CharField(max_length=32, choices=Outcome.choices, default="pending")
+    detail = models.TextField(blank=True)
+    bytes_reclaimed = models.BigIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["request", "path"], name="pruneitem_unique_path")]
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+class ReceivedReport(models.Model):
+    """Every report that reached ingest: accepted ones (for idempotency) and rejected ones
+    (with the reason, shown in the UI). A report id is processed at most once."""
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    received_at = models.DateTimeField(default=timezone.now)
+    # Null only for a payload so malformed it carried no usable id.
+    report_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    host_name = models.CharField(max_length=255, blank=True)
+    host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="reports")
+    kind = models.CharField(max_length=32, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.TextField(blank=True)
+    # Rejected reports keep (a bounded part of) what arrived, to debug the sender.
+    payload = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["status", "-received_at"], name="report_status_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind or 'report'} from {self.host_name or '?'} ({self.status})"
+
+
+class AuditQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionDenied("audit events cannot be changed")
+
+    def delete(self):
+        raise PermissionDenied("audit events cannot be deleted")
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, on which host. Append-only.
+
+    No foreign keys on purpose: deleting a user or a host must not rewrite history (and
+    on PostgreSQL a trigger refuses UPDATE and DELETE on this table, see migration 0002).
+    """
+
+    class Action(models.TextChoices):
+        REPORT_INGESTED = "report_ingested", "Report ingested"
+        REPORT_REJECTED = "report_rejected", "Report rejected"
+        HOST_REGISTERED = "host_registered", "Host registered"
+        HOST_ACCEPTED = "host_accepted", "Host accepted"
+        HOST_RETIRED = "host_retired", "Host retired"
+        REQUEST_PROPOSED = "request_proposed", "Request proposed"
+        REQUEST_APPROVED = "request_approved", "Request approved"
+        REQUEST_REJECTED = "request_rejected", "Request rejected"
+        REQUEST_EXPIRED = "request_expired", "Request expired"
+        REQUEST_DISPATCHED = "request_dispatched", "Request dispatched"
+        DISPATCH_FAILED = "dispatch_failed", "Dispatch failed"
+        REQUEST_FINISHED = "request_finished", "Request finished"
+        ITEM_OUTCOME = "item_outcome", "Item outcome"
+        INVENTORY_ASKED = "inventory_asked", "Inventory asked"
+        FREE_ASKED = "free_asked", "Free resources asked"
+        RESOURCES_FREED = "resources_freed", "Resources freed"
+        QUARANTINE_PURGED = "quarantine_purged", "Quarantine purged"
+        AGENT_ERROR = "agent_error", "Agent error"
+        LOGIN_FAILED = "login_failed", "Login failed"
+        SETTINGS_CHANGED = "settings_changed", "Settings changed"
+        SNAPSHOTS_COMPACTED = "snapshots_compacted", "Snapshots compacted"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150)  # a username, "system", or "agent:<host>"
+    action = models.CharField(max_length=32, choices=Action.choices)
+    host = models.CharField(max_length=128, blank=True)
+    object_type = models.CharField(max_length=32, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            # Audit page filters: by host, by user, by action, each newest first.
+            models.Index(fields=["host", "-at"], name="audit_host_time"),
+            models.Index(fields=["actor", "-at"], name="audit_actor_time"),
+            models.Index(fields=["action", "-at"], name="audit_action_time"),
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.host}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionDenied("audit events cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionDenied("audit events cannot be deleted")
+
+    @classmethod
+    def record(
+        cls,
+        action: str,
+        *,
+        actor: str = "system",
+        host: str = "",
+        obj: models.Model | None = None,
+        **details,
+    ) -> AuditEvent:
+        """Append one event. Call it inside the transaction that made the change it records."""
+        return cls.objects.create(
+            action=action,
+            actor=actor,
+            host=host,
+            object_type=obj._meta.model_name if obj is not None else "",
+            object_id=str(obj.pk) if obj is not None else "",
+            details=details,
+        )

@@ -1,0 +1,58 @@
+"""Who may do what: the one place that maps groups to actions.
+
+Groups: viewer (read), operator (propose, ask for an inventory or a free), approver
+(approve, reject, restore, accept and retire hosts). Superusers may do everything. Roles are
+cumulative in practice: the setup command puts an approver in viewer too, but every check
+here looks only at the group that grants the action.
+"""
+
+from enum import StrEnum
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+
+
+class Action(StrEnum):
+    VIEW = "view"
+    PROPOSE = "propose"
+    REQUEST_INVENTORY = "request_inventory"
+    REQUEST_FREE = "request_free"
+    APPROVE = "approve"  # approve or reject a request
+    RESTORE = "restore"
+    MANAGE_HOSTS = "manage_hosts"  # accept, retire
+    CONFIGURE = "configure"  # schedules and retention
+
+
+GRANTS: dict[Action, frozenset[Role]] = {
+    Action.VIEW: frozenset(Role),
+    Action.PROPOSE: frozenset({Role.OPERATOR}),
+    Action.REQUEST_INVENTORY: frozenset({Role.OPERATOR}),
+    Action.REQUEST_FREE: frozenset({Role.OPERATOR}),
+    Action.APPROVE: frozenset({Role.APPROVER}),
+    Action.RESTORE: frozenset({Role.APPROVER}),
+    Action.MANAGE_HOSTS: frozenset({Role.APPROVER}),
+    Action.CONFIGURE: frozenset({Role.APPROVER}),
+}
+
+
+def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
+    if not user.is_authenticated or not user.is_active:
+        return frozenset()
+    if user.is_superuser:
+        return frozenset(Role)
+    # Cached on the user object: a page asks several times per request.
+    cached = getattr(user, "_ocrdash_roles", None)
+    if cached is None:
+        names = set(user.groups.values_list("name", flat=True))
+        cached = frozenset(r for r in Role if r.value in names)
+        user._ocrdash_roles = cached
+    return cached
+
+
+def can(user: AbstractBaseUser | AnonymousUser, action: Action) -> bool:
+    return bool(roles_of(user) & GRANTS[action])

@@ -1,0 +1,3 @@
+"""URLs of the dashboard's pages (names prefixed ``ocrdash-``)."""
+
+urlpatterns: list = []

@@ -1,0 +1,469 @@
+"""The PruneRequest state machine and the host actions that send orders: the one place.
+
+    proposed ──approve──▶ approved ──dispatch──▶ dispatched ──outcomes──▶ completed
+        │                                            │                    partial
+        ├──reject──▶ rejected                        └──no answer, N×──▶  failed
+        └──ttl────▶ expired
+
+Every transition locks the row (``select_for_update``), checks the current state, writes its
+AuditEvent in the same transaction, and leaves slow I/O (the broker) until after commit, so a
+rolled-back approval never sends. The claim approved → dispatched is a conditional UPDATE:
+a double click, a duplicate task or two sweepers racing all find 0 rows and do nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from workers.schema import SUCCESS_OUTCOMES, ItemOutcome, PruneMode
+
+from . import dispatch
+from .models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest
+
+log = logging.getLogger(__name__)
+State = PruneRequest.State
+Action = AuditEvent.Action
+
+
+class WorkflowError(Exception):
+    """A transition that is not allowed; ``str()`` is fit to show the user."""
+
+
+class NotAllowed(WorkflowError):
+    pass
+
+
+class WrongState(WorkflowError):
+    pass
+
+
+def actor_name(user) -> str:
+    return user.get_username() if user is not None else "system"
+
+
+def _locked(request_id) -> PruneRequest:
+    try:
+        return PruneRequest.objects.select_for_update().select_related("host").get(id=request_id)
+    except (PruneRequest.DoesNotExist, ValueError, TypeError):
+        raise WorkflowError(f"no such request: {request_id}") from None
+
+
+# ---------------------------------------------------------------- proposing
+
+
+def propose(
+    *,
+    host: Host,
+    files: Sequence[ModelFile],
+    reason: str,
+    user=None,
+    policy: str = "manual",
+    mode: str = PruneMode.QUARANTINE.value,
+) -> PruneRequest:
+    """Open a request to prune ``files`` (rows of one snapshot of ``host``).
+
+    Items copy each file's identity from that snapshot: the agent acts only if the file on
+    disk still matches what the approver was shown.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise WorkflowError("a request needs a reason")
+    if not files:
+        raise WorkflowError("select at least one file")
+    if host.status == Host.Status.RETIRED:
+        raise WorkflowError(f"{host.name} is retired")
+    snapshots = {f.snapshot_id for f in files}
+    if len(snapshots) != 1 or files[0].snapshot.host_id != host.id:
+        raise WorkflowError("all files must come from one inventory of this host")
+    if bad := [f.path for f in files if f.is_symlink or not f.sha256]:
+        raise WorkflowError(f"cannot prune links or unhashed files: {', '.join(bad[:3])}")
+    with transaction.atomic():
+        busy = set(
+            PruneItem.objects.filter(
+                request__host=host,
+                request__kind=PruneRequest.Kind.PRUNE,
+                request__state__in=PruneRequest.OPEN_STATES,
+                path__in=[f.path for f in files],
+            ).values_list("path", flat=True)
+        )
+        if busy:
+            raise WorkflowError(f"already in an open request: {', '.join(sorted(busy)[:3])}")
+        now = timezone.now()
+        request = PruneRequest.objects.create(
+            host=host,
+            kind=PruneRequest.Kind.PRUNE,
+            mode=mode,
+            reason=reason,
+            policy=policy,
+            snapshot_id=snapshots.pop(),
+            requested_by=user,
+            created_at=now,
+            expires_at=now + timedelta(hours=settings.OCRDASH["REQUEST_TTL_HOURS"]),
+        )
+        PruneItem.objects.bulk_create(
+            PruneItem(
+                request=request,
+                path=f.path,
+                size=f.size,
+                mtime_ns=f.mtime_ns,
+                sha256=f.sha256,
+                known_to_aspose=f.known_to_aspose,
+            )
+            for f in files
+        )
+        AuditEvent.record(
+            Action.REQUEST_PROPOSED,
+            actor=actor_name(user),
+            host=host.name,
+            obj=request,
+            kind=request.kind,
+            policy=policy,
+            reason=reason,
+            files=len(files),
+            bytes=sum(f.size for f in files),
+        )
+    return request
+
+
+def propose_restore(*, prune_request: PruneRequest, user, reason: str) -> PruneRequest:
+    """Open a request to move back what ``prune_request`` quarantined. It needs approval too."""
+    reason = reason.strip() or f"restore of {prune_request.short_id}"
+    if prune_request.kind != PruneRequest.Kind.PRUNE or prune_request.mode != PruneMode.QUARANTINE:
+        raise WorkflowError("only a quarantining prune request can be restored")
+    with transaction.atomic():
+        items = list(prune_request.items.filter(outcome=PruneItem.Outcome.QUARANTINED))
+        if not items:
+            raise WorkflowError("nothing of this request is in quarantine")
+        if prune_request.restores.filter(state__in=PruneRequest.OPEN_STATES).exists():
+            raise WorkflowError("a restore of this request is already open")
+        now = timezone.now()
+        request = PruneRequest.objects.create(
+            host=prune_request.host,
+            kind=PruneRequest.Kind.RESTORE,
+            mode=prune_request.mode,
+            reason=reason,
+            restore_of=prune_request,
+            requested_by=user,
+            created_at=now,
+            expires_at=now + timedelta(hours=settings.OCRDASH["REQUEST_TTL_HOURS"]),
+        )
+        PruneItem.objects.bulk_create(
+            PruneItem(
+                request=request,
+                path=i.path,
+                size=i.size,
+                mtime_ns=i.mtime_ns,
+                sha256=i.sha256,
+                known_to_aspose=i.known_to_aspose,
+            )
+            for i in items
+        )
+        AuditEvent.record(
+            Action.REQUEST_PROPOSED,
+            actor=actor_name(user),
+            host=request.host.name,
+            obj=request,
+            kind=request.kind,
+            restore_of=str(prune_request.id),
+            reason=reason,
+            files=len(items),
+        )
+    return request
+
+
+# ---------------------------------------------------------------- deciding
+
+
+def approve(request_id, user, comment: str = "") -> PruneRequest:
+    """Approve (two-person rule) and dispatch after commit."""
+    expire_stale(request_id=request_id)
+    with transaction.atomic():
+        request = _locked(request_id)
+        _check_decidable(request, user)
+        if not request.host.accepts_orders:
+            raise NotAllowed(
+                f"{request.host.name} is {request.host.get_status_display().lower()}: accept it first"
+            )
+        request.state = State.APPROVED
+        request.decided_by = user
+        request.decided_at = timezone.now()
+        request.decision_comment = comment.strip()
+        request.save(update_fields=["state", "decided_by", "decided_at", "decision_comment"])
+        AuditEvent.record(
+            Action.REQUEST_APPROVED,
+            actor=actor_name(user),
+            host=request.host.name,
+            obj=request,
+            comment=request.decision_comment,
+            requested_by=request.requested_by_name,
+        )
+        transaction.on_commit(lambda: dispatch_request(request.id))
+    return request
+
+
+def reject(request_id, user, comment: str = "") -> PruneRequest:
+    expire_stale(request_id=request_id)
+    with transaction.atomic():
+        request = _locked(request_id)
+        _check_decidable(request, user, rejecting=True)
+        request.state = State.REJECTED
+        request.decided_by = user
+        request.decided_at = timezone.now()
+        request.decision_comment = comment.strip()
+        request.finished_at = request.decided_at
+        request.save(update_fields=["state", "decided_by", "decided_at", "decision_comment", "finished_at"])
+        AuditEvent.record(
+            Action.REQUEST_REJECTED,
+            actor=actor_name(user),
+            host=request.host.name,
+            obj=request,
+            comment=request.decision_comment,
+        )
+    return request
+
+
+def _check_decidable(request: PruneRequest, user, rejecting: bool = False) -> None:
+    if request.state != State.PROPOSED:
+        raise WrongState(f"request is {request.get_state_display().lower()}, not proposed")
+    # Two-person rule: whoever asked for a deletion cannot also allow it. Withdrawing one's
+    # own request (rejecting it) is fine.
+    if not rejecting and request.requested_by_id is not None and request.requested_by_id == user.pk:
+        raise NotAllowed("you proposed this request: another approver must decide")
+
+
+def expire_stale(now: datetime | None = None, request_id=None) -> int:
+    """Expire proposed requests past their deadline (periodic, and before every decision,
+    in a transaction of its own so the expiry stays even when the decision is refused)."""
+    now = now or timezone.now()
+    count = 0
+    due = PruneRequest.objects.filter(state=State.PROPOSED, expires_at__lte=now)
+    if request_id is not None:
+        due = due.filter(id=request_id)
+    for request in due.select_related("host"):
+        with transaction.atomic():
+            updated = PruneRequest.objects.filter(id=request.id, state=State.PROPOSED).update(
+                state=State.EXPIRED, finished_at=now
+            )
+            if updated:
+                AuditEvent.record(Action.REQUEST_EXPIRED, host=request.host.name, obj=request)
+                count += 1
+    return count
+
+
+# ---------------------------------------------------------------- dispatching
+
+
+def dispatch_request(request_id) -> bool:
+    """Claim an approved request and send its order. False if someone else already did."""
+    now = timezone.now()
+    claimed = PruneRequest.objects.filter(id=request_id, state=State.APPROVED).update(
+        state=State.DISPATCHED, dispatched_at=now, dispatch_attempts=F("dispatch_attempts") + 1
+    )
+    if not claimed:
+        return False
+    _send(PruneRequest.objects.select_related("host").get(id=request_id))
+    return True
+
+
+def _send(request: PruneRequest) -> None:
+    """Send a claimed request's order. A broker failure is recorded, never raised: the
+    request stays dispatched and ``resend_unanswered`` tries again."""
+    order = dispatch.build_request_order(request)
+    try:
+        dispatch.send_order(order)
+    except dispatch.DispatchError as exc:
+        AuditEvent.record(
+            Action.DISPATCH_FAILED,
+            host=request.host.name,
+            obj=request,
+            error=str(exc),
+            attempt=request.dispatch_attempts,
+        )
+        return
+    AuditEvent.record(
+        Action.REQUEST_DISPATCHED,
+        host=request.host.name,
+        obj=request,
+        attempt=request.dispatch_attempts,
+        items=len(order.items) if hasattr(order, "items") else len(order.paths or []),
+    )
+
+
+def resend_unanswered(now: datetime | None = None) -> tuple[int, int]:
+    """Re-send dispatched requests with no answer; fail them after the last attempt (periodic).
+
+    Re-sending is safe because the agent is idempotent by request id. Returns (resent, failed).
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(minutes=settings.OCRDASH["RESEND_AFTER_MINUTES"])
+    max_attempts = settings.OCRDASH["MAX_DISPATCH_ATTEMPTS"]
+    resent = failed = 0
+    stale = PruneRequest.objects.filter(state=State.DISPATCHED).filter(
+        Q(dispatched_at__lte=cutoff) | Q(dispatched_at__isnull=True)
+    )
+    for request in stale.select_related("host"):
+        if request.dispatch_attempts >= max_attempts:
+            if _finish_without_answer(request, now, f"no answer after {request.dispatch_attempts} attempts"):
+                failed += 1
+            continue
+        claimed = PruneRequest.objects.filter(
+            id=request.id, state=State.DISPATCHED, dispatch_attempts=request.dispatch_attempts
+        ).update(dispatched_at=now, dispatch_attempts=F("dispatch_attempts") + 1)
+        if claimed:
+            request.refresh_from_db()
+            _send(request)
+            resent += 1
+    return resent, failed
+
+
+def _finish_without_answer(request: PruneRequest, now: datetime, reason: str) -> bool:
+    with transaction.atomic():
+        updated = PruneRequest.objects.filter(id=request.id, state=State.DISPATCHED).update(
+            state=State.FAILED, finished_at=now
+        )
+        if not updated:
+            return False
+        request.items.filter(outcome=PruneItem.Outcome.PENDING).update(
+            outcome=PruneItem.Outcome.ERROR, detail=reason, finished_at=now
+        )
+        AuditEvent.record(
+            Action.REQUEST_FINISHED, host=request.host.name, obj=request, state=State.FAILED, reason=reason
+        )
+    return True
+
+
+# ---------------------------------------------------------------- answers from the agent
+
+
+def record_outcomes(
+    request_id, outcomes: Iterable[ItemOutcome], *, report_id: str = ""
+) -> PruneRequest | None:
+    """Store the agent's per-item outcomes and finish the request. Call inside ingest's
+    transaction. A request already finished is left as it is (a duplicate answer)."""
+    try:
+        request = _locked(request_id)
+    except WorkflowError:
+        return None
+    if request.state != State.DISPATCHED:
+        return request
+    now = timezone.now()
+    items = {item.path: item for item in request.items.all()}
+    agent = f"agent:{request.host.name}"
+    for outcome in outcomes:
+        item = items.get(outcome.path)
+        if item is None:
+            continue  # the agent answers only for what it was sent; anything else is noise
+        item.outcome = outcome.outcome.value
+        item.detail = outcome.detail
+        item.bytes_reclaimed = outcome.bytes_reclaimed
+        item.finished_at = now
+        AuditEvent.record(
+            Action.ITEM_OUTCOME,
+            actor=agent,
+            host=request.host.name,
+            obj=request,
+            path=item.path,
+            size=item.size,
+            sha256=item.sha256,
+            outcome=item.outcome,
+            detail=item.detail,
+            bytes_reclaimed=item.bytes_reclaimed,
+        )
+    for item in items.values():
+        if item.outcome == PruneItem.Outcome.PENDING:
+            item.outcome, item.detail, item.finished_at = PruneItem.Outcome.ERROR, "no outcome reported", now
+    PruneItem.objects.bulk_update(items.values(), ["outcome", "detail", "bytes_reclaimed", "finished_at"])
+    succeeded = sum(1 for i in items.values() if i.outcome in SUCCESS_OUTCOMES)
+    if succeeded == len(items):
+        request.state = State.COMPLETED
+    elif succeeded:
+        request.state = State.PARTIAL
+    else:
+        request.state = State.FAILED
+    request.finished_at = now
+    request.bytes_reclaimed = sum(i.bytes_reclaimed for i in items.values())
+    request.save(update_fields=["state", "finished_at", "bytes_reclaimed"])
+    AuditEvent.record(
+        Action.REQUEST_FINISHED,
+        actor=agent,
+        host=request.host.name,
+        obj=request,
+        state=request.state,
+        succeeded=succeeded,
+        items=len(items),
+        bytes_reclaimed=request.bytes_reclaimed,
+        report_id=report_id,
+    )
+    return request
+
+
+def record_agent_error(request_id, reason: str) -> PruneRequest | None:
+    """The agent refused or failed a whole order (expired, malformed, gave up): fail it."""
+    try:
+        request = _locked(request_id)
+    except WorkflowError:
+        return None
+    if request.state != State.DISPATCHED:
+        return request
+    _finish_without_answer(request, timezone.now(), f"agent error: {reason}")
+    request.refresh_from_db()
+    return request
+
+
+# ---------------------------------------------------------------- host actions
+
+
+def _send_host_order(host: Host, user, order, action: str) -> None:
+    if not host.accepts_orders:
+        raise NotAllowed(f"{host.name} is {host.get_status_display().lower()}: no orders are sent to it")
+    try:
+        dispatch.send_order(order)
+    except dispatch.DispatchError as exc:
+        raise WorkflowError(str(exc)) from exc
+    AuditEvent.record(action, actor=actor_name(user), host=host.name, obj=host, request_id=order.request_id)
+
+
+def ask_inventory(host: Host, user) -> None:
+    """Ask a host for a fresh inventory now."""
+    _send_host_order(host, user, dispatch.inventory_order(host.name), Action.INVENTORY_ASKED)
+
+
+def ask_free(host: Host, user) -> None:
+    """Ask a host's agent to free the OCR engine's resources now."""
+    _send_host_order(host, user, dispatch.free_order(host.name), Action.FREE_ASKED)
+
+
+def accept_host(host: Host, user) -> Host:
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        if host.status == Host.Status.ACTIVE:
+            return host
+        host.status = Host.Status.ACTIVE
+        host.accepted_by = actor_name(user)
+        host.accepted_at = timezone.now()
+        host.save(update_fields=["status", "accepted_by", "accepted_at"])
+        AuditEvent.record(Action.HOST_ACCEPTED, actor=actor_name(user), host=host.name, obj=host)
+    return host
+
+
+def retire_host(host: Host, user) -> Host:
+    """Hide a host from the overview; its open requests can no longer be sent."""
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        if host.status == Host.Status.RETIRED:
+            return host
+        host.status = Host.Status.RETIRED
+        host.save(update_fields=["status"])
+        for request in host.prune_requests.filter(state=State.PROPOSED):
+            request.state, request.finished_at = State.EXPIRED, timezone.now()
+            request.save(update_fields=["state", "finished_at"])
+            AuditEvent.record(Action.REQUEST_EXPIRED, host=host.name, obj=request, reason="host retired")
+        AuditEvent.record(Action.HOST_RETIRED, actor=actor_name(user), host=host.name, obj=host)
+    return host

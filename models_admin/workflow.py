@@ -2,7 +2,7 @@
 
     proposed ──approve──▶ approved ──dispatch──▶ dispatched ──outcomes──▶ completed
         │                                            │                    partial
-        ├──reject──▶ rejected                        └──no answer, N×──▶  failed
+        ├──reject──▶ rejected                        └──no answer, N x─▶  failed
         └──ttl────▶ expired
 
 Every transition locks the row (``select_for_update``), checks the current state, writes its

@@ -20,10 +20,10 @@ from pathlib import Path
 from workers import __version__
 from workers.aspose_backend import AsposeSession, ModelDirNotFound, aspose_version
 from workers.hashing import HashCache, HashStats
+from workers.prune import QUARANTINE_DIR
 from workers.schema import FileEntry, HostFacts, InventoryReport, ModelDirState
 from workers.state import StateDB
 
-QUARANTINE_DIR = ".ocrdash-quarantine"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO that replaced a file between scandir and open must not hang the walk.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

@@ -1,0 +1,463 @@
+"""Safe removal of model files: the one place that turns a relative path from an order into a file.
+
+An order names a file by identity (relative path, size, mtime_ns, sha256). Between the
+approver's look and this code, anything may have happened to that path: the file replaced,
+a folder on the way swapped for a symlink to ``/etc``, a hard link planted to a system file.
+So nothing here resolves a path as a string. Every component is opened relative to the
+previous directory's file descriptor with O_NOFOLLOW, the file itself is opened with
+O_NOFOLLOW and checked through its descriptor (fstat, hash of the descriptor's bytes), and
+the move names source and target by directory descriptors (renameat2 with RENAME_NOREPLACE),
+so no symlink swapped in after a check can redirect it. After the move we check that what
+landed in quarantine is the inode we checked; if a swap got in between, it is moved back.
+
+Default mode is quarantine: ``<root>/.ocrdash-quarantine/<request-id>/<relative path>``,
+restorable, purged after the retention period. Delete mode goes through the same move and
+then unlinks from quarantine, so the unlink can only ever hit the inode that was checked.
+Every item's outcome is recorded per request id; a redelivered order reports the recorded
+outcomes and touches nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+
+from workers.hashing import HashCache
+from workers.schema import FileIdentity, ItemOutcome, Outcome, PruneMode
+from workers.state import StateDB
+
+QUARANTINE_DIR = ".ocrdash-quarantine"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted in place of a model must not hang the agent.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_RENAME_NOREPLACE = 1
+
+
+class _Stop(Exception):
+    """Ends one item with an outcome (not a failure of the whole order)."""
+
+    def __init__(self, outcome: Outcome, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+def _refuse(detail: str) -> _Stop:
+    return _Stop(Outcome.REFUSED, detail)
+
+
+def check_request_id(request_id: str) -> str:
+    """The request id becomes a folder name in quarantine: only plain names are accepted."""
+    if not re.fullmatch(REQUEST_ID_PATTERN, request_id) or request_id in {".", ".."}:
+        raise ValueError(f"request id {request_id!r} is not usable as a folder name")
+    return request_id
+
+
+def split_relpath(path: str) -> list[str]:
+    """The components of a path from an order, or _Stop(REFUSED) for anything but a plain relative path."""
+    if "\x00" in path:
+        raise _refuse("path contains a NUL byte")
+    if path.startswith("/"):
+        raise _refuse("absolute path")
+    parts = path.split("/")
+    if ".." in parts:
+        raise _refuse("path contains '..'")
+    if any(p in {"", "."} for p in parts):
+        raise _refuse("path is not in normal form (empty or '.' component)")
+    if parts[0] == QUARANTINE_DIR:
+        raise _refuse("path is inside the quarantine folder")
+    return parts
+
+
+# ---------------------------------------------------------------- descriptor helpers
+
+
+def _open_dir(name: str, dir_fd: int) -> int:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise _Stop(Outcome.SKIPPED_MISSING, f"folder {name!r} does not exist") from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _refuse(f"{name!r} on the path is a symlink or not a folder") from None
+        raise
+
+
+@contextmanager
+def _dir_chain(root_fd: int, parts: Iterable[str], *, create: bool = False) -> Iterator[int]:
+    """The descriptor of the folder ``parts`` under ``root_fd``, never through a symlink."""
+    root_st = os.fstat(root_fd)
+    with ExitStack() as stack:
+        fd = root_fd
+        for name in parts:
+            if create:
+                with suppress(FileExistsError):
+                    os.mkdir(name, 0o700, dir_fd=fd)
+            fd = _open_dir(name, fd)
+            stack.callback(os.close, fd)
+            if os.fstat(fd).st_dev != root_st.st_dev:
+                raise _refuse(f"folder {name!r} is on another file system")
+        yield fd
+
+
+def _libc_renameat2():  # type: ignore[no-untyped-def]
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+
+
+_renameat2 = _libc_renameat2()
+
+
+def rename_noreplace(src_dir_fd: int, src: str, dst_dir_fd: int, dst: str) -> None:
+    """Move ``src`` to ``dst`` (both relative to directory descriptors); never overwrite ``dst``.
+
+    Raises FileExistsError if ``dst`` exists and OSError(EXDEV) across file systems: a move
+    that would need copy-then-delete is not done.
+    """
+    if _renameat2 is not None:
+        if _renameat2(src_dir_fd, os.fsencode(src), dst_dir_fd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS):
+            raise OSError(err, os.strerror(err), src)
+    # File system without RENAME_NOREPLACE: link() also refuses an existing target, atomically.
+    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir_fd)
+
+
+def open_holders(dev: int, ino: int) -> list[str]:
+    """Other processes that hold the file open or mapped, as "pid (command)".
+
+    Compares (st_dev, st_ino) of every /proc/*/fd link, so a file renamed or opened through
+    another path is still recognised; /proc/*/maps catches a model mmapped after its fd was
+    closed (llama.cpp-style loaders do that with GGUF files).
+    """
+    me = os.getpid()
+    major, minor = os.major(dev), os.minor(dev)
+    holders = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        if _holds_fd(pid, dev, ino) or _maps(pid, major, minor, ino):
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                comm = "?"
+            holders.append(f"{pid} ({comm})")
+    return holders
+
+
+def _holds_fd(pid: str, dev: int, ino: int) -> bool:
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            st = os.stat(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if st.st_ino == ino and st.st_dev == dev:
+            return True
+    return False
+
+
+def _maps(pid: str, major: int, minor: int, ino: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) >= 5 and fields[4] == str(ino):
+                    ma, mi = fields[3].split(":")
+                    if (int(ma, 16), int(mi, 16)) == (major, minor):
+                        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+# ---------------------------------------------------------------- prune
+
+
+class Pruner:
+    """Prunes the items of one request under ``root``; see the module docstring for the rules."""
+
+    def __init__(self, root: Path, db: StateDB, cache: HashCache | None = None) -> None:
+        self.root = Path(root)
+        self.db = db
+        self.cache = cache or HashCache(db)
+
+    def prune(self, request_id: str, items: list[FileIdentity], mode: PruneMode) -> list[ItemOutcome]:
+        check_request_id(request_id)
+        recorded = self.db.item_outcomes("prune", request_id)
+        outcomes = []
+        try:
+            root_fd: int | None = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            root_fd, root_error = None, f"model folder cannot be opened: {exc.strerror}"
+        try:
+            for item in items:
+                if item.path in recorded:
+                    outcome, detail, size = recorded[item.path]
+                    outcomes.append(
+                        ItemOutcome(
+                            path=item.path, outcome=Outcome(outcome), detail=detail, bytes_reclaimed=size
+                        )
+                    )
+                    continue
+                if root_fd is None:
+                    result = ItemOutcome(path=item.path, outcome=Outcome.ERROR, detail=root_error)
+                else:
+                    result = self._one(root_fd, request_id, item, mode)
+                self.db.record_item(
+                    "prune", request_id, item.path, result.outcome, result.detail, result.bytes_reclaimed
+                )
+                recorded[item.path] = (result.outcome, result.detail, result.bytes_reclaimed)
+                outcomes.append(result)
+        finally:
+            if root_fd is not None:
+                os.close(root_fd)
+        return outcomes
+
+    def _one(self, root_fd: int, request_id: str, item: FileIdentity, mode: PruneMode) -> ItemOutcome:
+        try:
+            outcome, detail, size = self._checked_move(root_fd, request_id, item, mode)
+        except _Stop as stop:
+            outcome, detail, size = stop.outcome, stop.detail, 0
+        except OSError as exc:
+            outcome, detail, size = Outcome.ERROR, f"{exc.strerror or exc}", 0
+        return ItemOutcome(path=item.path, outcome=outcome, detail=detail[:2000], bytes_reclaimed=size)
+
+    def _checked_move(
+        self, root_fd: int, request_id: str, item: FileIdentity, mode: PruneMode
+    ) -> tuple[Outcome, str, int]:
+        parts = split_relpath(item.path)
+        *folders, name = parts
+        quarantine = [QUARANTINE_DIR, request_id, *folders]
+        with _dir_chain(root_fd, folders) as parent_fd:
+            try:
+                st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return self._already_moved(root_fd, quarantine, name, item, mode)
+            if stat.S_ISLNK(st.st_mode):
+                raise _refuse("the file is a symlink")
+            if not stat.S_ISREG(st.st_mode):
+                raise _refuse("not a regular file")
+            try:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=parent_fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise _refuse("the file is a symlink") from None
+                raise
+            try:
+                st = self._verify(fd, root_fd, item)
+                holders = open_holders(st.st_dev, st.st_ino)
+                if holders:
+                    raise _Stop(Outcome.SKIPPED_IN_USE, "open in " + ", ".join(holders[:10]))
+                with _dir_chain(root_fd, quarantine, create=True) as q_fd:
+                    self._move(parent_fd, q_fd, name, st)
+                    if mode is PruneMode.DELETE:
+                        os.unlink(name, dir_fd=q_fd)
+                        return Outcome.DELETED, "", st.st_size
+                    return Outcome.QUARANTINED, f"{QUARANTINE_DIR}/{request_id}/{item.path}", st.st_size
+            finally:
+                os.close(fd)
+
+    def _verify(self, fd: int, root_fd: int, item: FileIdentity) -> os.stat_result:
+        """fstat and hash the open file against the ordered identity."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse("not a regular file")
+        if st.st_dev != os.fstat(root_fd).st_dev:
+            raise _refuse("the file is on another file system than the model folder")
+        if st.st_nlink > 1:
+            # Another name for the same bytes may live anywhere (even outside the root).
+            raise _refuse(f"the file is hard-linked ({st.st_nlink} links)")
+        if (st.st_size, st.st_mtime_ns) != (item.size, item.mtime_ns):
+            raise _Stop(
+                Outcome.SKIPPED_CHANGED,
+                f"size/mtime now {st.st_size}/{st.st_mtime_ns}, ordered {item.size}/{item.mtime_ns}",
+            )
+        digest = self.cache.sha256_fd(fd)
+        if digest is None:
+            raise _Stop(Outcome.SKIPPED_CHANGED, "the file changed while it was being hashed")
+        if digest != item.sha256:
+            raise _Stop(Outcome.SKIPPED_CHANGED, "content differs from the ordered sha256")
+        return st
+
+    def _move(self, parent_fd: int, q_fd: int, name: str, st: os.stat_result) -> None:
+        try:
+            rename_noreplace(parent_fd, name, q_fd, name)
+        except FileExistsError:
+            raise _Stop(Outcome.ERROR, "the quarantine already holds a file at this path") from None
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise _refuse("the move would cross file systems") from None
+            raise
+        moved = os.stat(name, dir_fd=q_fd, follow_symlinks=False)
+        if (moved.st_dev, moved.st_ino) != (st.st_dev, st.st_ino):
+            # The name was swapped between our checks and the rename: put the stranger back.
+            try:
+                rename_noreplace(q_fd, name, parent_fd, name)
+            except OSError as exc:
+                raise _Stop(
+                    Outcome.ERROR, f"the file was replaced during the move and could not be put back: {exc}"
+                ) from None
+            raise _Stop(Outcome.SKIPPED_CHANGED, "the file was replaced during the move")
+
+    def _already_moved(
+        self, root_fd: int, quarantine: list[str], name: str, item: FileIdentity, mode: PruneMode
+    ) -> tuple[Outcome, str, int]:
+        """The original is gone: an interrupted earlier run of this request may have moved it."""
+        try:
+            with _dir_chain(root_fd, quarantine) as q_fd:
+                fd = os.open(name, _FILE_FLAGS, dir_fd=q_fd)
+                try:
+                    self._verify(fd, root_fd, item)
+                finally:
+                    os.close(fd)
+                if mode is PruneMode.DELETE:
+                    os.unlink(name, dir_fd=q_fd)
+                    return Outcome.DELETED, "", item.size
+                return Outcome.QUARANTINED, f"{'/'.join(quarantine[:2])}/{item.path}", item.size
+        except (_Stop, FileNotFoundError):
+            return Outcome.SKIPPED_MISSING, "the file no longer exists", 0
+
+
+# ---------------------------------------------------------------- restore
+
+
+def _quarantined_files(dir_fd: int, prefix: str = "") -> list[str]:
+    found = []
+    with os.scandir(dir_fd) as it:
+        for entry in sorted(it, key=lambda e: e.name):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    found.extend(_quarantined_files(sub, f"{prefix}{entry.name}/"))
+                finally:
+                    os.close(sub)
+            else:
+                found.append(f"{prefix}{entry.name}")
+    return found
+
+
+def restore(
+    root: Path, db: StateDB, request_id: str, prune_request_id: str, paths: list[str] | None = None
+) -> list[ItemOutcome]:
+    """Move files quarantined by ``prune_request_id`` back to where they were; never overwrite."""
+    check_request_id(request_id)
+    check_request_id(prune_request_id)
+    recorded = db.item_outcomes("restore", request_id)
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if paths is None:
+            try:
+                with _dir_chain(root_fd, [QUARANTINE_DIR, prune_request_id]) as q_fd:
+                    paths = _quarantined_files(q_fd)
+            except _Stop:
+                paths = []
+            paths = sorted(set(paths) | set(recorded))
+        outcomes = []
+        for path in paths:
+            if path in recorded:
+                outcome, detail, _ = recorded[path]
+                outcomes.append(ItemOutcome(path=path, outcome=outcome, detail=detail))
+                continue
+            try:
+                outcome, detail = _restore_one(root_fd, prune_request_id, path)
+            except _Stop as stop:
+                outcome, detail = stop.outcome, stop.detail
+            except OSError as exc:
+                outcome, detail = Outcome.ERROR, str(exc.strerror or exc)
+            db.record_item("restore", request_id, path, outcome, detail, 0)
+            recorded[path] = (outcome, detail, 0)
+            outcomes.append(ItemOutcome(path=path, outcome=outcome, detail=detail[:2000]))
+        return outcomes
+    finally:
+        os.close(root_fd)
+
+
+def _restore_one(root_fd: int, prune_request_id: str, path: str) -> tuple[Outcome, str]:
+    *folders, name = split_relpath(path)
+    with _dir_chain(root_fd, [QUARANTINE_DIR, prune_request_id, *folders]) as q_fd:
+        try:
+            st = os.stat(name, dir_fd=q_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise _Stop(Outcome.SKIPPED_MISSING, "not in this request's quarantine") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise _refuse("not a regular file")
+        with _dir_chain(root_fd, folders, create=True) as dst_fd:
+            try:
+                rename_noreplace(q_fd, name, dst_fd, name)
+            except FileExistsError:
+                raise _refuse("a file now exists at the original path; it is not overwritten") from None
+    return Outcome.RESTORED, ""
+
+
+# ---------------------------------------------------------------- purge
+
+
+def _tree_bytes(dir_fd: int) -> int:
+    total = 0
+    with os.scandir(dir_fd) as it:
+        for entry in it:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    total += _tree_bytes(sub)
+                finally:
+                    os.close(sub)
+            elif stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def purge(root: Path, db: StateDB, retention_days: float, now: float | None = None) -> tuple[list[str], int]:
+    """Delete quarantine folders older than the retention; returns (request ids, bytes freed).
+
+    The age of a request's quarantine is when its first item was recorded; without a record
+    (another agent's state folder), the folder's mtime.
+    """
+    now = time.time() if now is None else now
+    purged: list[str] = []
+    freed = 0
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            with _dir_chain(root_fd, [QUARANTINE_DIR]) as base_fd:
+                for name in sorted(os.listdir(base_fd)):
+                    st = os.stat(name, dir_fd=base_fd, follow_symlinks=False)
+                    if not stat.S_ISDIR(st.st_mode):
+                        continue
+                    since = db.request_time("prune", name) or st.st_mtime
+                    if now - since < retention_days * 86400:
+                        continue
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=base_fd)
+                    try:
+                        size = _tree_bytes(sub)
+                    finally:
+                        os.close(sub)
+                    # rmtree with dir_fd works through descriptors and does not follow symlinks.
+                    shutil.rmtree(name, dir_fd=base_fd)
+                    purged.append(name)
+                    freed += size
+        except _Stop:  # no quarantine folder (or it is a symlink): nothing of ours to purge
+            return [], 0
+    finally:
+        os.close(root_fd)
+    return purged, freed

@@ -1,0 +1,110 @@
+"""Small presentation helpers shared by every page: badges, sizes, times, the nav's counter."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+from django.conf import settings
+from django.contrib.humanize.templatetags.humanize import naturaltime
+from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+from django.utils.html import format_html
+
+from ..models import Host, PruneItem, PruneRequest
+from ..roles import roles_of
+
+register = template.Library()
+
+# One colour per meaning, everywhere: green = done/fine, yellow = waits for a person,
+# blue = in flight, red = went wrong, grey = over without effect.
+STATE_COLOURS = {
+    PruneRequest.State.PROPOSED: "warning",
+    PruneRequest.State.APPROVED: "info",
+    PruneRequest.State.DISPATCHED: "primary",
+    PruneRequest.State.COMPLETED: "success",
+    PruneRequest.State.PARTIAL: "warning",
+    PruneRequest.State.FAILED: "danger",
+    PruneRequest.State.REJECTED: "secondary",
+    PruneRequest.State.EXPIRED: "secondary",
+    Host.Status.PENDING: "warning",
+    Host.Status.ACTIVE: "success",
+    Host.Status.RETIRED: "secondary",
+    "pending": "secondary",
+    "quarantined": "success",
+    "deleted": "success",
+    "restored": "success",
+    "skipped_changed": "warning",
+    "skipped_missing": "warning",
+    "skipped_in_use": "warning",
+    "refused": "danger",
+    "error": "danger",
+}
+
+
+@register.simple_tag
+def pending_request_count() -> int:
+    """For the nav's badge: one COUNT served by the request_state_time index."""
+    return PruneRequest.objects.filter(state=PruneRequest.State.PROPOSED).count()
+
+
+@register.simple_tag
+def user_roles(user) -> str:
+    return ", ".join(sorted(r.value for r in roles_of(user))) or "no role"
+
+
+@register.simple_tag
+def state_badge(value: str, label: str = "") -> str:
+    colour = STATE_COLOURS.get(value, "secondary")
+    text_class = " text-dark" if colour in ("warning", "info") else ""
+    return format_html(
+        '<span class="badge text-bg-{}{}">{}</span>', colour, text_class, label or value.replace("_", " ")
+    )
+
+
+@register.filter
+def outcome_label(value: str) -> str:
+    return dict(PruneItem.Outcome.choices).get(value, value).replace("_", " ")
+
+
+@register.filter
+def reltime(value: datetime | None, empty: str = "never") -> str:
+    """'3 minutes ago' with the exact time on hover: readable at a glance, exact when needed."""
+    if value is None:
+        return format_html('<span class="text-body-secondary">{}</span>', empty)
+    exact = timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, naturaltime(value))
+
+
+@register.filter
+def size(value: int | None) -> str:
+    """Human size with the exact byte count on hover."""
+    if value is None:
+        return format_html('<span class="text-body-secondary">{}</span>', "–")
+    return format_html('<span title="{} bytes">{}</span>', f"{value:,}", filesizeformat(value))
+
+
+@register.filter
+def short_sha(value: str) -> str:
+    if not value:
+        return format_html('<span class="text-body-secondary">{}</span>', "not hashed")
+    return format_html('<code class="sha" title="{}">{}</code>', value, value[:12])
+
+
+@register.filter
+def is_stale_name(name: str) -> bool:
+    return name.startswith(settings.OCRDASH["STALE_PREFIX"])
+
+
+@register.filter
+def used_percent(host: Host) -> int | None:
+    if not host.disk_total or host.disk_free is None:
+        return None
+    return round(100 * (host.disk_total - host.disk_free) / host.disk_total)
+
+
+@register.filter
+def bar_colour(percent: int | None) -> str:
+    if percent is None:
+        return "secondary"
+    return "danger" if percent >= 90 else "warning" if percent >= 75 else "success"

@@ -1,0 +1,49 @@
+# Two commands from a fresh clone: `make demo` and `make test` (see README.md).
+# Everything runs from the project's own virtualenv in .venv, created on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: help install demo test test-fast lint format clean-demo
+
+help:
+	@echo "make demo       run the whole system on this machine (SQLite, no servers needed)"
+	@echo "make test       ruff, then the whole test suite (needs PostgreSQL and Redis)"
+	@echo "make test-fast  the suite without the slow end-to-end and browser tests"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make format     ruff format and ruff check --fix"
+	@echo "make clean-demo forget the demo's database, broker folder and model folders"
+
+# The stamp is newer than pyproject.toml once the install succeeded, so a change of pins
+# reinstalls and an unchanged checkout does not touch the network.
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ocrdash needs Python 3.11 or newer (set PYTHON=...)")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dashboard,dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/python scripts/demo.py --port $(PORT)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/.installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -m "not slow"
+
+clean-demo:
+	rm -rf var/demo

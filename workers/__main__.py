@@ -1,0 +1,148 @@
+"""Command line of the agent.
+
+``python -m workers audit --models-dir DIR``: the Aspose tutorial's audit for one host without
+any dashboard: list the models, quarantine the OLD ones (name starts with the prefix), free.
+``python -m workers agent``: run this host's Celery worker on its own queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from workers.config import ConfigError, default_state_dir, load_config
+
+
+def _fail(reason: str, status: int = 2) -> int:
+    print(f"error: {reason}", file=sys.stderr)
+    return status
+
+
+def _human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def audit(args: argparse.Namespace) -> int:
+    from workers.aspose_backend import AsposeSession
+    from workers.inventory import scan
+    from workers.prune import Pruner
+    from workers.schema import FileIdentity, ModelDirState, Outcome, PruneMode
+    from workers.state import StateDB
+
+    models_dir = Path(os.path.abspath(args.models_dir))
+    if not models_dir.is_dir():
+        return _fail(f"model folder does not exist or is not a folder: {models_dir}")
+    state_dir = Path(os.path.abspath(args.state_dir)) if args.state_dir else default_state_dir(os.environ)
+    db = StateDB(state_dir)
+    request_id = f"audit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+    with AsposeSession(models_dir, state_dir) as session:
+        result = scan(session, db)
+        if result.facts.model_dir_state is not ModelDirState.OK:
+            return _fail(result.facts.model_dir_error)
+        old = [f for f in result.files if f.path.rsplit("/", 1)[-1].startswith(args.prune_prefix)]
+        items = [
+            FileIdentity(path=f.path, size=f.size, mtime_ns=f.mtime_ns, sha256=f.sha256)
+            for f in old
+            if f.sha256 is not None and not f.is_symlink
+        ]
+        outcomes = (
+            []
+            if args.dry_run or not items
+            else Pruner(models_dir, db).prune(request_id, items, PruneMode.QUARANTINE)
+        )
+    old_paths = {f.path for f in old}
+    reclaimed = sum(o.bytes_reclaimed for o in outcomes)
+
+    document: dict[str, Any] = {
+        "model_dir": str(models_dir),
+        "request_id": None if args.dry_run else request_id,
+        "dry_run": args.dry_run,
+        "files": [
+            {**f.model_dump(mode="json"), "status": "OLD" if f.path in old_paths else "CURRENT"}
+            for f in result.files
+        ],
+        "outcomes": [o.model_dump(mode="json") for o in outcomes],
+        "bytes_reclaimed": reclaimed,
+        "freed": session.freed,
+    }
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(f"Models in {models_dir}")
+        for f in result.files:
+            status = "OLD" if f.path in old_paths else "CURRENT"
+            notes = ", ".join(
+                n for n, on in (("loaded by Aspose", f.known_to_aspose), ("symlink", f.is_symlink)) if on
+            )
+            print(f"  {status:<8} {_human_size(f.size):>10}  {f.path}" + (f"  ({notes})" if notes else ""))
+        if not result.files:
+            print("  (no files)")
+        if args.dry_run:
+            print(f"Dry run: {len(items)} OLD file(s) would be quarantined.")
+        for o in outcomes:
+            print(f"  {o.outcome.value:<16} {o.path}" + (f"  {o.detail}" if o.detail else ""))
+        if outcomes:
+            print(f"Reclaimed {_human_size(reclaimed)}; restore with request id {request_id}.")
+        print("Aspose resources freed." if session.freed else "Aspose resources NOT freed.")
+    failed = [o for o in outcomes if o.outcome is Outcome.ERROR]
+    if failed:
+        print(f"error: {len(failed)} file(s) could not be quarantined", file=sys.stderr)
+        return 1
+    return 0 if session.freed else 1
+
+
+def agent(args: argparse.Namespace) -> int:
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    from workers.celery_app import create_app
+
+    app = create_app(config)
+    argv = [
+        "worker",
+        "--queues",
+        config.queue,
+        "--hostname",
+        f"agent@{config.host_name}",
+        "--concurrency",
+        "1",
+        "--loglevel",
+        args.loglevel,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main(argv)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_audit = sub.add_parser("audit", help="list the models, quarantine the OLD ones, free Aspose")
+    p_audit.add_argument("--models-dir", required=True, help="the model folder to audit")
+    p_audit.add_argument("--prune-prefix", default="old_", help="file names starting with this are OLD")
+    p_audit.add_argument("--dry-run", action="store_true", help="list only; move nothing")
+    p_audit.add_argument("--json", action="store_true", help="print one JSON document")
+    p_audit.add_argument("--state-dir", help="the agent's state folder (hash cache, records)")
+    p_audit.set_defaults(func=audit)
+    p_agent = sub.add_parser("agent", help="run this host's Celery worker on its queue")
+    p_agent.add_argument("--loglevel", default="INFO")
+    p_agent.set_defaults(func=agent)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The agent's work per order, and the thin Celery tasks on top of it.
+
+``Agent.handle`` turns one order (a JSON dict) into the reports to send; it never raises for
+a bad order, so a malformed or poisonous message ends as an ErrorReport and an ack instead of
+a retry loop. Messages may arrive twice (late acks): a finished order is recognised by its
+request id and answered with the very reports sent the first time (same report ids, so the
+dashboard can drop the duplicate), and an order that keeps killing its worker is given up
+after a few starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import worker_ready
+
+from workers import __version__
+from workers.aspose_backend import AsposeSession
+from workers.config import AgentConfig
+from workers.inventory import inventory_report, scan
+from workers.prune import Pruner, purge, restore
+from workers.reporting import AnyReport, send_report
+from workers.schema import (
+    ORDER_TASKS,
+    AgentTask,
+    ErrorReport,
+    FreeOrder,
+    FreeReport,
+    InventoryOrder,
+    InventoryReport,
+    MaintainOrder,
+    PruneOrder,
+    PruneReport,
+    PurgeOrder,
+    PurgeReport,
+    RestoreOrder,
+    RestoreReport,
+    SchemaError,
+    parse_order,
+    parse_report,
+    utcnow,
+)
+from workers.state import StateDB
+
+log = logging.getLogger(__name__)
+
+AnyOrder = InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder | MaintainOrder
+ProgressHook = Callable[[int], None]
+
+
+class Agent:
+    """One host's agent: its settings, its state database, and what each order does."""
+
+    def __init__(self, config: AgentConfig, progress: ProgressHook | None = None) -> None:
+        self.config = config
+        self.db = StateDB(config.state_dir)
+        self.progress = progress
+
+    def session(self) -> AsposeSession:
+        return AsposeSession(self.config.models_dir, self.config.state_dir)
+
+    def _error(self, task: str, reason: str, request_id: str | None = None) -> ErrorReport:
+        return ErrorReport(
+            host=self.config.host_name,
+            agent_version=__version__,
+            request_id=request_id,
+            task=task,
+            reason=reason[:4000],
+        )
+
+    def handle(self, task: str, payload: Any) -> list[AnyReport]:
+        """The reports answering ``payload`` sent to ``task``; never raises for a bad order."""
+        raw_id = payload.get("request_id") if isinstance(payload, dict) else None
+        request_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
+        try:
+            order = parse_order(payload)
+        except SchemaError as exc:
+            return [self._error(task, f"malformed order: {exc}", request_id)]
+        if ORDER_TASKS[order.kind] != task:
+            return [self._error(task, f"a {order.kind!r} order was sent to {task}", order.request_id)]
+        if order.host != self.config.host_name:
+            reason = f"order for host {order.host!r} reached {self.config.host_name!r}"
+            return [self._error(task, reason, order.request_id)]
+        if order.expires_at is not None and order.expires_at <= utcnow():
+            return [
+                self._error(
+                    task, f"expired at {order.expires_at.isoformat()}; nothing done", order.request_id
+                )
+            ]
+
+        attempts, sent = self.db.start_attempt(task, order.request_id)
+        if sent is not None:
+            return [parse_report(r) for r in sent]
+        if attempts > self.config.max_attempts:
+            reports: list[AnyReport] = [
+                self._error(task, f"gave up after {attempts - 1} attempts", order.request_id)
+            ]
+        else:
+            try:
+                reports = self._run(order)
+            except Exception as exc:  # a bug or an I/O failure: report it, do not redeliver forever
+                log.exception("order %s failed", order.request_id)
+                reports = [self._error(task, f"{type(exc).__name__}: {exc}", order.request_id)]
+        self.db.finish_run(task, order.request_id, [r.to_json() for r in reports])
+        return reports
+
+    def _run(self, order: AnyOrder) -> list[AnyReport]:
+        host, rid = self.config.host_name, order.request_id
+        common = {"host": host, "request_id": rid, "agent_version": __version__}
+        if isinstance(order, InventoryOrder):
+            return [self.inventory(rid)]
+        if isinstance(order, FreeOrder):
+            with self.session() as session:
+                pass
+            return [FreeReport(**common, freed=session.freed)]
+        if isinstance(order, PruneOrder):
+            with self.session() as session:
+                outcomes = Pruner(session.get_local_path(), self.db).prune(rid, order.items, order.mode)
+            return [PruneReport(**common, mode=order.mode, outcomes=outcomes, freed=session.freed)]
+        if isinstance(order, RestoreOrder):
+            with self.session() as session:
+                outcomes = restore(
+                    session.get_local_path(), self.db, rid, order.prune_request_id, order.paths
+                )
+            return [
+                RestoreReport(
+                    **common, prune_request_id=order.prune_request_id, outcomes=outcomes, freed=session.freed
+                )
+            ]
+        if isinstance(order, PurgeOrder):
+            with self.session() as session:
+                purged, size = purge(session.get_local_path(), self.db, order.retention_days)
+            return [PurgeReport(**common, purged_requests=purged, bytes_purged=size, freed=session.freed)]
+        if isinstance(order, MaintainOrder):
+            return self.maintain(order)
+        raise TypeError(f"no handler for {type(order).__name__}")
+
+    def inventory(self, request_id: str | None = None) -> InventoryReport:
+        with self.session() as session:
+            result = scan(session, self.db, progress=self.progress)
+        return inventory_report(self.config.host_name, result, request_id)
+
+    def maintain(self, order: MaintainOrder) -> list[AnyReport]:
+        """The tutorial's script: list, delete the stale ones, free, list again."""
+        reports: list[AnyReport] = []
+        with self.session() as session:
+            before = scan(session, self.db, progress=self.progress)
+            reports.append(inventory_report(self.config.host_name, before, order.request_id))
+            outcomes = (
+                Pruner(session.get_local_path(), self.db).prune(order.request_id, order.items, order.mode)
+                if order.items
+                else []
+            )
+        reports.append(
+            PruneReport(
+                host=self.config.host_name,
+                request_id=order.request_id,
+                agent_version=__version__,
+                mode=order.mode,
+                outcomes=outcomes,
+                freed=session.freed,
+            )
+        )
+        reports.append(self.inventory(order.request_id))
+        return reports
+
+
+def startup_order(config: AgentConfig) -> InventoryOrder:
+    return InventoryOrder(
+        host=config.host_name, request_id=f"startup-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+    )
+
+
+def _progress_hook(task: Task) -> ProgressHook | None:
+    """Task-state progress only where a result backend can store it (the agent has none by default)."""
+    if not task.app.conf.result_backend:
+        return None
+    done = 0
+
+    def hook(nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
+        task.update_state(state="PROGRESS", meta={"bytes_hashed": done})
+
+    return hook
+
+
+def register_tasks(app: Celery, config: AgentConfig) -> None:
+    """Register one Celery task per AgentTask on ``app``; each takes the order as its one argument."""
+
+    def make(name: str) -> None:
+        @app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True)
+        def run(self: Task, order: Any) -> None:
+            agent = Agent(config, progress=_progress_hook(self))
+            for report in agent.handle(name, order):
+                send_report(app, report, config.ingest_queue)
+
+    for task in AgentTask:
+        make(task.value)
+
+    @worker_ready.connect(weak=False)
+    def announce(sender: Any = None, **_: Any) -> None:
+        # The dashboard learns of a new (or restarted) host from its first inventory. Sent as an
+        # order to our own queue, so it runs under the same time limits and idempotency as any other.
+        if sender is not None and getattr(sender, "app", app) is not app:
+            return
+        app.send_task(AgentTask.INVENTORY.value, args=[startup_order(config).to_json()], queue=config.queue)

@@ -110,3 +110,78 @@ def make_host(db) -> Callable[..., Host]:
         return host
 
     return make
+
+
+# ---------------------------------------------------------------- broker and requests
+
+
+class HostQueue:
+    """The real broker queue of one host (``ocrdash.host.<name>``), read as the agent would."""
+
+    def __init__(self, name: str) -> None:
+        from django.conf import settings
+        from kombu import Connection
+
+        from workers.schema import host_queue
+
+        self.name = host_queue(name)
+        self._conn = Connection(settings.CELERY_BROKER_URL)
+        self._queue = self._conn.SimpleQueue(self.name)
+
+    def get(self, timeout: float = 5) -> tuple[str, dict]:
+        """(task name, order dict) of the next message; raises queue.Empty after timeout."""
+        message = self._queue.get(timeout=timeout)
+        message.ack()
+        args, _kwargs, _embed = message.decode()
+        return message.headers["task"], args[0]
+
+    def drain(self) -> list[tuple[str, dict]]:
+        from queue import Empty
+
+        got = []
+        while True:
+            try:
+                got.append(self.get(timeout=0.2))
+            except Empty:
+                return got
+
+    def close(self) -> None:
+        self._queue.clear()
+        self._queue.close()
+        self._conn.release()
+
+
+@pytest.fixture
+def host_queue():
+    """host_queue("ocr-1") -> HostQueue; every queue opened is emptied at the end."""
+    opened: list[HostQueue] = []
+
+    def make(name: str) -> HostQueue:
+        queue = HostQueue(name)
+        queue.drain()  # leftovers of an earlier, interrupted run
+        opened.append(queue)
+        return queue
+
+    yield make
+    for queue in opened:
+        queue.close()
+
+
+@pytest.fixture
+def dispatched_request(operator, approver, host_queue, django_capture_on_commit_callbacks):
+    """dispatched_request(host) -> a prune request of all the host's files, approved and sent."""
+    from models_admin import workflow
+
+    def make(host: Host, paths: list[str] | None = None):
+        files = list(host.current_snapshot.files.all())
+        if paths is not None:
+            files = [f for f in files if f.path in paths]
+        request = workflow.propose(host=host, files=files, reason="test", user=operator)
+        queue = host_queue(host.name)
+        with django_capture_on_commit_callbacks(execute=True):
+            workflow.approve(request.id, approver)
+        queue.drain()
+        request.refresh_from_db()
+        return request
+
+    return make

@@ -1,0 +1,88 @@
+"""The dashboard's Celery tasks: ingest of agent reports and the periodic sweeps.
+
+Names are fixed strings: agents send reports by name (``workers.schema.INGEST_TASK``), and the
+beat schedule (migration 0003) stores task names in the database. The router in
+``ocrdash/celery.py`` sends ``ocrdash.ingest.*`` to ``ocrdash.ingest`` and
+``ocrdash.dashboard.*`` to ``ocrdash.dashboard``; one worker consumes both.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
+
+from workers.schema import INGEST_TASK
+
+from . import ingest, workflow
+from .models import Host
+
+log = logging.getLogger(__name__)
+
+EXPIRE_TASK = "ocrdash.dashboard.expire_stale"
+RESEND_TASK = "ocrdash.dashboard.resend_unanswered"
+FLEET_INVENTORY_TASK = "ocrdash.dashboard.fleet_inventory"
+
+
+@shared_task(
+    name=INGEST_TASK,
+    bind=True,
+    # Only a database that went away is worth waiting for; every other failure is stored
+    # as a rejected report at once, since retrying a bad payload gives the same answer.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=8,
+)
+def ingest_report(self, report: Any) -> str:
+    """Store one agent report. Returns the outcome ("accepted", "rejected", "duplicate")."""
+    try:
+        return ingest.ingest_report(report).status
+    except (OperationalError, InterfaceError):
+        log.warning("database unavailable while ingesting a report; will retry", exc_info=True)
+        raise
+    except Exception as exc:
+        # A bug must not lose the report or kill the worker: keep it with the error, visible
+        # on the rejected-reports page, and carry on with the next message.
+        log.exception("ingest failed for a report")
+        try:
+            reason = f"internal error while ingesting: {type(exc).__name__}: {exc}"
+            return ingest.reject(report, reason).status
+        except DatabaseError:
+            log.exception("could not store the failed report either")
+            return "lost"
+
+
+@shared_task(name=EXPIRE_TASK)
+def expire_stale() -> int:
+    """Expire proposed requests nobody decided on in time."""
+    return workflow.expire_stale()
+
+
+@shared_task(name=RESEND_TASK)
+def resend_unanswered() -> list[int]:
+    """Re-send dispatched orders without an answer; fail them after the last attempt."""
+    resent, failed = workflow.resend_unanswered()
+    if resent or failed:
+        log.info("resent %d unanswered orders, gave up on %d", resent, failed)
+    return [resent, failed]
+
+
+@shared_task(name=FLEET_INVENTORY_TASK)
+def fleet_inventory() -> dict[str, int]:
+    """Ask every active host for a fresh inventory (actor "system").
+
+    One host whose order cannot be sent does not stop the others; the failure is logged and
+    the next run asks again. Pending and retired hosts get nothing (workflow refuses them too).
+    """
+    asked = failed = 0
+    for host in Host.objects.filter(status=Host.Status.ACTIVE).iterator():
+        try:
+            workflow.ask_inventory(host, None)
+            asked += 1
+        except workflow.WorkflowError as exc:
+            failed += 1
+            log.warning("scheduled inventory of %s not sent: %s", host.name, exc)
+    return {"asked": asked, "failed": failed}

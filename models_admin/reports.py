@@ -1,0 +1,469 @@
+"""Answers about the past: pure functions over the ORM that return plain data.
+
+Views render these, the CSV/JSON exports serialise them, tests compare them with numbers
+computed by hand. Every function runs a fixed number of queries whatever the length of the
+history (the page tests pin the counts), so a host with two years of inventories costs the
+same round trips as one with two days.
+
+Conventions:
+- A day or a week is a calendar day/week in the dashboard's time zone (settings.TIME_ZONE);
+  weeks start on Monday.
+- A snapshot is valid from its ``taken_at`` until the next snapshot's ``taken_at``. The value
+  of a day is the last snapshot taken on or before that day's end, carried forward; a host
+  without any snapshot yet counts as 0.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.utils import timezone
+
+from workers.schema import Outcome
+
+from .models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
+
+# Outcomes of a prune item that gave disk space back. RESTORED belongs to restore requests
+# and puts space *back in use*, so it is not "reclaimed".
+RECLAIMED_OUTCOMES = (Outcome.QUARANTINED.value, Outcome.DELETED.value)
+SHA256_LENGTH = 64
+
+
+# ---------------------------------------------------------------- calendar helpers
+
+
+def day_start(day: date) -> datetime:
+    """Midnight of ``day`` in the dashboard's time zone, as an aware datetime."""
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def local_day(moment: datetime) -> date:
+    return timezone.localtime(moment).date()
+
+
+def week_start(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def days(start: date, end: date) -> list[date]:
+    """Every day from start to end, both included."""
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def weeks(start: date, end: date) -> list[date]:
+    """The Mondays of every week that overlaps [start, end]."""
+    first = week_start(start)
+    return [first + timedelta(weeks=i) for i in range((week_start(end) - first).days // 7 + 1)]
+
+
+def default_range(today: date | None = None, length_days: int = 90) -> tuple[date, date]:
+    today = today or timezone.localdate()
+    return today - timedelta(days=length_days - 1), today
+
+
+# ---------------------------------------------------------------- bytes and models on disk
+
+
+@dataclass
+class DiskSeries:
+    """Per-day values for each host and the fleet (lists aligned with ``days``)."""
+
+    days: list[date]
+    hosts: list[str]
+    bytes: dict[str, list[int]]
+    files: dict[str, list[int]]
+    fleet_bytes: list[int]
+    fleet_files: list[int]
+
+    def latest(self) -> list[dict]:
+        """Each host's value on the last day of the range: the "models per host" chart."""
+        return [{"host": h, "files": self.files[h][-1], "bytes": self.bytes[h][-1]} for h in self.hosts]
+
+
+def _hosts(hosts: Iterable[str] | None) -> QuerySet[Host]:
+    qs = Host.objects.all()
+    if hosts:
+        qs = qs.filter(name__in=list(hosts))
+    return qs.order_by("name")
+
+
+def disk_per_day(start: date, end: date, hosts: Iterable[str] | None = None) -> DiskSeries:
+    """Bytes and file counts on disk per host and for the fleet, one value per day.
+
+    Two queries: each host with its snapshot valid at ``start`` (a correlated subquery served
+    by the snapshot_host_time index), then the snapshots taken inside the range. History
+    grows with change, not time (identical inventories are not stored again), so the second
+    query returns few rows per host-day.
+    """
+    range_start, range_end = day_start(start), day_start(end + timedelta(days=1))
+    before = Snapshot.objects.filter(host=OuterRef("pk"), taken_at__lt=range_start).order_by(
+        "-taken_at", "-id"
+    )
+    host_rows = list(
+        _hosts(hosts)
+        .annotate(
+            start_bytes=Subquery(before.values("total_bytes")[:1]),
+            start_files=Subquery(before.values("file_count")[:1]),
+        )
+        .values_list("id", "name", "start_bytes", "start_files")
+    )
+    names = {host_id: name for host_id, name, _, _ in host_rows}
+    day_list = days(start, end)
+    index = {d: i for i, d in enumerate(day_list)}
+    # changes[host][day index] = (bytes, files) of the last snapshot of that day.
+    changes: dict[str, dict[int, tuple[int, int]]] = defaultdict(dict)
+    rows = (
+        Snapshot.objects.filter(host_id__in=names, taken_at__gte=range_start, taken_at__lt=range_end)
+        .order_by("taken_at", "id")
+        .values_list("host_id", "taken_at", "total_bytes", "file_count")
+    )
+    for host_id, taken_at, total, count in rows.iterator(chunk_size=5000):
+        changes[names[host_id]][index[local_day(taken_at)]] = (total, count)
+
+    series_bytes: dict[str, list[int]] = {}
+    series_files: dict[str, list[int]] = {}
+    for _, name, start_bytes, start_files in host_rows:
+        current = (start_bytes or 0, start_files or 0)
+        per_host = changes.get(name, {})
+        b, f = [], []
+        for i in range(len(day_list)):
+            current = per_host.get(i, current)
+            b.append(current[0])
+            f.append(current[1])
+        series_bytes[name], series_files[name] = b, f
+    host_names = [name for _, name, _, _ in host_rows]
+    fleet_bytes = [sum(series_bytes[h][i] for h in host_names) for i in range(len(day_list))]
+    fleet_files = [sum(series_files[h][i] for h in host_names) for i in range(len(day_list))]
+    return DiskSeries(day_list, host_names, series_bytes, series_files, fleet_bytes, fleet_files)
+
+
+# ---------------------------------------------------------------- reclaimed space
+
+
+def reclaimed_items(start: date, end: date, hosts: Iterable[str] | None = None) -> QuerySet[PruneItem]:
+    """Prune items that gave space back, finished inside [start, end]."""
+    qs = PruneItem.objects.filter(
+        request__kind=PruneRequest.Kind.PRUNE,
+        outcome__in=RECLAIMED_OUTCOMES,
+        finished_at__gte=day_start(start),
+        finished_at__lt=day_start(end + timedelta(days=1)),
+    )
+    if hosts:
+        qs = qs.filter(request__host__name__in=list(hosts))
+    return qs
+
+
+def reclaimed_per_week(start: date, end: date, hosts: Iterable[str] | None = None) -> list[dict]:
+    """Bytes reclaimed and files removed per week (Monday), every week of the range listed.
+
+    One query grouped by (host, day); the days fold into weeks here, in the dashboard's time
+    zone, so the result does not depend on the database's idea of a week.
+    """
+    per_week: dict[date, dict] = {
+        w: {"week": w, "bytes": 0, "files": 0, "per_host": defaultdict(int)} for w in weeks(start, end)
+    }
+    rows = reclaimed_items(start, end, hosts).values_list(
+        "request__host__name", "finished_at", "bytes_reclaimed"
+    )
+    for host, finished_at, reclaimed in rows.iterator(chunk_size=5000):
+        bucket = per_week[week_start(local_day(finished_at))]
+        bucket["bytes"] += reclaimed
+        bucket["files"] += 1
+        bucket["per_host"][host] += reclaimed
+    result = []
+    for w in sorted(per_week):
+        bucket = per_week[w]
+        bucket["per_host"] = dict(sorted(bucket["per_host"].items()))
+        result.append(bucket)
+    return result
+
+
+def reclaimed_per_host(start: date, end: date, hosts: Iterable[str] | None = None) -> list[dict]:
+    """Totals per host over the range ("how much did we reclaim this quarter, per host")."""
+    rows = (
+        reclaimed_items(start, end, hosts)
+        .values("request__host__name")
+        .annotate(bytes=Sum("bytes_reclaimed"), files=Count("id"))
+        .order_by("request__host__name")
+    )
+    return [{"host": r["request__host__name"], "bytes": r["bytes"], "files": r["files"]} for r in rows]
+
+
+# ---------------------------------------------------------------- requests over time
+
+
+def requests_per_week(start: date, end: date, hosts: Iterable[str] | None = None) -> list[dict]:
+    """Per week: requests proposed, approved, rejected, expired, and still pending at the
+    week's end (proposed before it, not decided or expired by then).
+
+    One query over the requests that could matter to the range: created before its end and
+    not closed before its start.
+    """
+    range_start, range_end = day_start(start), day_start(end + timedelta(days=1))
+    qs = PruneRequest.objects.filter(created_at__lt=range_end).filter(
+        Q(finished_at__isnull=True) | Q(finished_at__gte=range_start) | Q(decided_at__gte=range_start)
+    )
+    if hosts:
+        qs = qs.filter(host__name__in=list(hosts))
+    week_list = weeks(start, end)
+    out = {
+        w: {"week": w, "proposed": 0, "approved": 0, "rejected": 0, "expired": 0, "pending": 0}
+        for w in week_list
+    }
+    ends = [(w, day_start(w + timedelta(weeks=1))) for w in week_list]
+    rows = qs.values_list("created_at", "state", "decided_at", "finished_at")
+    for created_at, state, decided_at, finished_at in rows.iterator(chunk_size=5000):
+        if created_at >= range_start:
+            out[week_start(local_day(created_at))]["proposed"] += 1
+        # When the request stopped waiting for a person, and how.
+        if state == PruneRequest.State.EXPIRED:
+            closed_at, verdict = finished_at, "expired"
+        elif state == PruneRequest.State.REJECTED:
+            closed_at, verdict = decided_at, "rejected"
+        elif decided_at is not None:
+            closed_at, verdict = decided_at, "approved"
+        else:
+            closed_at, verdict = None, None
+        if closed_at is not None and range_start <= closed_at < range_end:
+            out[week_start(local_day(closed_at))][verdict] += 1
+        for w, week_end in ends:
+            if created_at < week_end and (closed_at is None or closed_at >= week_end):
+                out[w]["pending"] += 1
+    return [out[w] for w in week_list]
+
+
+# ---------------------------------------------------------------- the deletions audit
+
+
+@dataclass
+class DeletionFilter:
+    start: date
+    end: date
+    hosts: Sequence[str] = ()
+    user: str = ""
+    # "reclaimed": only items that gave space back; "all": every finished item, skips included.
+    outcomes: str = "reclaimed"
+
+
+def deletions(f: DeletionFilter) -> QuerySet[PruneItem]:
+    """Every finished prune item in the period, with its request, requester and approver:
+    one query (joins), newest first."""
+    qs = PruneItem.objects.filter(
+        request__kind=PruneRequest.Kind.PRUNE,
+        finished_at__gte=day_start(f.start),
+        finished_at__lt=day_start(f.end + timedelta(days=1)),
+    ).exclude(outcome=PruneItem.Outcome.PENDING)
+    if f.outcomes == "reclaimed":
+        qs = qs.filter(outcome__in=RECLAIMED_OUTCOMES)
+    if f.hosts:
+        qs = qs.filter(request__host__name__in=list(f.hosts))
+    if f.user:
+        qs = qs.filter(Q(request__requested_by__username=f.user) | Q(request__decided_by__username=f.user))
+    return qs.select_related("request__host", "request__requested_by", "request__decided_by").order_by(
+        "-finished_at", "request_id", "path"
+    )
+
+
+def deletion_totals(qs: QuerySet[PruneItem]) -> dict:
+    """Files removed, bytes reclaimed and requests behind the rows of ``qs``: one query."""
+    totals = qs.order_by().aggregate(
+        rows=Count("id"),
+        files=Count("id", filter=Q(outcome__in=RECLAIMED_OUTCOMES)),
+        bytes=Sum("bytes_reclaimed"),
+        requests=Count("request_id", distinct=True),
+    )
+    totals["bytes"] = totals["bytes"] or 0
+    return totals
+
+
+DELETION_COLUMNS = (
+    "finished_at",
+    "host",
+    "request_id",
+    "requested_by",
+    "approved_by",
+    "decided_at",
+    "comment",
+    "reason",
+    "path",
+    "size",
+    "sha256",
+    "outcome",
+    "bytes_reclaimed",
+)
+
+
+def deletion_row(item: PruneItem) -> dict:
+    """One row of the audit export; the same dict feeds the table, the CSV and the JSON."""
+    request = item.request
+    return {
+        "finished_at": item.finished_at.isoformat() if item.finished_at else "",
+        "host": request.host.name,
+        "request_id": str(request.id),
+        "requested_by": request.requested_by_name,
+        "approved_by": request.decided_by.get_username() if request.decided_by else "",
+        "decided_at": request.decided_at.isoformat() if request.decided_at else "",
+        "comment": request.decision_comment,
+        "reason": request.reason,
+        "path": item.path,
+        "size": item.size,
+        "sha256": item.sha256,
+        "outcome": item.outcome,
+        "bytes_reclaimed": item.bytes_reclaimed,
+    }
+
+
+# ---------------------------------------------------------------- a host's timeline
+
+
+@dataclass
+class TimelineStep:
+    snapshot: Snapshot
+    previous_id: int | None
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+    bytes_delta: int = 0
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+def snapshot_at(host: Host, moment: datetime) -> Snapshot | None:
+    """The snapshot valid at ``moment``: the latest taken at or before it (one indexed query)."""
+    return host.snapshots.filter(taken_at__lte=moment).order_by("-taken_at", "-id").first()
+
+
+def change_counts(before: dict[str, tuple], after: dict[str, tuple]) -> tuple[int, int, int]:
+    """(added, removed, changed) between two {path: identity} maps."""
+    added = sum(1 for p in after if p not in before)
+    removed = sum(1 for p in before if p not in after)
+    changed = sum(1 for p, ident in after.items() if p in before and before[p] != ident)
+    return added, removed, changed
+
+
+def timeline_steps(snapshots: Sequence[Snapshot]) -> list[TimelineStep]:
+    """Change counts for a page of one host's snapshots (newest first), each against the
+    snapshot before it.
+
+    Two queries whatever the page: the snapshot just older than the page, then the file
+    identities of the page plus that one. Counting in SQL would need a FULL OUTER JOIN per
+    pair; the page is small, so reading its rows once is cheaper and works on SQLite too.
+    Counts are not stored on the snapshot because compaction removes snapshots, which would
+    silently make a stored "against the previous one" wrong.
+    """
+    if not snapshots:
+        return []
+    oldest = snapshots[-1]
+    older = (
+        Snapshot.objects.filter(host_id=oldest.host_id)
+        .filter(Q(taken_at__lt=oldest.taken_at) | Q(taken_at=oldest.taken_at, id__lt=oldest.id))
+        .order_by("-taken_at", "-id")
+        .values_list("id", "total_bytes")
+        .first()
+    )
+    chain = [s.id for s in snapshots] + ([older[0]] if older else [])
+    files: dict[int, dict[str, tuple]] = {sid: {} for sid in chain}
+    rows = ModelFile.objects.filter(snapshot_id__in=chain).values_list(
+        "snapshot_id", "path", "size", "mtime_ns", "sha256"
+    )
+    for sid, path, size, mtime_ns, sha in rows.iterator(chunk_size=5000):
+        files[sid][path] = (size, mtime_ns, sha)
+    steps = []
+    for i, snap in enumerate(snapshots):
+        prev_id = chain[i + 1] if i + 1 < len(chain) else None
+        step = TimelineStep(snapshot=snap, previous_id=prev_id)
+        if prev_id is None:
+            step.added = len(files[snap.id])
+            step.bytes_delta = snap.total_bytes
+        else:
+            step.added, step.removed, step.changed = change_counts(files[prev_id], files[snap.id])
+            prev_bytes = snapshots[i + 1].total_bytes if i + 1 < len(snapshots) else older[1]
+            step.bytes_delta = snap.total_bytes - prev_bytes
+        steps.append(step)
+    return steps
+
+
+# ---------------------------------------------------------------- a model's lifecycle
+
+
+@dataclass
+class HostLifecycle:
+    host: str
+    host_status: str
+    first_seen: datetime
+    last_seen: datetime
+    present: bool
+    gone_since: datetime | None  # the first inventory without it, when it is gone
+    paths: list[str] = field(default_factory=list)
+    removals: list[dict] = field(default_factory=list)
+
+
+def is_sha256(key: str) -> bool:
+    return len(key) == SHA256_LENGTH and all(c in "0123456789abcdef" for c in key.lower())
+
+
+def model_lifecycle(key: str) -> list[HostLifecycle]:
+    """Where a model (a file name, or a sha256) has been, where it is now, and who removed it.
+
+    Four queries: per host first/last sighting; the first later inventory that lacks it;
+    the hosts whose current inventory holds it; the prune items that name it.
+    """
+    by_hash = is_sha256(key)
+    key = key.lower() if by_hash else key
+    match = Q(sha256=key) if by_hash else Q(name=key)
+    files = ModelFile.objects.filter(match)
+    rows = list(
+        files.values("snapshot__host_id", "snapshot__host__name", "snapshot__host__status")
+        .annotate(first_seen=Min("snapshot__taken_at"), last_seen=Max("snapshot__last_seen_at"))
+        .order_by("snapshot__host__name")
+    )
+    # The first inventory after the last one that held it. A subquery cannot use the
+    # aggregate above (PostgreSQL wants it grouped), so it is its own query over the hosts.
+    last_holding = (
+        files.filter(snapshot__host_id=OuterRef(OuterRef("pk")))
+        .order_by("-snapshot__taken_at")
+        .values("snapshot__taken_at")[:1]
+    )
+    first_without = Snapshot.objects.filter(host_id=OuterRef("pk"), taken_at__gt=Subquery(last_holding))
+    gone_since = dict(
+        Host.objects.filter(id__in=[r["snapshot__host_id"] for r in rows])
+        .annotate(gone=Subquery(first_without.order_by("taken_at").values("taken_at")[:1]))
+        .values_list("id", "gone")
+    )
+    present: dict[int, list[str]] = defaultdict(list)
+    current = files.filter(snapshot__host__current_snapshot=F("snapshot_id"))
+    for host_id, path in current.values_list("snapshot__host_id", "path"):
+        present[host_id].append(path)
+    item_match = Q(sha256=key) if by_hash else Q(path=key) | Q(path__endswith="/" + key)
+    removals: dict[str, list[dict]] = defaultdict(list)
+    items = (
+        PruneItem.objects.filter(item_match, request__kind=PruneRequest.Kind.PRUNE)
+        .exclude(outcome=PruneItem.Outcome.PENDING)
+        .select_related("request__host", "request__requested_by", "request__decided_by")
+        .order_by("finished_at")
+    )
+    for item in items:
+        removals[item.request.host.name].append(deletion_row(item) | {"request": item.request})
+    result = []
+    for r in rows:
+        host_id = r["snapshot__host_id"]
+        is_present = host_id in present
+        result.append(
+            HostLifecycle(
+                host=r["snapshot__host__name"],
+                host_status=r["snapshot__host__status"],
+                first_seen=r["first_seen"],
+                last_seen=r["last_seen"],
+                present=is_present,
+                gone_since=None if is_present else gone_since.get(host_id),
+                paths=sorted(present.get(host_id, [])),
+                removals=removals.get(r["snapshot__host__name"], []),
+            )
+        )
+    return result

@@ -1,0 +1,189 @@
+"""The real agent worker (``python -m workers agent``) on a real broker, end to end.
+
+Redis must be running (OCRDASH_TEST_REDIS_URL, default db 15): without it these tests fail,
+since a skipped round trip would look like a working one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from celery import Celery
+from kombu import Connection
+
+from workers.broker import filesystem_transport_options
+from workers.schema import INGEST_TASK, AgentTask, MaintainOrder, PruneMode, host_queue, parse_report
+from workers.tests.conftest import write
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = os.environ.get("OCRDASH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+WAIT = 60.0
+
+pytestmark = pytest.mark.slow
+
+
+def require_redis(url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=3).close()
+    except OSError as exc:
+        pytest.fail(f"Redis is not reachable at {url} ({exc}); start it or set OCRDASH_TEST_REDIS_URL")
+
+
+@dataclass
+class Broker:
+    url: str
+    options: dict[str, Any]
+    env: dict[str, str]
+
+
+@pytest.fixture(params=["redis", "filesystem"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Broker:
+    if request.param == "redis":
+        require_redis(REDIS_URL)
+        return Broker(REDIS_URL, {}, {"OCRDASH_BROKER_URL": REDIS_URL})
+    folder = tmp_path / "broker"
+    return Broker(
+        "filesystem://",
+        filesystem_transport_options(folder),
+        {"OCRDASH_BROKER_URL": "filesystem://", "OCRDASH_BROKER_FOLDER": str(folder)},
+    )
+
+
+@dataclass
+class Running:
+    host: str
+    ingest: str
+    models_dir: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture
+def agent(broker: Broker, models_dir: Path, state_dir: Path, tmp_path: Path) -> Iterator[Running]:
+    run = uuid.uuid4().hex[:10]
+    host, ingest = f"test-{run}", f"ocrdash.ingest.test-{run}"
+    log = tmp_path / "agent.log"
+    env = {
+        **os.environ,
+        **broker.env,
+        "OCRDASH_HOST_NAME": host,
+        "OCRDASH_MODELS_DIR": str(models_dir),
+        "OCRDASH_STATE_DIR": str(state_dir),
+        "OCRDASH_INGEST_QUEUE": ingest,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers", "agent", "--loglevel", "INFO"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield Running(host, ingest, models_dir, log, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if broker.url.startswith("redis"):
+            with Connection(broker.url) as conn:
+                for queue in (ingest, host_queue(host)):
+                    conn.SimpleQueue(queue).queue.delete()
+
+
+def reports(broker: Broker, running: Running, count: int, request_id: str | None = None) -> list[Any]:
+    """The next ``count`` reports on the ingest queue (for ``request_id``, if given)."""
+    found: list[Any] = []
+    deadline = time.monotonic() + WAIT
+    with Connection(broker.url, transport_options=broker.options) as conn:
+        queue = conn.SimpleQueue(running.ingest)
+        try:
+            while len(found) < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or running.process.poll() is not None:
+                    pytest.fail(
+                        f"got {len(found)} of {count} reports; agent log:\n{running.log.read_text()[-4000:]}"
+                    )
+                try:
+                    message = queue.get(block=True, timeout=min(left, 2))
+                except queue.Empty:
+                    continue
+                assert message.headers["task"] == INGEST_TASK
+                args, _kwargs, _embed = message.decode()
+                message.ack()
+                report = parse_report(args[0])
+                if request_id is None or report.request_id == request_id:
+                    found.append(report)
+        finally:
+            queue.close()
+    return found
+
+
+def test_maintain_round_trip_and_duplicate_delivery(broker: Broker, agent: Running) -> None:
+    write(agent.models_dir / "en_ocr_v1.gguf", b"en")
+    old = write(agent.models_dir / "old_fr_ocr_v1.bin", b"fr")
+    # The agent announces itself with a fresh inventory when it starts.
+    [hello] = reports(broker, agent, 1)
+    assert hello.kind == "inventory" and hello.host == agent.host
+    assert {f.path for f in hello.files} == {"en_ocr_v1.gguf", "old_fr_ocr_v1.bin"}
+
+    st = old.stat()
+    item = {
+        "path": "old_fr_ocr_v1.bin",
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "sha256": hashlib.sha256(b"fr").hexdigest(),
+    }
+    order = MaintainOrder(
+        host=agent.host, request_id=f"r-{uuid.uuid4().hex[:8]}", mode=PruneMode.DELETE, items=[item]
+    )
+    sender = Celery("test-sender", broker=broker.url, set_as_current=False)
+    sender.conf.update(broker_transport_options=broker.options, task_serializer="json")
+    for _ in range(2):  # the same message delivered twice
+        sender.send_task(AgentTask.MAINTAIN.value, args=[order.to_json()], queue=host_queue(agent.host))
+
+    got = reports(broker, agent, 6, order.request_id)
+    # The filesystem transport does not keep the order of messages sent in the same instant,
+    # so compare by report id: the second delivery re-sent the first one's reports, unchanged.
+    unique = {r.report_id: r for r in got}
+    assert len(unique) == 3
+    assert all(sum(r == u for r in got) == 2 for u in unique.values())
+    [prune] = [r for r in unique.values() if r.kind == "prune"]
+    inventories = [r for r in unique.values() if r.kind == "inventory"]
+    assert prune.freed and [(o.path, o.outcome.value) for o in prune.outcomes] == [
+        ("old_fr_ocr_v1.bin", "deleted")
+    ]
+    assert sorted(len(r.files) for r in inventories) == [1, 2]
+    assert not old.exists()
+    assert (agent.models_dir / "en_ocr_v1.gguf").exists()
+
+
+def test_malformed_order_is_reported_not_retried(broker: Broker, agent: Running) -> None:
+    reports(broker, agent, 1)  # startup inventory
+    sender = Celery("test-sender", broker=broker.url, set_as_current=False)
+    sender.conf.update(broker_transport_options=broker.options, task_serializer="json")
+    sender.send_task(
+        AgentTask.PRUNE.value,
+        args=[{"schema_version": 1, "host": agent.host, "request_id": "bad-1", "kind": "prune"}],
+        queue=host_queue(agent.host),
+    )
+    [error] = reports(broker, agent, 1, "bad-1")
+    assert error.kind == "error" and "malformed" in error.reason
+    assert agent.process.poll() is None

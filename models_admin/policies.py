@@ -1,0 +1,251 @@
+"""Which files are proposed for deletion: small rules over a host's current snapshot.
+
+A policy only *selects*; it never deletes. ``run_policy`` turns a selection into one
+PruneRequest through ``workflow.propose`` (policy=<name>), so a policy's proposal goes through
+the same two-person approval as a hand-picked one.
+
+Every rule leaves out what cannot or should not be proposed: symlinks and unhashed files
+(the agent could not verify them) and files already in an open prune request. Files Aspose
+itself would load (``known_to_aspose``) are never selected by ``not_known_to_aspose`` and are
+carried with that flag onto the request's items by every other rule, so an approver sees them.
+
+To add a policy: subclass Policy, give it ``name``/``label``/``description``/``params`` and a
+``select``, and add an instance to REGISTRY. Pages and the API list REGISTRY as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import workflow
+from .models import Host, ModelFile, PruneItem, PruneRequest
+
+
+class PolicyError(workflow.WorkflowError):
+    """Unknown policy or bad parameter; ``str()`` is fit to show the user."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: type  # int or str
+    default: Callable[[], Any]
+    help: str
+    minimum: int | None = None
+
+    def clean(self, raw: Any) -> Any:
+        if self.kind is int:
+            try:
+                value = int(raw)
+            except (TypeError, ValueError):
+                raise PolicyError(f"{self.name} must be a whole number, got {raw!r}") from None
+            if self.minimum is not None and value < self.minimum:
+                raise PolicyError(f"{self.name} must be at least {self.minimum}, got {value}")
+            return value
+        value = str(raw).strip()
+        if not value:
+            raise PolicyError(f"{self.name} must not be empty")
+        return value
+
+
+class Policy:
+    name: ClassVar[str]
+    label: ClassVar[str]
+    description: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def clean(self, raw: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Parameters from a form or a JSON body (strings are fine), defaults filled in."""
+        raw = {k: v for k, v in (raw or {}).items() if v not in (None, "")}
+        known = {p.name for p in self.params}
+        if unknown := sorted(set(raw) - known):
+            raise PolicyError(f"policy {self.name} has no parameter {', '.join(unknown)}")
+        return {p.name: p.clean(raw[p.name]) if p.name in raw else p.default() for p in self.params}
+
+    def select(self, files: Sequence[ModelFile], now: datetime, **params: Any) -> list[ModelFile]:
+        raise NotImplementedError
+
+    def describe(self, params: Mapping[str, Any]) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        return f"{self.label} ({shown})" if shown else self.label
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the pages and the API: what the rule does and what it takes."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "description": self.description,
+            "params": [
+                {"name": p.name, "type": p.kind.__name__, "default": p.default(), "help": p.help}
+                for p in self.params
+            ],
+        }
+
+
+class NamePrefix(Policy):
+    name = "prefix"
+    label = "Name prefix"
+    description = "Files whose name (not folder) starts with a prefix, like the tutorial's old_ models."
+    params = (
+        Param("prefix", str, lambda: settings.OCRDASH["STALE_PREFIX"], "file name prefix, case-sensitive"),
+    )
+
+    def select(self, files, now, *, prefix: str):
+        return [f for f in files if f.name.startswith(prefix)]
+
+
+class OlderThan(Policy):
+    name = "older_than"
+    label = "Older than"
+    description = "Files not modified for more than a number of days (by the file's mtime)."
+    params = (Param("days", int, lambda: 90, "minimum age in days", minimum=0),)
+
+    def select(self, files, now, *, days: int):
+        cutoff_ns = int((now - timedelta(days=days)).timestamp() * 1_000_000_000)
+        return [f for f in files if f.mtime_ns < cutoff_ns]
+
+
+class NotKnownToAspose(Policy):
+    name = "not_known_to_aspose"
+    label = "Not known to Aspose"
+    description = (
+        "Files Aspose.OCR would not load itself (list_local does not return them). "
+        "Aggressive: this includes every model your own code loads by path."
+    )
+
+    def select(self, files, now):
+        return [f for f in files if not f.known_to_aspose]
+
+
+_DIGITS = re.compile(r"\d+")
+_SEPARATORS = re.compile(r"[-_.\s]+")
+
+
+def model_family(path: str) -> str:
+    """The family of a model file: same folder, same extension, same name once every digit
+    is removed (separator runs then count as one, case ignored).
+
+    So ``en_ocr_v1.gguf``, ``en_ocr_v2.gguf`` and ``en-ocr-v10.gguf`` are one family
+    (``en_ocr_v.gguf``); ``en_ocr_v1.bin`` (other format) and ``sub/en_ocr_v1.gguf`` (other
+    folder) are not. A prefix is part of the name: ``old_en_ocr_v1.gguf`` is its own family.
+    """
+    folder, _, name = path.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:  # no extension, or a dotfile like ".hidden"
+        stem, ext = name, ""
+    stem = _SEPARATORS.sub("_", _DIGITS.sub("", stem.lower())).strip("_")
+    return f"{folder}/{stem}.{ext.lower()}" if folder else f"{stem}.{ext.lower()}"
+
+
+class KeepLatest(Policy):
+    name = "keep_latest"
+    label = "Keep newest per family"
+    description = (
+        "In each model family (same folder and extension, same name without its digits, "
+        "e.g. en_ocr_v1.gguf and en_ocr_v2.gguf), keep the newest N files by mtime; propose the rest."
+    )
+    params = (Param("keep", int, lambda: 1, "files to keep per family", minimum=1),)
+
+    def select(self, files, now, *, keep: int):
+        families: dict[str, list[ModelFile]] = defaultdict(list)
+        for f in files:
+            families[model_family(f.path)].append(f)
+        chosen = []
+        for members in families.values():
+            # Newest first; the path breaks ties so the same inventory always gives the same answer.
+            members.sort(key=lambda f: (-f.mtime_ns, f.path))
+            chosen.extend(members[keep:])
+        return sorted(chosen, key=lambda f: f.path)
+
+
+REGISTRY: dict[str, Policy] = {
+    p.name: p for p in (NamePrefix(), OlderThan(), NotKnownToAspose(), KeepLatest())
+}
+
+
+def get_policy(name: str) -> Policy:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise PolicyError(f"no policy named {name!r} (known: {', '.join(REGISTRY)})") from None
+
+
+@dataclass
+class Selection:
+    """What a policy picks on a host now, before any request exists (a preview)."""
+
+    policy: Policy
+    params: dict[str, Any]
+    files: list[ModelFile] = field(default_factory=list)
+    # Matched, but left out: already in an open request, or not prunable (link, unhashed).
+    skipped_busy: list[str] = field(default_factory=list)
+    skipped_unprunable: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PolicyRun:
+    selection: Selection
+    request: PruneRequest | None  # None: nothing to propose
+
+
+def select(host: Host, name: str, params: Mapping[str, Any] | None = None, now=None) -> Selection:
+    """The files policy ``name`` picks in ``host``'s current snapshot (nothing is written)."""
+    policy = get_policy(name)
+    cleaned = policy.clean(params)
+    selection = Selection(policy, cleaned)
+    if host.current_snapshot_id is None:
+        return selection
+    files = list(ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).select_related("snapshot"))
+    picked = policy.select(files, now or timezone.now(), **cleaned)
+    busy = set(
+        PruneItem.objects.filter(
+            request__host=host,
+            request__kind=PruneRequest.Kind.PRUNE,
+            request__state__in=PruneRequest.OPEN_STATES,
+            path__in=[f.path for f in picked],
+        ).values_list("path", flat=True)
+    )
+    for f in picked:
+        if f.path in busy:
+            selection.skipped_busy.append(f.path)
+        elif f.is_symlink or not f.sha256:
+            selection.skipped_unprunable.append(f.path)
+        else:
+            selection.files.append(f)
+    return selection
+
+
+def run_policy(
+    host: Host,
+    name: str,
+    *,
+    user=None,
+    params: Mapping[str, Any] | None = None,
+    reason: str = "",
+    mode: str = PruneRequest.Mode.QUARANTINE,
+) -> PolicyRun:
+    """Propose one request with what policy ``name`` selects on ``host`` (None if nothing).
+
+    The host row is locked for the run, so two runs on one host (a double click, the
+    scheduler and a person) do not both select the same files and then fail in propose.
+    """
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        selection = select(host, name, params)
+        if not selection.files:
+            return PolicyRun(selection, None)
+        rule = selection.policy.describe(selection.params)
+        full_reason = f"policy {rule}: {reason.strip()}" if reason.strip() else f"policy {rule}"
+        request = workflow.propose(
+            host=host, files=selection.files, reason=full_reason, user=user, policy=name, mode=mode
+        )
+    return PolicyRun(selection, request)

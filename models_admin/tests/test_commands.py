@@ -1,0 +1,95 @@
+"""Management commands a setup script uses: create_user, accept_host, retire_host."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from rest_framework.authtoken.models import Token
+
+from models_admin.models import AuditEvent, Host
+from models_admin.roles import Action, can
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args, **env) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue().strip()
+
+
+def groups(username: str) -> list[str]:
+    return sorted(User.objects.get(username=username).groups.values_list("name", flat=True))
+
+
+def test_create_user_is_idempotent_and_updates_roles_and_password():
+    run("create_user", "carol", "--role", "operator", "--password", "first-secret-1")
+    run("create_user", "carol", "--role", "operator", "--password", "first-secret-1")
+    assert User.objects.filter(username="carol").count() == 1
+    assert groups("carol") == ["operator", "viewer"]
+
+    run("create_user", "carol", "--role", "approver", "--password", "second-secret-2")
+
+    carol = User.objects.get(username="carol")
+    assert groups("carol") == ["approver", "viewer"]
+    assert carol.check_password("second-secret-2")
+    assert can(carol, Action.APPROVE) and not can(carol, Action.PROPOSE)
+
+
+def test_create_user_without_role_keeps_roles(monkeypatch):
+    run("create_user", "dan", "--role", "approver")
+    monkeypatch.setenv("DAN_PASSWORD", "from-the-environment")
+    run("create_user", "dan", "--password-env", "DAN_PASSWORD")
+    dan = User.objects.get(username="dan")
+    assert groups("dan") == ["approver", "viewer"]
+    assert dan.check_password("from-the-environment")
+
+
+def test_create_user_refuses_an_empty_password_variable(monkeypatch):
+    monkeypatch.delenv("NOPE", raising=False)
+    with pytest.raises(CommandError, match="NOPE"):
+        run("create_user", "x", "--password-env", "NOPE")
+    assert not User.objects.filter(username="x").exists()
+
+
+def test_create_user_prints_the_same_token_each_time():
+    first = run("create_user", "bot", "--role", "viewer", "--token")
+    second = run("create_user", "bot", "--token")
+    assert first == second == Token.objects.get(user__username="bot").key
+
+
+def test_create_user_superuser_flag():
+    run("create_user", "root", "--superuser")
+    assert User.objects.get(username="root").is_superuser
+    run("create_user", "root", "--no-superuser")
+    assert not User.objects.get(username="root").is_superuser
+
+
+def test_accept_host_activates_a_pending_host_and_audits(make_host, approver):
+    make_host("ocr-new", status=Host.Status.PENDING)
+
+    assert run("accept_host", "ocr-new", "--by", approver.username) == "ocr-new: pending -> active"
+
+    host = Host.objects.get(name="ocr-new")
+    assert host.status == Host.Status.ACTIVE and host.accepted_by == approver.username
+    event = AuditEvent.objects.get(action=AuditEvent.Action.HOST_ACCEPTED)
+    assert event.actor == approver.username and event.host == "ocr-new"
+
+
+def test_accept_host_by_system_and_unknown_names(make_host):
+    make_host("ocr-new", status=Host.Status.PENDING)
+    run("accept_host", "ocr-new")
+    assert AuditEvent.objects.get(action=AuditEvent.Action.HOST_ACCEPTED).actor == "system"
+    with pytest.raises(CommandError, match="no host"):
+        run("accept_host", "ghost")
+    with pytest.raises(CommandError, match="no user"):
+        run("accept_host", "ocr-new", "--by", "ghost")
+
+
+def test_retire_host(make_host):
+    make_host("ocr-1")
+    assert run("retire_host", "ocr-1") == "ocr-1: active -> retired"
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.HOST_RETIRED, host="ocr-1").exists()

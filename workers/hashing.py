@@ -1,4 +1,4 @@
-"""Streaming SHA-256 with a cache keyed by (device, inode, size, mtime_ns).
+"""Streaming SHA-256 with a cache keyed by (device, inode, size, mtime_ns, ctime_ns).
 
 Model files are GBs: hashing reads them in 1 MiB chunks, and an unchanged file (same inode,
 size and mtime) is never read again. Hashing works on an open file descriptor, so the bytes
@@ -39,7 +39,7 @@ class HashCache:
         no version of the file that ever existed, so it is neither returned nor cached).
         """
         before = os.fstat(fd)
-        key = (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns)
+        key = (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns)
         cached = self.db.cached_hash(*key)
         if cached is not None:
             self.stats.cache_hits += 1

@@ -134,9 +134,9 @@ def canonical_bytes(message: Mapping[str, Any]) -> bytes:
     """
     body = {k: v for k, v in message.items() if k != SIGNATURE_FIELD}
     _check_json(body, "message")
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    return json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 # ---------------------------------------------------------------- keys
@@ -268,7 +268,9 @@ def pinned_public_key(value: str) -> Ed25519PublicKey:
     try:
         text = Path(value).read_text(encoding="utf-8")
     except OSError as exc:
-        raise KeyFileError(f"cannot read the dashboard public key from {value}: {exc.strerror or exc}") from None
+        raise KeyFileError(
+            f"cannot read the dashboard public key from {value}: {exc.strerror or exc}"
+        ) from None
     return load_public_key(text)
 
 
@@ -318,6 +320,8 @@ def sign(
     """
     if not signer or not purpose:
         raise ValueError("signer and purpose are required")
+    # str(): a StrEnum task name must sign, and read back in reasons, as its plain value.
+    signer, purpose = str(signer), str(purpose)
     body = {k: v for k, v in message.items() if k != SIGNATURE_FIELD}
     nonce = nonce or secrets.token_hex(16)
     value = private_key.sign(_signed_input(body, signer=signer, purpose=purpose, nonce=nonce))
@@ -345,6 +349,7 @@ def verify(
     Checks only the signature and its header. Time, host and replay are the callers' (or
     ``verify_order``/``verify_report``'s) job, because what counts as fresh differs.
     """
+    expected_signer, expected_purpose = str(expected_signer), str(expected_purpose)
     if not isinstance(message, Mapping):
         raise SignatureError(f"a message must be a JSON object, got {type(message).__name__}")
     sig = message.get(SIGNATURE_FIELD)
@@ -501,6 +506,7 @@ def verify_order(
     report. ``task`` is the name of the task that received the message.
     """
     now = now or datetime.now(UTC)
+    task = str(task)
     verified = verify(message, dashboard_key, expected_signer=DASHBOARD_SIGNER, expected_purpose=task)
     body = verified.body
     kind = body.get("kind")
@@ -561,7 +567,9 @@ def _enrollment_key(token: str) -> Ed25519PrivateKey:
         raw = b""
     if not token.startswith(ENROLLMENT_TOKEN_PREFIX) or len(raw) != _TOKEN_BYTES:
         # Say what is wrong with the shape only: a truncated paste is the usual cause.
-        raise KeyFileError(f"an enrollment token starts with {ENROLLMENT_TOKEN_PREFIX!r} and has 43 more characters")
+        raise KeyFileError(
+            f"an enrollment token starts with {ENROLLMENT_TOKEN_PREFIX!r} and has 43 more characters"
+        )
     # HKDF turns the token into a key seed bound to this one use; the token's 256 random
     # bits make a salt unnecessary.
     seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_ENROLLMENT_KDF_INFO).derive(raw)

@@ -20,8 +20,8 @@ from typing import Any
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hashes (
     dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL, seen_at REAL NOT NULL,
-    PRIMARY KEY (dev, ino, size, mtime_ns)
+    ctime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, seen_at REAL NOT NULL,
+    PRIMARY KEY (dev, ino, size, mtime_ns, ctime_ns)
 );
 CREATE TABLE IF NOT EXISTS item_outcomes (
     kind TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL,
@@ -63,19 +63,21 @@ class StateDB:
 
     # ------------------------------------------------------------ hash cache
 
-    def cached_hash(self, dev: int, ino: int, size: int, mtime_ns: int) -> str | None:
+    # The key adds ctime to (dev, inode, size, mtime): mtime can be set back with utime() after
+    # an in-place rewrite, ctime cannot, so such a file is hashed again instead of trusted.
+    def cached_hash(self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int) -> str | None:
         with self._connect() as db:
             row = db.execute(
-                "SELECT sha256 FROM hashes WHERE dev=? AND ino=? AND size=? AND mtime_ns=?",
-                (dev, ino, size, mtime_ns),
+                "SELECT sha256 FROM hashes WHERE dev=? AND ino=? AND size=? AND mtime_ns=? AND ctime_ns=?",
+                (dev, ino, size, mtime_ns, ctime_ns),
             ).fetchone()
         return row[0] if row else None
 
-    def store_hash(self, dev: int, ino: int, size: int, mtime_ns: int, sha256: str) -> None:
+    def store_hash(self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int, sha256: str) -> None:
         with self._connect() as db:
             db.execute(
-                "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?)",
-                (dev, ino, size, mtime_ns, sha256, time.time()),
+                "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (dev, ino, size, mtime_ns, ctime_ns, sha256, time.time()),
             )
 
     # ------------------------------------------------------------ per-item outcomes

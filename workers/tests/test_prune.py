@@ -242,6 +242,25 @@ def test_rescan_for_prune_uses_hash_cache(models_dir: Path, db: StateDB) -> None
     item = identity(models_dir, "a.bin")
     cache = HashCache(db)
     st = os.stat(models_dir / "a.bin")
-    db.store_hash(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, item.sha256)
+    db.store_hash(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, item.sha256)
     assert one(Pruner(models_dir, db, cache), item).outcome is Outcome.QUARANTINED
     assert cache.stats.files_hashed == 0 and cache.stats.cache_hits == 1
+
+
+def test_in_place_rewrite_with_mtime_set_back_is_not_trusted_from_cache(
+    models_dir: Path, db: StateDB
+) -> None:
+    write(models_dir / "old.bin", b"original")
+    item = identity(models_dir, "old.bin")
+    cache = HashCache(db)
+    fd = os.open(models_dir / "old.bin", os.O_RDONLY)
+    try:
+        assert cache.sha256_fd(fd) == item.sha256  # the inventory cached it
+    finally:
+        os.close(fd)
+    with open(models_dir / "old.bin", "r+b") as f:  # same inode, same size
+        f.write(b"tampered")
+    os.utime(models_dir / "old.bin", ns=(item.mtime_ns, item.mtime_ns))
+    result = one(Pruner(models_dir, db, cache), item)
+    assert result.outcome is Outcome.SKIPPED_CHANGED
+    assert cache.stats.files_hashed == 2

@@ -1,0 +1,33 @@
+# One image for every ocrdash process: the web dashboard, the ingest worker, the scheduler and
+# the host agent (docker-compose.yml picks the command). On a real OCR host the agent needs
+# only the core dependencies (`pip install .`); this image carries the dashboard's as well.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # Aspose's bundled .NET runtime aborts the process without ICU unless told not to need it.
+    DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
+
+WORKDIR /app
+
+# Dependencies first, so a change of code does not reinstall the (large) Aspose wheel.
+COPY pyproject.toml README.md ./
+RUN mkdir -p ocrdash models_admin workers \
+    && touch ocrdash/__init__.py models_admin/__init__.py workers/__init__.py \
+    && pip install ".[dashboard]" \
+    && pip uninstall -y ocrdash
+
+COPY . .
+RUN pip install --no-deps -e ".[dashboard]"
+
+# Named volumes copy ownership from the image's folder on first use: create them owned by the
+# unprivileged user so the agent can move files into quarantine and keep its state.
+RUN useradd --system --uid 10001 --home-dir /app ocrdash \
+    && mkdir -p /models /state /app/staticfiles /app/var \
+    && chown -R ocrdash:ocrdash /models /state /app/staticfiles /app/var
+USER ocrdash
+
+EXPOSE 8000
+CMD ["gunicorn", "ocrdash.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

@@ -1,0 +1,248 @@
+"""docker-compose.yml must be runnable as written, though no Docker engine runs the tests.
+
+Each check here stands for a way the file rots silently: a command renamed in the code, a
+variable the file uses but .env.example never defines, a service started before the one it
+needs is healthy, an agent handed the database's password.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ocrdash.celery import DASHBOARD_QUEUE
+from workers.config import load_config
+from workers.schema import HOST_NAME_PATTERN, INGEST_QUEUE
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENTS = ("agent-ocr-1", "agent-ocr-2")
+DASHBOARD = ("web", "ingest", "beat")
+# What an OCR host must never be given: it talks to the broker only.
+DATABASE_SECRETS = re.compile(r"^(DATABASE_URL|POSTGRES_\w+|DJANGO_SECRET_KEY|PG\w+)$")
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}|(?<!\$)\$([A-Za-z_]\w*)")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f".env.example: not KEY=VALUE: {line!r}"
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _argv(command: str | list[str]) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+
+
+def _shell_steps(script: str) -> list[list[str]]:
+    steps = []
+    for part in re.split(r"&&|;|\|\|", script):
+        argv = shlex.split(part)
+        if argv and argv[0] == "exec":
+            argv = argv[1:]
+        if argv:
+            steps.append(argv)
+    return steps
+
+
+def _check_python_code(code: str) -> None:
+    """Everything a ``python -c`` snippet imports must exist under that name."""
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                assert importlib.util.find_spec(alias.name), f"python -c imports missing {alias.name}"
+        elif isinstance(node, ast.ImportFrom):
+            module = importlib.import_module(node.module or "")
+            for alias in node.names:
+                assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
+
+
+def check_command(argv: list[str]) -> None:
+    """Fail unless what ``argv`` starts exists in this project (or is a known program)."""
+    from django.core.management import get_commands
+
+    program = os.path.basename(argv[0])
+    if program in ("sh", "bash"):
+        assert argv[1] == "-c", argv
+        for step in _shell_steps(argv[2]):
+            check_command(step)
+    elif program.startswith("python"):
+        if argv[1] == "-m":
+            spec = importlib.util.find_spec(argv[2])
+            assert spec is not None, f"python -m {argv[2]}: no such module"
+            if spec.submodule_search_locations:  # a package runs its __main__
+                assert importlib.util.find_spec(f"{argv[2]}.__main__"), f"{argv[2]} has no __main__"
+        elif argv[1] == "-c":
+            _check_python_code(argv[2])
+        elif argv[1] == "manage.py":
+            assert (ROOT / "manage.py").exists()
+            assert argv[2] in get_commands(), f"manage.py has no command {argv[2]!r}"
+        else:
+            pytest.fail(f"unexpected python invocation {argv}")
+    elif program == "celery":
+        app_name = argv[argv.index("-A") + 1]
+        module = importlib.import_module(f"{app_name}.celery")
+        assert module.app.main == app_name
+        if "-Q" in argv:
+            queues = set(argv[argv.index("-Q") + 1].split(","))
+            assert queues == {INGEST_QUEUE, DASHBOARD_QUEUE}, queues
+        if "-S" in argv:
+            module_name, _, attr = argv[argv.index("-S") + 1].partition(":")
+            assert hasattr(importlib.import_module(module_name), attr), argv
+    elif program == "gunicorn":
+        module_name, _, attr = argv[1].partition(":")
+        with warnings.catch_warnings():
+            # whitenoise notes the missing staticfiles/ (collectstatic runs in the container).
+            warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
+            module = importlib.import_module(module_name)
+        assert callable(getattr(module, attr or "application"))
+    elif program in ("pg_isready", "redis-cli", "redis-server"):
+        pass  # shipped in the official postgres / redis images
+    else:
+        pytest.fail(f"unknown program in docker-compose.yml: {argv}")
+
+
+def test_it_has_every_service(compose):
+    assert set(compose["services"]) == {"postgres", "redis", *DASHBOARD, *AGENTS}
+    assert {"pgdata"} <= set(compose["volumes"])
+
+
+def test_every_command_exists_in_the_project(compose):
+    for name, service in compose["services"].items():
+        if "command" in service:
+            check_command(_argv(service["command"]))
+        test = service.get("healthcheck", {}).get("test")
+        if test:
+            argv = _argv(test)
+            if argv[0] == "CMD-SHELL":
+                for step in _shell_steps(argv[1]):
+                    check_command(step)
+            else:
+                assert argv[0] == "CMD", f"{name}: healthcheck must start with CMD or CMD-SHELL"
+                check_command(argv[1:])
+
+
+def test_it_refuses_a_command_that_does_not_exist():
+    # The checker itself must be able to fail, or the test above proves nothing.
+    for argv in (
+        ["python", "-m", "workers.no_such_module"],
+        ["python", "manage.py", "no_such_command"],
+        ["gunicorn", "ocrdash.no_wsgi:application"],
+        ["sh", "-c", "python manage.py migrate && python manage.py nope"],
+    ):
+        with pytest.raises((AssertionError, ImportError)):
+            check_command(argv)
+
+
+def test_web_migrates_and_collects_static_before_serving(compose):
+    steps = _shell_steps(_argv(compose["services"]["web"]["command"])[2])
+    names = [" ".join(s[:3]) for s in steps]
+    assert names[:2] == ["python manage.py migrate", "python manage.py collectstatic"]
+    assert steps[-1][0] == "gunicorn"
+
+
+def test_it_uses_only_variables_defined_in_env_example(compose, env_example):
+    text = (ROOT / "docker-compose.yml").read_text()
+    used = {a or b for a, b in INTERPOLATION.findall(text)}
+    assert used, "the agents are expected to take the broker's address from .env"
+    assert used <= set(env_example), f"not in .env.example: {sorted(used - set(env_example))}"
+    for name, service in compose["services"].items():
+        if "env_file" in service:
+            # .env is the operator's copy of .env.example (see the file's header).
+            assert service["env_file"] == ".env", name
+
+
+def test_dependencies_wait_for_health(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on needs conditions, not a list"
+        for other, spec in depends.items():
+            assert spec["condition"] in ("service_healthy", "service_completed_successfully"), (name, other)
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[other], f"{name} waits for {other}, which has no healthcheck"
+    for name in DASHBOARD:
+        assert set(services[name]["depends_on"]) >= {"redis"}
+    for name in ("ingest", "beat"):
+        # They need the schema that web's migrate creates.
+        assert services[name]["depends_on"]["web"]["condition"] == "service_healthy"
+    for name in ("postgres", "redis", "web", "ingest", *AGENTS):
+        assert "healthcheck" in services[name], name
+
+
+def test_agents_get_no_database_credentials(compose, env_example):
+    hosts = set()
+    for name in AGENTS:
+        agent = compose["services"][name]
+        assert "env_file" not in agent, f"{name} would receive every secret of .env"
+        environment = agent["environment"]
+        leaked = [k for k in environment if DATABASE_SECRETS.match(k)]
+        assert not leaked, f"{name} gets {leaked}"
+        assert "postgres" not in agent.get("depends_on", {})
+        assert not any("postgres" in str(v) for v in environment.values())
+        hosts.add(environment["OCRDASH_HOST_NAME"])
+        assert re.fullmatch(HOST_NAME_PATTERN, environment["OCRDASH_HOST_NAME"])
+        mounts = {v.split(":")[1] for v in agent["volumes"]}
+        assert {environment["OCRDASH_MODELS_DIR"], environment["OCRDASH_STATE_DIR"]} <= mounts
+        for volume in agent["volumes"]:
+            assert volume.split(":")[0] in compose["volumes"], volume
+    assert len(hosts) == len(AGENTS), "two agents with one name would share a queue"
+
+
+def test_agent_settings_from_env_example_load(compose, env_example):
+    for name in AGENTS:
+        environment = {
+            k: re.sub(r"\$\{(\w+)\}", lambda m: env_example[m.group(1)], str(v))
+            for k, v in compose["services"][name]["environment"].items()
+        }
+        config = load_config(environment)
+        assert config.broker_url == env_example["CELERY_BROKER_URL"], (
+            "agents and dashboard must share a broker"
+        )
+        assert str(config.models_dir) == environment["OCRDASH_MODELS_DIR"]
+
+
+def test_dashboard_settings_from_env_example_pass_djangos_checks(env_example):
+    # A fresh process: these settings must load with DEBUG off, as the containers run them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OCRDASH_", "CELERY_"))}
+    env.update(env_example)
+    env["DJANGO_SETTINGS_MODULE"] = "ocrdash.settings"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_dockerfile_builds_one_image_for_every_service():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.M)
+    assert 'pip install --no-deps -e ".[dashboard]"' in dockerfile
+    assert "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1" in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".env", "var/"} <= set(ignored)

@@ -1,3 +1,29 @@
-"""URLs of the dashboard's pages (names prefixed ``ocrdash-``)."""
+"""URLs of the dashboard's pages (names prefixed ``ocrdash-``). Hosts by name, requests by UUID."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from .views import audit, auth, fleet, hosts, modelpages, requests
+
+urlpatterns = [
+    path("", fleet.overview, name="ocrdash-fleet"),
+    path("fleet/rows/", fleet.rows, name="ocrdash-fleet-rows"),
+    path("hosts/<str:name>/", hosts.detail, name="ocrdash-host"),
+    path("hosts/<str:name>/diff/", hosts.diff, name="ocrdash-host-diff"),
+    path("hosts/<str:name>/propose/", hosts.propose, name="ocrdash-host-propose"),
+    path("hosts/<str:name>/propose-policy/", hosts.propose_by_policy, name="ocrdash-host-propose-policy"),
+    path("hosts/<str:name>/inventory/", hosts.ask_inventory, name="ocrdash-host-inventory"),
+    path("hosts/<str:name>/free/", hosts.ask_free, name="ocrdash-host-free"),
+    path("hosts/<str:name>/accept/", hosts.accept, name="ocrdash-host-accept"),
+    path("hosts/<str:name>/retire/", hosts.retire, name="ocrdash-host-retire"),
+    path("models/", modelpages.index, name="ocrdash-models"),
+    path("models/<str:key>/", modelpages.detail, name="ocrdash-model"),
+    path("requests/", requests.index, name="ocrdash-requests"),
+    path("requests/<uuid:request_id>/", requests.detail, name="ocrdash-request"),
+    path("requests/<uuid:request_id>/approve/", requests.approve, name="ocrdash-request-approve"),
+    path("requests/<uuid:request_id>/reject/", requests.reject, name="ocrdash-request-reject"),
+    path("requests/<uuid:request_id>/restore/", requests.restore, name="ocrdash-request-restore"),
+    path("audit/", audit.index, name="ocrdash-audit"),
+    path("audit/export.csv", audit.export_csv, name="ocrdash-audit-export"),
+    path("audit/rejected-reports/", audit.rejected_reports, name="ocrdash-rejected-reports"),
+    path("account/", auth.account, name="ocrdash-account"),
+]

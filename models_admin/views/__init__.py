@@ -1,0 +1,33 @@
+"""The dashboard's pages, one module per area. Shared helpers live here.
+
+Every mutating view is POST only, checks ``roles.can`` (the one permission map), changes
+state only through ``workflow`` (which writes the audit row) and redirects (post-redirect-get)
+with a flash message. LoginRequiredMiddleware guards every page; views check roles.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
+
+from ..models import Host
+from ..roles import Action, can
+
+
+def require(request: HttpRequest, action: Action) -> None:
+    if not can(request.user, action):
+        raise PermissionDenied(f"your account may not {action.value.replace('_', ' ')}")
+
+
+def get_host_for_user(request: HttpRequest, name: str, action: Action = Action.VIEW) -> Host:
+    """The host named ``name`` if the user may do ``action`` on it (404 before 403: a name
+    that does not exist says nothing about permissions)."""
+    host = get_object_or_404(Host, name=name)
+    require(request, action)
+    return host
+
+
+def flash_error(request: HttpRequest, exc: Exception) -> None:
+    messages.error(request, str(exc)[:1:].upper() + str(exc)[1:])

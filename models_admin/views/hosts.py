@@ -1,0 +1,178 @@
+"""A host's page (facts, inventory, history, requests) and the actions taken from it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from .. import history, policies, workflow
+from ..forms import DiffForm, PolicyProposeForm, ProposeForm
+from ..models import ModelFile, PruneItem, PruneRequest
+from ..roles import Action
+from . import flash_error, get_host_for_user
+from .fleet import presence
+
+HISTORY_LENGTH = 20
+
+
+def _policies() -> list[dict]:
+    """The registered policies (name, label, description, params) for the host page."""
+    return [p.as_dict() for p in policies.REGISTRY.values()]
+
+
+def detail(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_host_for_user(request, name)
+    files = (
+        list(ModelFile.objects.filter(snapshot_id=host.current_snapshot_id))
+        if host.current_snapshot_id
+        else []
+    )
+    busy = set(
+        PruneItem.objects.filter(
+            request__host=host,
+            request__kind=PruneRequest.Kind.PRUNE,
+            request__state__in=PruneRequest.OPEN_STATES,
+        ).values_list("path", flat=True)
+    )
+    snapshots = list(host.snapshots.all()[:HISTORY_LENGTH])
+    requests = host.prune_requests.select_related("requested_by").order_by("-created_at")[:15]
+    return render(
+        request,
+        "models_admin/host.html",
+        {
+            "host": host,
+            "presence": presence(host),
+            "files": files,
+            "busy": busy,
+            "snapshots": snapshots,
+            "changes": history.change_summaries(snapshots),
+            "requests": requests,
+            "policies": _policies(),
+            "stale_prefix": settings.OCRDASH["STALE_PREFIX"],
+            "nav": "fleet",
+        },
+    )
+
+
+def diff(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_host_for_user(request, name)
+    form = DiffForm(request.GET)
+    if not form.is_valid():
+        raise Http404("choose two snapshots")
+    found = {s.id: s for s in host.snapshots.filter(id__in=[form.cleaned_data["a"], form.cleaned_data["b"]])}
+    a, b = found.get(form.cleaned_data["a"]), found.get(form.cleaned_data["b"])
+    if a is None or b is None:
+        raise Http404("no such snapshot on this host")
+    if (a.taken_at, a.id) > (b.taken_at, b.id):
+        a, b = b, a  # always older → newer, whatever order the user picked
+    return render(
+        request,
+        "models_admin/host_diff.html",
+        {"host": host, "a": a, "b": b, "diff": history.diff_snapshots(a, b), "nav": "fleet"},
+    )
+
+
+@require_POST
+def propose(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_host_for_user(request, name, Action.PROPOSE)
+    current = list(ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).select_related("snapshot"))
+    form = ProposeForm(request.POST, file_ids=[f.id for f in current])
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors).capitalize())
+        return redirect("ocrdash-host", name=host.name)
+    chosen = set(form.cleaned_data["files"])
+    try:
+        prune = workflow.propose(
+            host=host,
+            files=[f for f in current if f.id in chosen],
+            reason=form.cleaned_data["reason"],
+            user=request.user,
+        )
+    except workflow.WorkflowError as exc:
+        flash_error(request, exc)
+        return redirect("ocrdash-host", name=host.name)
+    messages.success(request, f"Request {prune.short_id} proposed: an approver must now decide.")
+    return redirect("ocrdash-request", request_id=prune.id)
+
+
+@require_POST
+def propose_by_policy(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_host_for_user(request, name, Action.PROPOSE)
+    form = PolicyProposeForm(request.POST, policies=[(p["name"], p["label"]) for p in _policies()])
+    if not form.is_valid():
+        messages.error(request, "Choose a known policy.")
+        return redirect("ocrdash-host", name=host.name)
+    policy = policies.get_policy(form.cleaned_data["policy"])
+    # Each policy's inputs are named after its parameters; empty ones take the defaults.
+    params = {p.name: request.POST.get(p.name, "") for p in policy.params}
+    try:
+        run = policies.run_policy(
+            host, policy.name, user=request.user, params=params, reason=form.cleaned_data["reason"]
+        )
+    except workflow.WorkflowError as exc:
+        flash_error(request, exc)
+        return redirect("ocrdash-host", name=host.name)
+    if run.request is None:
+        messages.info(request, f"{policy.label} found nothing to propose on {host.name}.")
+        return redirect("ocrdash-host", name=host.name)
+    count = len(run.selection.files)
+    messages.success(request, f"{policy.label} proposed {count} file(s): an approver must now decide.")
+    return redirect("ocrdash-request", request_id=run.request.id)
+
+
+def _host_action(request: HttpRequest, name: str, action: Action, call, done: str) -> HttpResponse:
+    host = get_host_for_user(request, name, action)
+    try:
+        call(host, request.user)
+    except workflow.WorkflowError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(request, done.format(host=host.name))
+    return redirect("ocrdash-host", name=host.name)
+
+
+@require_POST
+def ask_inventory(request: HttpRequest, name: str) -> HttpResponse:
+    return _host_action(
+        request,
+        name,
+        Action.REQUEST_INVENTORY,
+        workflow.ask_inventory,
+        "Inventory asked: {host} reports when its agent has walked the model folder.",
+    )
+
+
+@require_POST
+def ask_free(request: HttpRequest, name: str) -> HttpResponse:
+    return _host_action(
+        request,
+        name,
+        Action.REQUEST_FREE,
+        workflow.ask_free,
+        "Asked {host} to free the OCR engine's resources.",
+    )
+
+
+@require_POST
+def accept(request: HttpRequest, name: str) -> HttpResponse:
+    return _host_action(
+        request,
+        name,
+        Action.MANAGE_HOSTS,
+        workflow.accept_host,
+        "{host} accepted: orders are now sent to it.",
+    )
+
+
+@require_POST
+def retire(request: HttpRequest, name: str) -> HttpResponse:
+    return _host_action(
+        request,
+        name,
+        Action.MANAGE_HOSTS,
+        workflow.retire_host,
+        "{host} retired: hidden from the overview, its proposed requests expired.",
+    )

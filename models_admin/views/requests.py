@@ -1,0 +1,124 @@
+"""Prune requests: the list (what waits for whom) and the page an approver decides on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Case, Count, IntegerField, Sum, Value, When
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from .. import history, workflow
+from ..forms import DecisionForm, RequestFilterForm, RestoreForm
+from ..models import PruneRequest
+from ..roles import Action
+from . import flash_error, require
+
+State = PruneRequest.State
+RESTORABLE = (State.COMPLETED, State.PARTIAL)
+
+
+def _get_request_for_user(request: HttpRequest, request_id, action: Action = Action.VIEW) -> PruneRequest:
+    prune = get_object_or_404(
+        PruneRequest.objects.select_related("host", "requested_by", "decided_by"), id=request_id
+    )
+    require(request, action)
+    return prune
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    require(request, Action.VIEW)
+    form = RequestFilterForm(request.GET)
+    requests = PruneRequest.objects.select_related("host", "requested_by").annotate(
+        item_count=Count("items"),
+        item_bytes=Sum("items__size"),
+        # Waiting for a person first, then in flight, then history.
+        rank=Case(
+            When(state=State.PROPOSED, then=Value(0)),
+            When(state__in=[State.APPROVED, State.DISPATCHED], then=Value(1)),
+            default=Value(2),
+            output_field=IntegerField(),
+        ),
+    )
+    if form.is_valid():
+        if form.cleaned_data["state"]:
+            requests = requests.filter(state=form.cleaned_data["state"])
+        if form.cleaned_data["host"]:
+            requests = requests.filter(host__name=form.cleaned_data["host"])
+    page = Paginator(requests.order_by("rank", "-created_at"), 50).get_page(request.GET.get("page"))
+    return render(request, "models_admin/requests.html", {"form": form, "page": page, "nav": "requests"})
+
+
+def detail(request: HttpRequest, request_id) -> HttpResponse:
+    prune = _get_request_for_user(request, request_id)
+    items = list(prune.items.all())
+    elsewhere = history.hashes_elsewhere(prune.host, (i.sha256 for i in items))
+    now = timezone.now()
+    for item in items:
+        item.last_copy = prune.kind == PruneRequest.Kind.PRUNE and item.sha256 not in elsewhere
+        item.modified = datetime.fromtimestamp(item.mtime_ns / 1e9, tz=UTC)
+        item.age = now - item.modified
+    own = prune.requested_by_id is not None and prune.requested_by_id == request.user.pk
+    return render(
+        request,
+        "models_admin/request.html",
+        {
+            "prune": prune,
+            "items": items,
+            "total_bytes": sum(i.size for i in items),
+            "last_copies": sum(1 for i in items if i.last_copy),
+            "known_count": sum(1 for i in items if i.known_to_aspose),
+            "own_request": own,
+            "restorable": prune.kind == PruneRequest.Kind.PRUNE
+            and prune.mode == "quarantine"
+            and prune.state in RESTORABLE,
+            "restores": list(prune.restores.order_by("-created_at")),
+            "nav": "requests",
+        },
+    )
+
+
+@require_POST
+def approve(request: HttpRequest, request_id) -> HttpResponse:
+    prune = _get_request_for_user(request, request_id, Action.APPROVE)
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    try:
+        workflow.approve(prune.id, request.user, comment)
+    except workflow.WorkflowError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(request, f"Approved: the order is on its way to {prune.host.name}.")
+    return redirect("ocrdash-request", request_id=prune.id)
+
+
+@require_POST
+def reject(request: HttpRequest, request_id) -> HttpResponse:
+    prune = _get_request_for_user(request, request_id, Action.APPROVE)
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    try:
+        workflow.reject(prune.id, request.user, comment)
+    except workflow.WorkflowError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(request, "Rejected: nothing will be deleted.")
+    return redirect("ocrdash-request", request_id=prune.id)
+
+
+@require_POST
+def restore(request: HttpRequest, request_id) -> HttpResponse:
+    prune = _get_request_for_user(request, request_id, Action.RESTORE)
+    form = RestoreForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        restore_request = workflow.propose_restore(prune_request=prune, user=request.user, reason=reason)
+    except workflow.WorkflowError as exc:
+        flash_error(request, exc)
+        return redirect("ocrdash-request", request_id=prune.id)
+    messages.success(request, "Restore proposed: another approver must approve it.")
+    return redirect("ocrdash-request", request_id=restore_request.id)

@@ -69,7 +69,10 @@ def outcome_badge(value: str) -> str:
     colour = OUTCOME_COLOURS.get(value, "secondary")
     label = dict(PruneItem.Outcome.choices).get(value, value).replace("_", " ")
     return format_html(
-        '<span class="badge text-bg-{}{}">{}</span>', colour, " text-dark" if colour == "warning" else "", label
+        '<span class="badge text-bg-{}{}">{}</span>',
+        colour,
+        " text-dark" if colour == "warning" else "",
+        label,
     )
 
 
@@ -156,10 +159,10 @@ def timedelta_days(value) -> str:
     days = value.days
     if days < 1:
         return "today"
-    if days < 60:
+    if days < 31:
         return f"{days} day{'s' if days != 1 else ''}"
     if days < 730:
-        return f"{days // 30} months"
+        return f"{max(days // 30, 1)} month{'s' if days >= 60 else ''}"
     return f"{days // 365} years"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import Count, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -38,7 +39,11 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
         ).values_list("path", flat=True)
     )
     snapshots = list(host.snapshots.all()[:HISTORY_LENGTH])
-    requests = host.prune_requests.select_related("requested_by").order_by("-created_at")[:15]
+    requests = (
+        host.prune_requests.select_related("host", "requested_by")
+        .annotate(item_count=Count("items"), item_bytes=Sum("items__size"))
+        .order_by("-created_at")[:15]
+    )
     return render(
         request,
         "models_admin/host.html",

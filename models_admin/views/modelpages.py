@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -29,7 +29,7 @@ def index(request: HttpRequest) -> HttpResponse:
             hashes=Count("sha256", distinct=True),
             bytes=Sum("size"),
             largest=Max("size"),
-            known=Max("known_to_aspose"),
+            known=Count("id", filter=Q(known_to_aspose=True)),
         )
         .order_by("name")
     )

@@ -1,0 +1,323 @@
+"""Reports (charts with their numbers), the deletions audit with its exports, and the
+settings of scheduled inventories and snapshot retention."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import reports, schedules
+from ..compaction import Retention
+from ..models import Host
+from ..roles import Action, can
+from . import require
+
+DEFAULT_DAYS = 90
+MAX_DAYS = 3 * 366  # a daily series longer than this is unreadable as a chart
+DELETIONS_PAGE = 100
+
+
+# ---------------------------------------------------------------- filters
+
+
+class RangeForm(forms.Form):
+    """Date range and hosts, shared by the reports page and the deletions audit."""
+
+    start = forms.DateField(required=False, label="From")
+    end = forms.DateField(required=False, label="To")
+    host = forms.MultipleChoiceField(required=False, label="Hosts")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["host"].choices = [
+            (n, n) for n in Host.objects.order_by("name").values_list("name", flat=True)
+        ]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        end = data.get("end") or timezone.localdate()
+        start = data.get("start") or end - timedelta(days=DEFAULT_DAYS - 1)
+        if start > end:
+            raise forms.ValidationError("the start of the range is after its end")
+        if (end - start).days >= MAX_DAYS:
+            raise forms.ValidationError("choose at most three years")
+        data["start"], data["end"] = start, end
+        return data
+
+
+class DeletionsForm(RangeForm):
+    user = forms.CharField(required=False, label="User", help_text="who asked or who approved")
+    outcomes = forms.ChoiceField(
+        required=False,
+        choices=[("reclaimed", "Removed files only"), ("all", "Every outcome, skips included")],
+    )
+
+
+def _presets() -> list[dict]:
+    today = timezone.localdate()
+    quarter_start = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+    return [
+        {"label": "30 days", "start": today - timedelta(days=29), "end": today},
+        {"label": "90 days", "start": today - timedelta(days=89), "end": today},
+        {"label": "This quarter", "start": quarter_start, "end": today},
+        {"label": "1 year", "start": today - timedelta(days=364), "end": today},
+    ]
+
+
+def _range(form: RangeForm) -> tuple[date, date, list[str]]:
+    """The form's values, or the defaults when it is invalid (the page shows the errors)."""
+    if form.is_valid():
+        return form.cleaned_data["start"], form.cleaned_data["end"], form.cleaned_data["host"]
+    start, end = reports.default_range(length_days=DEFAULT_DAYS)
+    return start, end, []
+
+
+# ---------------------------------------------------------------- the reports page
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    require(request, Action.VIEW)
+    form = RangeForm(request.GET or None)
+    start, end, hosts = _range(form)
+    disk = reports.disk_per_day(start, end, hosts)
+    reclaimed = reports.reclaimed_per_week(start, end, hosts)
+    requests = reports.requests_per_week(start, end, hosts)
+    per_host_reclaimed = reports.reclaimed_per_host(start, end, hosts)
+    latest = disk.latest()
+    # Everything the charts draw, as plain JSON (json_script): the tables below show the
+    # same numbers, so the page reads without JavaScript and the tests read the tables.
+    chart_data = {
+        "days": [d.isoformat() for d in disk.days],
+        "fleet_bytes": disk.fleet_bytes,
+        "host_bytes": {h: disk.bytes[h] for h in disk.hosts},
+        "weeks": [w["week"].isoformat() for w in reclaimed],
+        "reclaimed_bytes": [w["bytes"] for w in reclaimed],
+        "reclaimed_files": [w["files"] for w in reclaimed],
+        "models_hosts": [row["host"] for row in latest],
+        "models_files": [row["files"] for row in latest],
+        "request_weeks": [r["week"].isoformat() for r in requests],
+        "requests": {
+            k: [r[k] for r in requests] for k in ("pending", "proposed", "approved", "rejected", "expired")
+        },
+    }
+    # The daily table would be 90 rows per host; it shows the fleet per week (week-end value).
+    weekly_disk = [
+        {"day": d, "bytes": b, "files": f}
+        for d, b, f in zip(disk.days, disk.fleet_bytes, disk.fleet_files, strict=True)
+        if d.weekday() == 6 or d == disk.days[-1]
+    ]
+    return render(
+        request,
+        "models_admin/reports/index.html",
+        {
+            "form": form,
+            "start": start,
+            "end": end,
+            "selected_hosts": hosts,
+            "presets": _presets(),
+            "disk": disk,
+            "weekly_disk": weekly_disk,
+            "latest": latest,
+            "reclaimed": reclaimed,
+            "reclaimed_total": sum(w["bytes"] for w in reclaimed),
+            "reclaimed_files": sum(w["files"] for w in reclaimed),
+            "per_host_reclaimed": per_host_reclaimed,
+            "fleet_change": disk.fleet_bytes[-1] - disk.fleet_bytes[0],
+            "pending_now": requests[-1]["pending"] if requests else 0,
+            "requests": requests,
+            "chart_data": chart_data,
+            "nav": "reports",
+        },
+    )
+
+
+# ---------------------------------------------------------------- the deletions audit
+
+
+def _deletion_filter(request: HttpRequest) -> tuple[DeletionsForm, reports.DeletionFilter]:
+    form = DeletionsForm(request.GET or None)
+    start, end, hosts = _range(form)
+    user = outcomes = ""
+    if form.is_valid():
+        user, outcomes = form.cleaned_data["user"].strip(), form.cleaned_data["outcomes"]
+    return form, reports.DeletionFilter(
+        start=start, end=end, hosts=hosts, user=user, outcomes=outcomes or "reclaimed"
+    )
+
+
+@require_GET
+def deletions(request: HttpRequest) -> HttpResponse:
+    require(request, Action.VIEW)
+    form, f = _deletion_filter(request)
+    qs = reports.deletions(f)
+    page = Paginator(qs, DELETIONS_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "models_admin/reports/deletions.html",
+        {
+            "form": form,
+            "filter": f,
+            "start": f.start,
+            "end": f.end,
+            "selected_hosts": list(f.hosts),
+            "presets": _presets(),
+            "deletion_filters": True,
+            "page": page,
+            "rows": [(item, reports.deletion_row(item)) for item in page.object_list],
+            "totals": reports.deletion_totals(qs),
+            "query": query.urlencode(),
+            "nav": "reports",
+        },
+    )
+
+
+class _Echo:
+    """csv.writer wants a file; this one hands each line back to the streaming response."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(qs) -> Iterator[str]:
+    writer = csv.DictWriter(_Echo(), fieldnames=reports.DELETION_COLUMNS)
+    yield writer.writeheader()
+    # iterator(): a year of deletions must not sit in memory; select_related still applies.
+    for item in qs.iterator(chunk_size=2000):
+        yield writer.writerow(reports.deletion_row(item))
+
+
+@require_GET
+def deletions_export(request: HttpRequest, fmt: str) -> HttpResponse:
+    """The deletions audit with the page's filters, as CSV or JSON (totals included in JSON)."""
+    require(request, Action.VIEW)
+    _, f = _deletion_filter(request)
+    qs = reports.deletions(f)
+    stamp = f"{f.start:%Y%m%d}-{f.end:%Y%m%d}"
+    if fmt == "csv":
+        response = StreamingHttpResponse(_csv_lines(qs), content_type="text/csv; charset=utf-8")
+    else:
+        payload = {
+            "filters": {
+                "start": f.start.isoformat(),
+                "end": f.end.isoformat(),
+                "hosts": list(f.hosts),
+                "user": f.user,
+                "outcomes": f.outcomes,
+            },
+            "totals": reports.deletion_totals(qs),
+            "deletions": [reports.deletion_row(item) for item in qs],
+        }
+        response = JsonResponse(payload, json_dumps_params={"indent": 1})
+    response["Content-Disposition"] = f'attachment; filename="ocrdash-deletions-{stamp}.{fmt}"'
+    return response
+
+
+# ---------------------------------------------------------------- settings
+
+
+class IntervalForm(forms.Form):
+    minutes = forms.IntegerField(
+        required=False,
+        min_value=schedules.MIN_INTERVAL_MINUTES,
+        max_value=schedules.MAX_INTERVAL_MINUTES,
+        help_text="empty: no schedule",
+    )
+
+
+class HostIntervalForm(IntervalForm):
+    host = forms.CharField()
+
+
+class RetentionForm(forms.Form):
+    daily_after_days = forms.IntegerField(min_value=1, max_value=3650)
+    weekly_after_days = forms.IntegerField(min_value=1, max_value=3650)
+    enabled = forms.BooleanField(required=False)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        try:
+            data["retention"] = Retention(data["daily_after_days"], data["weekly_after_days"])
+        except (KeyError, ValueError) as exc:
+            if not self.errors:
+                raise forms.ValidationError(str(exc)) from exc
+        return data
+
+
+@require_GET
+def settings_page(request: HttpRequest) -> HttpResponse:
+    require(request, Action.VIEW)
+    current = schedules.overview()
+    return render(
+        request,
+        "models_admin/reports/settings.html",
+        {
+            "current": current,
+            "can_configure": can(request.user, Action.CONFIGURE),
+            "active_hosts": Host.objects.filter(status=Host.Status.ACTIVE)
+            .order_by("name")
+            .values_list("name", flat=True),
+            "min_minutes": schedules.MIN_INTERVAL_MINUTES,
+            "nav": "reports",
+        },
+    )
+
+
+def _form_errors(request: HttpRequest, form: forms.Form) -> None:
+    text = "; ".join(e for errors in form.errors.values() for e in errors)
+    messages.error(request, text[:1].upper() + text[1:])
+
+
+def _saved(request: HttpRequest, changed: bool, what: str) -> HttpResponse:
+    if changed:
+        messages.success(request, f"{what} saved.")
+    else:
+        messages.info(request, f"{what}: nothing changed.")
+    return redirect("ocrdash-settings")
+
+
+@require_POST
+def settings_fleet(request: HttpRequest) -> HttpResponse:
+    require(request, Action.CONFIGURE)
+    form = IntervalForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("ocrdash-settings")
+    changed = schedules.set_fleet_interval(form.cleaned_data["minutes"], request.user)
+    return _saved(request, changed, "Fleet-wide inventory schedule")
+
+
+@require_POST
+def settings_host(request: HttpRequest) -> HttpResponse:
+    require(request, Action.CONFIGURE)
+    form = HostIntervalForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("ocrdash-settings")
+    host = get_object_or_404(Host, name=form.cleaned_data["host"])
+    changed = schedules.set_host_interval(host, form.cleaned_data["minutes"], request.user)
+    return _saved(request, changed, f"Inventory schedule of {host.name}")
+
+
+@require_POST
+def settings_retention(request: HttpRequest) -> HttpResponse:
+    require(request, Action.CONFIGURE)
+    form = RetentionForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("ocrdash-settings")
+    changed = schedules.set_retention(
+        form.cleaned_data["retention"], form.cleaned_data["enabled"], request.user
+    )
+    return _saved(request, changed, "Snapshot retention")

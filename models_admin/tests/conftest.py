@@ -130,20 +130,24 @@ class HostQueue:
 
     def get(self, timeout: float = 5) -> tuple[str, dict]:
         """(task name, order dict) of the next message; raises queue.Empty after timeout."""
-        message = self._queue.get(timeout=timeout)
-        message.ack()
-        args, _kwargs, _embed = message.decode()
-        return message.headers["task"], args[0]
+        return self._decode(self._queue.get(timeout=timeout))
 
     def drain(self) -> list[tuple[str, dict]]:
+        """Every message waiting now (no waiting: a publish has returned before we look)."""
         from queue import Empty
 
         got = []
         while True:
             try:
-                got.append(self.get(timeout=0.2))
+                got.append(self._decode(self._queue.get_nowait()))
             except Empty:
                 return got
+
+    @staticmethod
+    def _decode(message) -> tuple[str, dict]:
+        message.ack()
+        args, _kwargs, _embed = message.decode()
+        return message.headers["task"], args[0]
 
     def close(self) -> None:
         self._queue.clear()

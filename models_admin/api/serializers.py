@@ -1,0 +1,151 @@
+"""What the API shows and accepts. Hosts by name, requests by UUID, never sequential ids."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from models_admin.models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest, ReceivedReport, Snapshot
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Snapshot
+        fields = ["id", "taken_at", "last_seen_at", "seen_count", "digest", "file_count", "total_bytes"]
+
+
+class HostSerializer(serializers.ModelSerializer):
+    is_missing = serializers.SerializerMethodField()
+    current_snapshot = SnapshotSerializer(read_only=True)
+
+    class Meta:
+        model = Host
+        fields = [
+            "name",
+            "status",
+            "is_missing",
+            "hostname",
+            "first_seen",
+            "last_seen",
+            "agent_version",
+            "aspose_version",
+            "model_dir",
+            "model_dir_state",
+            "disk_total",
+            "disk_free",
+            "file_count",
+            "total_bytes",
+            "last_error",
+            "last_error_at",
+            "accepted_by",
+            "accepted_at",
+            "current_snapshot",
+        ]
+
+    def get_is_missing(self, host: Host) -> bool:
+        return host.is_missing()
+
+
+class ModelFileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelFile
+        fields = ["path", "name", "size", "mtime_ns", "mtime", "sha256", "known_to_aspose", "is_symlink"]
+
+
+class PruneItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PruneItem
+        fields = [
+            "path",
+            "size",
+            "mtime_ns",
+            "sha256",
+            "known_to_aspose",
+            "outcome",
+            "detail",
+            "bytes_reclaimed",
+            "finished_at",
+        ]
+
+
+class PruneRequestSerializer(serializers.ModelSerializer):
+    host = serializers.CharField(source="host.name")
+    requested_by = serializers.CharField(source="requested_by_name")
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    restore_of = serializers.UUIDField(source="restore_of_id", allow_null=True)
+    item_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PruneRequest
+        fields = [
+            "id",
+            "host",
+            "kind",
+            "state",
+            "mode",
+            "reason",
+            "policy",
+            "requested_by",
+            "created_at",
+            "expires_at",
+            "decided_by",
+            "decided_at",
+            "decision_comment",
+            "dispatched_at",
+            "dispatch_attempts",
+            "finished_at",
+            "bytes_reclaimed",
+            "restore_of",
+            "item_count",
+        ]
+        read_only_fields = fields
+
+    def get_item_count(self, request: PruneRequest) -> int:
+        annotated = getattr(request, "item_count", None)
+        return annotated if annotated is not None else request.items.count()
+
+
+class PruneRequestDetailSerializer(PruneRequestSerializer):
+    items = PruneItemSerializer(many=True, read_only=True)
+
+    class Meta(PruneRequestSerializer.Meta):
+        fields = [*PruneRequestSerializer.Meta.fields, "items"]
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor", "action", "host", "object_type", "object_id", "details"]
+
+
+class ReceivedReportSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ReceivedReport
+        fields = ["id", "received_at", "report_id", "host_name", "kind", "status", "reason", "payload"]
+
+
+# ---------------------------------------------------------------- input
+
+
+class ProposeSerializer(serializers.Serializer):
+    files = serializers.ListField(
+        child=serializers.CharField(max_length=4096), min_length=1, max_length=10_000
+    )
+    reason = serializers.CharField(max_length=2000)
+    mode = serializers.ChoiceField(choices=PruneRequest.Mode.choices, default=PruneRequest.Mode.QUARANTINE)
+
+
+class PolicyRunSerializer(serializers.Serializer):
+    params = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False, default=dict
+    )
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+    mode = serializers.ChoiceField(choices=PruneRequest.Mode.choices, default=PruneRequest.Mode.QUARANTINE)
+
+
+class CommentSerializer(serializers.Serializer):
+    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class RestoreSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")

@@ -1,0 +1,236 @@
+"""The JSON API for scripts. Same rules as the pages: roles.py decides, workflow.py acts.
+
+Every view is exempt from Django's LoginRequiredMiddleware (it would answer a script with a
+redirect to the login page); DRF authenticates instead and answers 401/403 as JSON. Writes go
+through workflow/policies, which write the audit rows in the same transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib.auth.decorators import login_not_required
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from models_admin import policies, workflow
+from models_admin.models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport
+from models_admin.roles import Action
+
+from . import filters, serializers
+from .permissions import RolePermission
+
+
+class _Api:
+    """Mixin for every API view: role permission, and no login redirect."""
+
+    permission_classes: ClassVar = [RolePermission]
+    action_required: Action | None = None
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return login_not_required(super().as_view(**initkwargs))
+
+
+def _host(name: str) -> Host:
+    return get_object_or_404(Host, name=name)
+
+
+def _request(request_id) -> PruneRequest:
+    return get_object_or_404(
+        PruneRequest.objects.select_related("host", "requested_by", "decided_by"), id=request_id
+    )
+
+
+def _validated(serializer_class, data) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _request_detail(prune_request: PruneRequest, code: int = status.HTTP_200_OK) -> Response:
+    prune_request = _request(prune_request.id)  # re-read: dispatch may have moved it on commit
+    return Response(serializers.PruneRequestDetailSerializer(prune_request).data, status=code)
+
+
+# ---------------------------------------------------------------- hosts
+
+
+class HostList(_Api, generics.ListAPIView):
+    queryset = Host.objects.select_related("current_snapshot").order_by("name")
+    serializer_class = serializers.HostSerializer
+    filterset_class = filters.HostFilter
+
+
+class HostDetail(_Api, generics.RetrieveAPIView):
+    queryset = Host.objects.select_related("current_snapshot")
+    serializer_class = serializers.HostSerializer
+    lookup_field = "name"
+
+
+class HostInventory(_Api, generics.ListAPIView):
+    """The files of the host's current snapshot (empty before its first inventory)."""
+
+    serializer_class = serializers.ModelFileSerializer
+    filterset_class = None
+
+    def get_queryset(self):
+        host = _host(self.kwargs["name"])
+        return ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).order_by("path")
+
+
+class HostAskInventory(_Api, APIView):
+    action_required = Action.REQUEST_INVENTORY
+
+    def post(self, request: Request, name: str) -> Response:
+        host = _host(name)
+        workflow.ask_inventory(host, request.user)
+        return Response({"host": host.name, "asked": "inventory"}, status=status.HTTP_202_ACCEPTED)
+
+
+class HostAskFree(_Api, APIView):
+    action_required = Action.REQUEST_FREE
+
+    def post(self, request: Request, name: str) -> Response:
+        host = _host(name)
+        workflow.ask_free(host, request.user)
+        return Response({"host": host.name, "asked": "free"}, status=status.HTTP_202_ACCEPTED)
+
+
+class HostAccept(_Api, APIView):
+    action_required = Action.MANAGE_HOSTS
+
+    def post(self, request: Request, name: str) -> Response:
+        host = workflow.accept_host(_host(name), request.user)
+        return Response(serializers.HostSerializer(host).data)
+
+
+class HostRetire(_Api, APIView):
+    action_required = Action.MANAGE_HOSTS
+
+    def post(self, request: Request, name: str) -> Response:
+        host = workflow.retire_host(_host(name), request.user)
+        return Response(serializers.HostSerializer(host).data)
+
+
+class HostPropose(_Api, APIView):
+    """Propose pruning files of the host's current snapshot, named by relative path."""
+
+    action_required = Action.PROPOSE
+
+    def post(self, request: Request, name: str) -> Response:
+        host = _host(name)
+        data = _validated(serializers.ProposeSerializer, request.data)
+        wanted = list(dict.fromkeys(data["files"]))
+        files = list(
+            ModelFile.objects.filter(snapshot_id=host.current_snapshot_id, path__in=wanted).select_related(
+                "snapshot"
+            )
+        )
+        if unknown := sorted(set(wanted) - {f.path for f in files}):
+            shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            raise ValidationError({"files": [f"not in the current inventory of {host.name}: {shown}"]})
+        prune_request = workflow.propose(
+            host=host, files=files, reason=data["reason"], user=request.user, mode=data["mode"]
+        )
+        return _request_detail(prune_request, status.HTTP_201_CREATED)
+
+
+class HostRunPolicy(_Api, APIView):
+    """Run one policy on the host: 201 with the request, or 200 with request null if nothing matched."""
+
+    action_required = Action.PROPOSE
+
+    def post(self, request: Request, name: str, policy: str) -> Response:
+        host = _host(name)
+        data = _validated(serializers.PolicyRunSerializer, request.data)
+        run = policies.run_policy(
+            host, policy, user=request.user, params=data["params"], reason=data["reason"], mode=data["mode"]
+        )
+        body = {
+            "policy": policy,
+            "params": run.selection.params,
+            "selected": [f.path for f in run.selection.files],
+            "skipped_busy": run.selection.skipped_busy,
+            "skipped_unprunable": run.selection.skipped_unprunable,
+            "request": None,
+        }
+        if run.request is None:
+            return Response(body)
+        body["request"] = _request_detail(run.request).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class PolicyList(_Api, APIView):
+    def get(self, request: Request) -> Response:
+        return Response([p.as_dict() for p in policies.REGISTRY.values()])
+
+
+# ---------------------------------------------------------------- requests
+
+
+class RequestList(_Api, generics.ListAPIView):
+    serializer_class = serializers.PruneRequestSerializer
+    filterset_class = filters.PruneRequestFilter
+    queryset = (
+        PruneRequest.objects.select_related("host", "requested_by", "decided_by")
+        .annotate(item_count=Count("items"))
+        .order_by("-created_at")
+    )
+
+
+class RequestDetail(_Api, generics.RetrieveAPIView):
+    serializer_class = serializers.PruneRequestDetailSerializer
+    queryset = PruneRequest.objects.select_related("host", "requested_by", "decided_by").prefetch_related(
+        "items"
+    )
+    lookup_url_kwarg = "request_id"
+
+
+class RequestApprove(_Api, APIView):
+    action_required = Action.APPROVE
+
+    def post(self, request: Request, request_id) -> Response:
+        data = _validated(serializers.CommentSerializer, request.data)
+        return _request_detail(workflow.approve(_request(request_id).id, request.user, data["comment"]))
+
+
+class RequestReject(_Api, APIView):
+    action_required = Action.APPROVE
+
+    def post(self, request: Request, request_id) -> Response:
+        data = _validated(serializers.CommentSerializer, request.data)
+        return _request_detail(workflow.reject(_request(request_id).id, request.user, data["comment"]))
+
+
+class RequestRestore(_Api, APIView):
+    """Propose moving back what a prune request quarantined (a new request, approved as usual)."""
+
+    action_required = Action.RESTORE
+
+    def post(self, request: Request, request_id) -> Response:
+        data = _validated(serializers.RestoreSerializer, request.data)
+        restore = workflow.propose_restore(
+            prune_request=_request(request_id), user=request.user, reason=data["reason"]
+        )
+        return _request_detail(restore, status.HTTP_201_CREATED)
+
+
+# ---------------------------------------------------------------- history
+
+
+class AuditList(_Api, generics.ListAPIView):
+    serializer_class = serializers.AuditEventSerializer
+    filterset_class = filters.AuditFilter
+    queryset = AuditEvent.objects.order_by("-at", "-id")
+
+
+class RejectedReportList(_Api, generics.ListAPIView):
+    serializer_class = serializers.ReceivedReportSerializer
+    filterset_class = filters.ReceivedReportFilter
+    queryset = ReceivedReport.objects.filter(status=ReceivedReport.Status.REJECTED).order_by("-received_at")

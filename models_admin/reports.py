@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from workers.schema import Outcome
 
+from . import history
 from .models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
 
 # Outcomes of a prune item that gave disk space back. RESTORED belongs to restore requests
@@ -339,26 +340,18 @@ def snapshot_at(host: Host, moment: datetime) -> Snapshot | None:
     return host.snapshots.filter(taken_at__lte=moment).order_by("-taken_at", "-id").first()
 
 
-def change_counts(before: dict[str, tuple], after: dict[str, tuple]) -> tuple[int, int, int]:
-    """(added, removed, changed) between two {path: identity} maps."""
-    added = sum(1 for p in after if p not in before)
-    removed = sum(1 for p in before if p not in after)
-    changed = sum(1 for p, ident in after.items() if p in before and before[p] != ident)
-    return added, removed, changed
-
-
 def timeline_steps(snapshots: Sequence[Snapshot]) -> list[TimelineStep]:
     """Change counts for a page of one host's snapshots (newest first), each against the
-    snapshot before it.
+    snapshot before it, which may sit on the next page.
 
-    Two queries whatever the page: the snapshot just older than the page, then the file
-    identities of the page plus that one. Counting in SQL would need a FULL OUTER JOIN per
-    pair; the page is small, so reading its rows once is cheaper and works on SQLite too.
-    Counts are not stored on the snapshot because compaction removes snapshots, which would
-    silently make a stored "against the previous one" wrong.
+    Three queries whatever the page: history.change_summaries (the previous snapshot and the
+    page's files, compared as the diff view compares them) and the size of the snapshot just
+    older than the page. Counts are not stored on the snapshot because compaction removes
+    snapshots, which would silently make a stored "against the previous one" wrong.
     """
     if not snapshots:
         return []
+    summaries = history.change_summaries(snapshots)
     oldest = snapshots[-1]
     older = (
         Snapshot.objects.filter(host_id=oldest.host_id)
@@ -367,25 +360,23 @@ def timeline_steps(snapshots: Sequence[Snapshot]) -> list[TimelineStep]:
         .values_list("id", "total_bytes")
         .first()
     )
-    chain = [s.id for s in snapshots] + ([older[0]] if older else [])
-    files: dict[int, dict[str, tuple]] = {sid: {} for sid in chain}
-    rows = ModelFile.objects.filter(snapshot_id__in=chain).values_list(
-        "snapshot_id", "path", "size", "mtime_ns", "sha256"
-    )
-    for sid, path, size, mtime_ns, sha in rows.iterator(chunk_size=5000):
-        files[sid][path] = (size, mtime_ns, sha)
     steps = []
     for i, snap in enumerate(snapshots):
-        prev_id = chain[i + 1] if i + 1 < len(chain) else None
-        step = TimelineStep(snapshot=snap, previous_id=prev_id)
-        if prev_id is None:
-            step.added = len(files[snap.id])
-            step.bytes_delta = snap.total_bytes
+        if i + 1 < len(snapshots):
+            prev_id, prev_bytes = snapshots[i + 1].id, snapshots[i + 1].total_bytes
         else:
-            step.added, step.removed, step.changed = change_counts(files[prev_id], files[snap.id])
-            prev_bytes = snapshots[i + 1].total_bytes if i + 1 < len(snapshots) else older[1]
-            step.bytes_delta = snap.total_bytes - prev_bytes
-        steps.append(step)
+            prev_id, prev_bytes = older if older else (None, 0)
+        summary = summaries[snap.id]
+        steps.append(
+            TimelineStep(
+                snapshot=snap,
+                previous_id=prev_id,
+                added=summary.added,
+                removed=summary.removed,
+                changed=summary.changed,
+                bytes_delta=snap.total_bytes - prev_bytes,
+            )
+        )
     return steps
 
 

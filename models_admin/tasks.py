@@ -86,3 +86,35 @@ def fleet_inventory() -> dict[str, int]:
             failed += 1
             log.warning("scheduled inventory of %s not sent: %s", host.name, exc)
     return {"asked": asked, "failed": failed}
+
+
+# ---------------------------------------------------------------- history (schedules.py, compaction.py)
+
+HOST_INVENTORY_TASK = "ocrdash.dashboard.host_inventory"
+COMPACT_TASK = "ocrdash.dashboard.compact_snapshots"
+
+
+@shared_task(name=HOST_INVENTORY_TASK)
+def host_inventory(host: str) -> str:
+    """A per-host schedule (set on the settings page) asks this host for an inventory.
+
+    A host that was retired or deleted since the schedule was saved ends quietly: beat keeps
+    firing until an approver removes the schedule, and that is not an error worth a retry.
+    """
+    found = Host.objects.filter(name=host).first()
+    if found is None or not found.accepts_orders:
+        return "skipped"
+    try:
+        workflow.ask_inventory(found, None)
+    except workflow.WorkflowError as exc:
+        log.warning("scheduled inventory of %s not sent: %s", host, exc)
+        return "failed"
+    return "asked"
+
+
+@shared_task(name=COMPACT_TASK)
+def compact_snapshots(**retention: int) -> dict[str, int]:
+    """Thin old snapshots with the retention stored in this task's kwargs (settings page)."""
+    from . import compaction  # imported here to keep this addition in one place
+
+    return compaction.compact_snapshots(retention=compaction.Retention(**retention))

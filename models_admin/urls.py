@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import audit, auth, fleet, hosts, modelpages, requests
+from .views import audit, auth, fleet, history, hosts, modelpages, reports, requests
 
 urlpatterns = [
     path("", fleet.overview, name="ocrdash-fleet"),
@@ -26,4 +26,18 @@ urlpatterns = [
     path("audit/export.csv", audit.export_csv, name="ocrdash-audit-export"),
     path("audit/rejected-reports/", audit.rejected_reports, name="ocrdash-rejected-reports"),
     path("account/", auth.account, name="ocrdash-account"),
+    # history and reports
+    path("hosts/<str:name>/timeline/", history.timeline, name="ocrdash-host-timeline"),
+    path("models/<str:key>/lifecycle/", history.lifecycle, name="ocrdash-model-lifecycle"),
+    path("reports/", reports.index, name="ocrdash-reports"),
+    path("reports/deletions/", reports.deletions, name="ocrdash-report-deletions"),
+    path(
+        "reports/deletions/export.<str:fmt>",
+        reports.deletions_export,
+        name="ocrdash-report-deletions-export",
+    ),
+    path("settings/", reports.settings_page, name="ocrdash-settings"),
+    path("settings/fleet/", reports.settings_fleet, name="ocrdash-settings-fleet"),
+    path("settings/host/", reports.settings_host, name="ocrdash-settings-host"),
+    path("settings/retention/", reports.settings_retention, name="ocrdash-settings-retention"),
 ]

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -202,6 +202,8 @@ def _csv_lines(qs) -> Iterator[str]:
 def deletions_export(request: HttpRequest, fmt: str) -> HttpResponse:
     """The deletions audit with the page's filters, as CSV or JSON (totals included in JSON)."""
     require(request, Action.VIEW)
+    if fmt not in ("csv", "json"):
+        raise Http404("export as csv or json")
     _, f = _deletion_filter(request)
     qs = reports.deletions(f)
     stamp = f"{f.start:%Y%m%d}-{f.end:%Y%m%d}"

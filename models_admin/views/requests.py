@@ -73,6 +73,8 @@ def detail(request: HttpRequest, request_id) -> HttpResponse:
             "last_copies": sum(1 for i in items if i.last_copy),
             "known_count": sum(1 for i in items if i.known_to_aspose),
             "own_request": own,
+            # Outcomes exist once the order left; before that the column would only say "pending".
+            "show_outcomes": prune.state in (State.DISPATCHED, State.COMPLETED, State.PARTIAL, State.FAILED),
             "restorable": prune.kind == PruneRequest.Kind.PRUNE
             and prune.mode == "quarantine"
             and prune.state in RESTORABLE,

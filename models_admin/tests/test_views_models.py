@@ -1,0 +1,44 @@
+"""The models index and a model's page across the fleet."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from models_admin.models import Host, Snapshot
+
+from .conftest import sha
+
+
+def test_it_finds_a_name_on_every_host_that_holds_it_now(client_for, viewer, make_host):
+    make_host("ocr-1", {"en.gguf": 10, "sub/fr.onnx": 5})
+    make_host("ocr-2", {"models/en.gguf": 10})
+    make_host("ocr-3", {"de.onnx": 1})
+    make_host("ocr-old", {"en.gguf": 10}, status=Host.Status.RETIRED)
+    response = client_for(viewer).get(reverse("ocrdash-model", args=["en.gguf"]))
+    assert sorted((f.snapshot.host.name, f.path) for f in response.context["files"]) == [
+        ("ocr-1", "en.gguf"),
+        ("ocr-2", "models/en.gguf"),
+    ]
+    assert response.context["hosts"] == 2
+
+
+def test_it_finds_by_hash(client_for, viewer, make_host):
+    make_host("ocr-1", {"en.gguf": 10})
+    response = client_for(viewer).get(reverse("ocrdash-model", args=[sha("en.gguf")]))
+    assert response.context["by_hash"] and len(response.context["files"]) == 1
+
+
+def test_it_ignores_files_of_older_snapshots(client_for, viewer, make_host):
+    host = make_host("ocr-1", {"gone.bin": 10})
+    host.current_snapshot = Snapshot.objects.create(host=host, digest="empty")
+    host.save()
+    response = client_for(viewer).get(reverse("ocrdash-model", args=["gone.bin"]))
+    assert response.context["files"] == []
+    assert "No host holds" in response.content.decode()
+
+
+def test_it_searches_the_index(client_for, viewer, make_host):
+    make_host("ocr-1", {"en_v1.gguf": 10, "fr.onnx": 5})
+    make_host("ocr-2", {"en_v1.gguf": 10})
+    models = list(client_for(viewer).get(reverse("ocrdash-models"), {"q": "en_"}).context["models"])
+    assert [(m["name"], m["hosts"], m["copies"], m["bytes"]) for m in models] == [("en_v1.gguf", 2, 2, 20)]

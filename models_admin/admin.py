@@ -1,0 +1,90 @@
+"""Django admin: a read-mostly window for superusers. Transitions stay in workflow.py.
+
+Requests, items, snapshots and reports are shown, not edited: changing a state here would
+skip the two-person rule and the audit trail. Audit events cannot be added, changed or
+deleted at all (the database refuses too).
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from .models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest, ReceivedReport, Snapshot
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    """Status changes go through workflow (accept/retire, audited); here only the view."""
+
+    list_display = ["name", "status", "last_seen", "model_dir_state", "file_count", "total_bytes"]
+    list_filter = ["status", "model_dir_state"]
+    search_fields = ["name", "hostname"]
+    readonly_fields = [f.name for f in Host._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # hosts register themselves with their first inventory
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # retire instead: history keeps pointing at it
+
+
+class ModelFileInline(admin.TabularInline):
+    model = ModelFile
+    fields = ["path", "size", "mtime_ns", "sha256", "known_to_aspose", "is_symlink"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    max_num = 0
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(ReadOnlyAdmin):
+    list_display = ["host", "taken_at", "last_seen_at", "seen_count", "file_count", "total_bytes"]
+    list_filter = ["host"]
+    list_select_related = ["host"]
+    inlines = [ModelFileInline]
+
+
+class PruneItemInline(admin.TabularInline):
+    model = PruneItem
+    fields = ["path", "size", "sha256", "known_to_aspose", "outcome", "detail", "bytes_reclaimed"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+
+
+@admin.register(PruneRequest)
+class PruneRequestAdmin(ReadOnlyAdmin):
+    list_display = ["short_id", "host", "kind", "state", "policy", "requested_by", "decided_by", "created_at"]
+    list_filter = ["state", "kind", "policy"]
+    list_select_related = ["host", "requested_by", "decided_by"]
+    search_fields = ["id", "host__name", "reason"]
+    inlines = [PruneItemInline]
+
+
+@admin.register(ReceivedReport)
+class ReceivedReportAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "host_name", "kind", "status", "reason"]
+    list_filter = ["status", "kind"]
+    search_fields = ["report_id", "host_name"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "actor", "action", "host", "object_type", "object_id"]
+    list_filter = ["action"]
+    search_fields = ["actor", "host", "object_id"]
+    date_hierarchy = "at"

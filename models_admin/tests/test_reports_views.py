@@ -1,0 +1,131 @@
+"""The reports page: its tables carry the numbers computed by hand, its cost does not grow
+with the history, and only people with a role see it."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from .history_factories import at, host, prune, snapshot
+
+pytestmark = pytest.mark.django_db
+
+URL = reverse("ocrdash-reports")
+RANGE = "?start=2026-03-02&end=2026-03-15"
+
+
+def _table(html: str, table_id: str) -> list[list[str]]:
+    """The body rows of one table, as cell texts (tags stripped)."""
+    body = re.search(rf'<table[^>]*id="{table_id}".*?<tbody>(.*?)</tbody>', html, re.S).group(1)
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    return [
+        [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)] for r in rows
+    ]
+
+
+def _fixture():
+    a, b = host("ocr-a"), host("ocr-b")
+    snapshot(a, at("2026-03-01 10:00"), {"en.gguf": 1000, "old_fr.bin": 500})
+    snapshot(b, at("2026-03-04 10:00"), {"en.gguf": 1000})
+    snapshot(a, at("2026-03-09 10:00"), {"en.gguf": 1000})
+    prune(
+        a,
+        [("old_fr.bin", 500, "quarantined", 500)],
+        created_at=at("2026-03-05 09:00"),
+        decided_at=at("2026-03-06 09:00"),
+        finished_at=at("2026-03-09 09:00"),
+    )
+    return a, b
+
+
+def test_the_tables_carry_the_numbers_of_the_charts(client_for, viewer):
+    _fixture()
+
+    response = client_for(viewer).get(URL + RANGE)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    # Fleet at each week's end: Sun Mar 8 = a 1500 + b 1000; Sun Mar 15 = 1000 + 1000.
+    assert [r[:2] + r[3:] for r in _table(html, "table-disk")] == [
+        ["2026-03-08", "2500", "3"],
+        ["2026-03-15", "2000", "2"],
+    ]
+    assert [r[:2] + r[3:] for r in _table(html, "table-reclaimed")] == [
+        ["2026-03-02", "0", "0"],
+        ["2026-03-09", "500", "1"],
+    ]
+    assert [r[:2] for r in _table(html, "table-models")] == [["ocr-a", "1"], ["ocr-b", "1"]]
+    # Proposed Mar 5, approved Mar 6: one proposal and one approval in the first week.
+    assert _table(html, "table-requests") == [
+        ["2026-03-02", "1", "1", "0", "0", "0"],
+        ["2026-03-09", "0", "0", "0", "0", "0"],
+    ]
+    data = json.loads(
+        re.search(r'<script id="report-data" type="application/json">(.*?)</script>', html, re.S)[1]
+    )
+    assert data["days"][0] == "2026-03-02" and len(data["days"]) == 14
+    assert data["host_bytes"]["ocr-a"][0] == 1500 and data["host_bytes"]["ocr-a"][-1] == 1000
+    assert data["reclaimed_bytes"] == [0, 500]
+
+
+def test_the_host_filter_narrows_every_chart(client_for, viewer):
+    _fixture()
+
+    html = client_for(viewer).get(URL + RANGE + "&host=ocr-b").content.decode()
+
+    assert [r[:2] for r in _table(html, "table-models")] == [["ocr-b", "1"]]
+    assert [r[1] for r in _table(html, "table-reclaimed")] == ["0", "0"]
+
+
+def test_it_defaults_to_the_last_90_days(client_for, viewer):
+    response = client_for(viewer).get(URL)
+
+    data = response.context["chart_data"]
+    assert len(data["days"]) == 90
+    assert data["days"][-1] == response.context["end"].isoformat()
+
+
+def test_a_reversed_range_is_explained_and_the_default_shown(client_for, viewer):
+    response = client_for(viewer).get(URL + "?start=2026-03-10&end=2026-03-01")
+
+    assert "the start of the range is after its end" in response.content.decode().lower()
+    assert len(response.context["chart_data"]["days"]) == 90
+
+
+def test_it_needs_a_login_and_a_role(client, client_for, outsider):
+    assert client.get(URL).status_code == 302
+    assert client_for(outsider).get(URL).status_code == 403
+
+
+def test_it_refuses_post(client_for, approver):
+    assert client_for(approver).post(URL).status_code == 405
+
+
+def test_its_query_count_does_not_grow_with_the_history(client_for, viewer, django_assert_num_queries):
+    a, b = _fixture()
+    client = client_for(viewer)
+    client.get(URL + RANGE)  # session and user caches warm
+    with CaptureQueriesContext(connection) as small:
+        client.get(URL + RANGE)
+
+    day = date(2026, 3, 2)
+    for i in range(14):
+        snapshot(a, at(f"{day + timedelta(days=i)} 12:00"), {"en.gguf": 1000 + i})
+        snapshot(b, at(f"{day + timedelta(days=i)} 13:00"), {"en.gguf": 2000 + i})
+        prune(
+            b,
+            [(f"old_{i}.bin", 1, "deleted", 1)],
+            created_at=at(f"{day} 00:00"),
+            finished_at=at(f"{day} 01:00"),
+        )
+    host("ocr-c")
+
+    with django_assert_num_queries(len(small)):
+        response = client.get(URL + RANGE)
+    assert response.status_code == 200

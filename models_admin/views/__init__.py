@@ -30,4 +30,5 @@ def get_host_for_user(request: HttpRequest, name: str, action: Action = Action.V
 
 
 def flash_error(request: HttpRequest, exc: Exception) -> None:
-    messages.error(request, str(exc)[:1:].upper() + str(exc)[1:])
+    text = str(exc)
+    messages.error(request, text[:1].upper() + text[1:])

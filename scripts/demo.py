@@ -1,0 +1,502 @@
+#!/usr/bin/env python
+"""Run the whole of ocrdash on one machine: ``make demo`` (or ``python scripts/demo.py``).
+
+It needs nothing but the project's virtualenv: the database is an SQLite file and the broker
+is kombu's filesystem transport, a folder every process points at (CELERY_BROKER_URL may name
+a Redis server instead; the agents then get the same URL). Everything lives under one folder
+(``var/demo`` by default):
+
+    ocrdash.sqlite3     the dashboard's database
+    broker/             the filesystem broker's messages and bindings
+    hosts/<name>/       one fake OCR host: models/ (its model folder) and state/ (its agent's)
+    logs/<process>.log  what each process printed
+
+Started: the web server, the ingest worker, the scheduler and one agent per demo host. Every
+child runs in its own process group (its own session), so a terminal's Ctrl-C reaches only
+this runner, which then stops each group as a whole: a Celery worker's pool processes go
+with their parent and nothing is left running. Running it again reuses the folder (the
+database, the accounts, the hosts and what happened to their files); ``--reset`` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VAR = ROOT / "var" / "demo"
+KIB, MIB = 1024, 1024 * 1024
+
+# Fixed demo accounts: printed at start, so nobody has to guess them. Demo only.
+ACCOUNTS: list[tuple[str, str, str]] = [
+    # (username, password, role); "admin" is a superuser, the others are plain role members.
+    ("admin", "demo-admin-pass", "admin"),
+    ("operator", "demo-operator-pass", "operator"),
+    ("approver", "demo-approver-pass", "approver"),
+]
+
+ASPOSE_DEFAULT_MODEL = "Llama-3.2-3B-Instruct-Q4_K_M.gguf"
+
+
+@dataclass(frozen=True)
+class DemoHost:
+    name: str
+    # relative path -> (size, content seed). The same seed on two hosts gives the same bytes,
+    # hence the same sha256: the model page then shows one model held by several hosts.
+    files: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # False: the agent is pointed at a folder that does not exist ("model folder missing").
+    has_model_dir: bool = True
+    # A file rewritten once the host's first inventory arrived, so its history shows a change.
+    changes_after_first_scan: str | None = None
+
+
+HOSTS: list[DemoHost] = [
+    DemoHost(
+        "ocr-east-1",
+        {
+            "en_ocr_v2.gguf": (2 * MIB, "en-v2"),
+            "old_en_ocr_v1.gguf": (int(1.5 * MIB), "en-v1"),
+            "old_fr_ocr_v1.bin": (3 * MIB, "fr-v1"),
+            ASPOSE_DEFAULT_MODEL: (512 * KIB, "llama-3.2-3b"),
+            "layout/table_detector_v3.onnx": (256 * KIB, "table-v3"),
+        },
+        changes_after_first_scan="layout/table_detector_v3.onnx",
+    ),
+    DemoHost(
+        "ocr-west-1",
+        {
+            "en_ocr_v2.gguf": (2 * MIB, "en-v2"),
+            "fr_ocr_v2.bin": (3 * MIB, "fr-v2"),
+            "old_fr_ocr_v1.bin": (3 * MIB, "fr-v1"),
+            "old_de_ocr_v1.onnx": (768 * KIB, "de-v1"),
+            # One folder down: Aspose still finds its default model there.
+            f"llm/{ASPOSE_DEFAULT_MODEL}": (512 * KIB, "llama-3.2-3b"),
+        },
+    ),
+    DemoHost("ocr-lab", has_model_dir=False),
+]
+
+
+class DemoError(RuntimeError):
+    """Something the person running the demo has to know about; printed without a traceback."""
+
+
+class Stop(Exception):
+    """Raised by the signal handlers: SIGINT, SIGTERM or SIGHUP asked the demo to stop."""
+
+
+# ---------------------------------------------------------------- the fake hosts' files
+
+
+def _content(seed: str, size: int) -> bytes:
+    # Deterministic bytes: reruns and other hosts produce the very same file for a seed.
+    return random.Random(seed).randbytes(size)
+
+
+def seed_host(var: Path, host: DemoHost) -> Path:
+    """Create a host's folders and model files; leave whatever exists alone (reruns reuse)."""
+    base = var / "hosts" / host.name
+    (base / "state").mkdir(parents=True, exist_ok=True)
+    models = base / "models"
+    if not host.has_model_dir:
+        return models
+    if (base / ".seeded").exists():
+        # Files that were pruned or restored since are part of the demo's history: keep them.
+        return models
+    now = time.time()
+    for rel, (size, seed) in host.files.items():
+        path = models / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_content(seed, size))
+        # Back-dated, so the age policy and the "modified" column have something to show.
+        age_days = 210 if path.name.startswith("old_") else 30
+        os.utime(path, (now - age_days * 86400, now - age_days * 86400))
+    (base / ".seeded").write_text("model files written by scripts/demo.py\n")
+    return models
+
+
+def change_after_first_scan(var: Path, host: DemoHost) -> bool:
+    """Rewrite the host's chosen file once (size and hash change); False if done before."""
+    if host.changes_after_first_scan is None:
+        return False
+    base = var / "hosts" / host.name
+    marker = base / ".changed"
+    path = base / "models" / host.changes_after_first_scan
+    if marker.exists() or not path.exists():
+        return False
+    with path.open("ab") as f:
+        f.write(_content(f"{host.name}-retrained", 64 * KIB))
+    marker.write_text(f"{host.changes_after_first_scan} grew after the first inventory\n")
+    return True
+
+
+# ---------------------------------------------------------------- child processes
+
+
+@dataclass
+class Child:
+    """One started process and its process group (its pid: it leads its own session)."""
+
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    log_file: IO[bytes]
+
+    @property
+    def pgid(self) -> int:
+        return self.proc.pid
+
+    def group_alive(self) -> bool:
+        self.proc.poll()  # reap the leader, or its zombie would count as a member
+        try:
+            os.killpg(self.pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, sig)
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[Child] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        log_file = log_path.open("ab")
+        log_file.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
+        log_file.flush()
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            # Its own session and process group: a terminal's Ctrl-C does not reach it (the
+            # runner decides the order of shutdown), and killpg() reaches its pool processes.
+            start_new_session=True,
+        )
+        child = Child(name, proc, log_path, log_file)
+        self.children.append(child)
+        return child
+
+    def dead(self) -> Child | None:
+        for child in self.children:
+            if child.proc.poll() is not None:
+                return child
+        return None
+
+    def stop_all(self, grace: float = 10.0) -> list[str]:
+        """SIGTERM every group, wait up to ``grace`` seconds, SIGKILL what is left.
+
+        Returns the names of groups that needed SIGKILL. After it returns no process of any
+        started group is alive.
+        """
+        for child in reversed(self.children):
+            child.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(c.group_alive() for c in self.children):
+            time.sleep(0.1)
+        killed = []
+        for child in self.children:
+            if child.group_alive():
+                killed.append(child.name)
+                child.signal_group(signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(c.group_alive() for c in self.children):
+            time.sleep(0.05)
+        for child in self.children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=1)
+            child.log_file.close()
+        return killed
+
+
+# ---------------------------------------------------------------- the dashboard side
+
+
+def base_env(var: Path) -> dict[str, str]:
+    """Environment shared by every process: one database, one broker."""
+    env = dict(os.environ)
+    broker = os.environ.get("CELERY_BROKER_URL", "").strip() or "filesystem://"
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "ocrdash.settings",
+            "DATABASE_URL": f"sqlite:///{var / 'ocrdash.sqlite3'}",
+            "CELERY_BROKER_URL": broker,
+            "OCRDASH_BROKER_URL": broker,
+            "OCRDASH_BROKER_FOLDER": str(var / "broker"),
+            "DJANGO_DEBUG": "true",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+        }
+    )
+    return env
+
+
+def setup_django(env: dict[str, str]) -> None:
+    """Use the demo's database in this process too (accounts, accepting hosts, polling)."""
+    for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CELERY_BROKER_URL", "OCRDASH_BROKER_FOLDER"):
+        os.environ[key] = env[key]
+    os.environ["DJANGO_DEBUG"] = "true"
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def ensure_accounts() -> None:
+    """Create the demo accounts, or reset their passwords to the printed ones."""
+    from django.core.management import call_command
+
+    for username, password, role in ACCOUNTS:
+        options = {"superuser": True} if role == "admin" else {"role": [role]}
+        call_command("create_user", username, password=password, stderr=io.StringIO(), **options)
+
+
+def host_states(names: list[str], since=None) -> dict[str, str]:
+    """name -> status for the demo hosts that have reported (since ``since``, if given)."""
+    from django.db import close_old_connections
+
+    from models_admin.models import Host
+
+    close_old_connections()
+    hosts = Host.objects.filter(name__in=names)
+    if since is not None:
+        hosts = hosts.filter(last_seen__gte=since)
+    return dict(hosts.values_list("name", "status"))
+
+
+def wait_for_hosts(sup: Supervisor, names: list[str], timeout: float) -> None:
+    """Until every host reported in this run: on a rerun the database already knows them all."""
+    from django.utils import timezone
+
+    started = timezone.now()
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while True:
+        states = host_states(names, since=started)
+        for name in sorted(set(states) - seen):
+            print(f"  {name} reported")
+        seen = set(states)
+        if seen == set(names):
+            return
+        if (dead := sup.dead()) is not None:
+            raise DemoError(f"{dead.name} stopped early:\n{dead.tail()}")
+        if time.monotonic() > deadline:
+            missing = ", ".join(sorted(set(names) - seen))
+            raise DemoError(f"no report from {missing} after {timeout:.0f}s; see {sup.log_dir}")
+        time.sleep(0.5)
+
+
+def wait_for_web(sup: Supervisor, port: int, timeout: float) -> None:
+    """Until the login page answers, so the printed address works when it is printed."""
+    url = f"http://127.0.0.1:{port}/accounts/login/"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if (dead := sup.dead()) is not None:
+            raise DemoError(f"{dead.name} stopped early (is port {port} free? try PORT=...):\n{dead.tail()}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"the web server did not answer on {url} after {timeout:.0f}s")
+        time.sleep(0.3)
+
+
+def accept_hosts(names: list[str]) -> None:
+    from django.core.management import call_command
+
+    from models_admin.models import Host
+
+    for name, status in host_states(names).items():
+        if status == Host.Status.PENDING:
+            call_command("accept_host", name, by=ACCOUNTS[0][0], stdout=io.StringIO())
+            print(f"  {name} accepted")
+
+
+def ask_inventory(name: str) -> None:
+    from django.contrib.auth import get_user_model
+
+    from models_admin import workflow
+    from models_admin.models import Host
+
+    admin = get_user_model().objects.get(username=ACCOUNTS[0][0])
+    workflow.ask_inventory(Host.objects.get(name=name), admin)
+
+
+# ---------------------------------------------------------------- the runner
+
+
+def start_processes(sup: Supervisor, var: Path, env: dict[str, str], port: int) -> None:
+    py = sys.executable
+    sup.start(
+        "web",
+        [py, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"],
+        env,
+        var,
+    )
+    sup.start(
+        "ingest",
+        [
+            *(py, "-m", "celery", "-A", "ocrdash", "worker", "-Q", "ocrdash.ingest,ocrdash.dashboard"),
+            *("-c", "1", "-n", "ingest@demo", "--without-gossip", "--without-mingle", "-l", "INFO"),
+        ],
+        env,
+        var,
+    )
+    sup.start(
+        "beat",
+        [
+            *(py, "-m", "celery", "-A", "ocrdash", "beat", "-l", "INFO"),
+            *("-S", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile", str(var / "beat.pid")),
+        ],
+        env,
+        var,
+    )
+    for host in HOSTS:
+        base = var / "hosts" / host.name
+        agent_env = dict(env)
+        agent_env.update(
+            {
+                "OCRDASH_HOST_NAME": host.name,
+                "OCRDASH_MODELS_DIR": str(base / "models"),
+                "OCRDASH_STATE_DIR": str(base / "state"),
+            }
+        )
+        # The agent is a plain Python program on its host: it must not see the dashboard's
+        # database (in production it has no such setting at all).
+        for key in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG"):
+            agent_env.pop(key, None)
+        sup.start(f"agent-{host.name}", [py, "-m", "workers", "agent"], agent_env, base)
+
+
+def banner(port: int, var: Path, broker: str) -> str:
+    width = max(len(u) for u, _, _ in ACCOUNTS)
+    lines = [
+        "",
+        "ocrdash demo is running.",
+        f"  Open      http://127.0.0.1:{port}/",
+        "  Accounts  (demo passwords; every start resets them to these)",
+    ]
+    lines += [f"    {u:<{width}}  {p:<20} {r}" for u, p, r in ACCOUNTS]
+    lines += [
+        f"  Hosts     {', '.join(h.name for h in HOSTS)} (model folders in {var / 'hosts'})",
+        f"  Broker    {broker}",
+        f"  Logs      {var / 'logs'}",
+        "Press Ctrl-C to stop everything.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run(args: argparse.Namespace) -> int:
+    var = Path(args.var_dir).resolve()
+    if args.reset and var.exists():
+        import shutil
+
+        shutil.rmtree(var)
+    var.mkdir(parents=True, exist_ok=True)
+    for host in HOSTS:
+        seed_host(var, host)
+    env = base_env(var)
+    names = [h.name for h in HOSTS]
+    sup = Supervisor(var / "logs")
+    code = 0
+    with stop_on_signals():
+        try:
+            print(f"Preparing the demo in {var}")
+            setup_django(env)
+            migrate()
+            ensure_accounts()
+            print("Starting the web server, the ingest worker, the scheduler and three agents ...")
+            start_processes(sup, var, env, args.port)
+            wait_for_hosts(sup, names, args.host_timeout)
+            wait_for_web(sup, args.port, args.host_timeout)
+            accept_hosts(names)
+            for host in HOSTS:
+                if change_after_first_scan(var, host):
+                    print(f"  {host.name}: {host.changes_after_first_scan} changed, asking for an inventory")
+                    ask_inventory(host.name)
+            print(banner(args.port, var, env["CELERY_BROKER_URL"]), flush=True)
+            while (dead := sup.dead()) is None:
+                time.sleep(0.5)
+            raise DemoError(f"{dead.name} stopped (exit code {dead.proc.returncode}):\n{dead.tail()}")
+        except Stop as stop:
+            print(f"\n{stop} received, stopping ...", flush=True)
+        except DemoError as exc:
+            print(f"\nerror: {exc}", file=sys.stderr, flush=True)
+            code = 1
+        finally:
+            # Signals during shutdown must not interrupt it half-way.
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(s, signal.SIG_IGN)
+            killed = sup.stop_all()
+            if killed:
+                print(f"(forced to kill: {', '.join(killed)})")
+            print("All demo processes stopped.", flush=True)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--var-dir", default=str(DEFAULT_VAR), help="where the demo keeps its state")
+    parser.add_argument("--reset", action="store_true", help="forget the previous demo's state first")
+    parser.add_argument(
+        "--host-timeout", type=float, default=120, help="seconds to wait for the hosts' first reports"
+    )
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -147,6 +147,13 @@ def page_url(context, number: int) -> str:
 
 
 @register.filter
+def pairs(mapping: dict | None) -> list:
+    """``mapping.items()`` for templates: ``{{ d.items }}`` looks up a key named "items" first,
+    and audit details do carry one (a request's item count)."""
+    return list(mapping.items()) if mapping else []
+
+
+@register.filter
 def get_item(mapping: dict, key):
     return mapping.get(key) if mapping else None
 

@@ -204,7 +204,7 @@ def run(days: int) -> None:
     measure(
         "snapshot_at, a year ago", lambda: reports.snapshot_at(host, timezone.now() - timedelta(days=365))
     )
-    measure("model_lifecycle by name", lambda: reports.model_lifecycle("m001_v1.gguf"))
+    measure("model_lifecycle by name", lambda: reports.model_lifecycle("m001_v0.gguf"))
 
     client = Client()
     client.force_login(User.objects.get(username="bench-approver"))
@@ -226,7 +226,7 @@ def run(days: int) -> None:
         f"/hosts/{host.name}/timeline/?at=<1 year ago>",
         lambda: client.get(f"/hosts/{host.name}/timeline/?at={today - timedelta(days=365)}T12:00"),
     )
-    measure("/models/m001_v1.gguf/lifecycle/", lambda: client.get("/models/m001_v1.gguf/lifecycle/"))
+    measure("/models/m001_v0.gguf/lifecycle/", lambda: client.get("/models/m001_v0.gguf/lifecycle/"))
     print("compaction (30/180 days), one host:")
     t0 = time.perf_counter()
     counts = compaction.compact_host(host.id, timezone.now(), compaction.Retention(30, 180))

@@ -83,6 +83,15 @@ def test_the_host_filter_narrows_every_chart(client_for, viewer):
     assert [r[1] for r in _table(html, "table-reclaimed")] == ["0", "0"]
 
 
+def test_all_hosts_is_the_empty_choice(client_for, viewer):
+    _fixture()
+
+    response = client_for(viewer).get(URL + RANGE + "&host=")
+
+    assert response.context["form"].is_valid()
+    assert [r[0] for r in _table(response.content.decode(), "table-models")] == ["ocr-a", "ocr-b"]
+
+
 def test_it_defaults_to_the_last_90_days(client_for, viewer):
     response = client_for(viewer).get(URL)
 

@@ -38,9 +38,12 @@ class RangeForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["host"].choices = [
-            (n, n) for n in Host.objects.order_by("name").values_list("name", flat=True)
-        ]
+        names = Host.objects.order_by("name").values_list("name", flat=True)
+        # "" is the page's "All hosts"; ?host= may repeat to pick several (links, exports).
+        self.fields["host"].choices = [("", "All hosts")] + [(n, n) for n in names]
+
+    def clean_host(self) -> list[str]:
+        return [h for h in self.cleaned_data["host"] if h]
 
     def clean(self) -> dict:
         data = super().clean()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
 import os
 import random
 import signal
@@ -270,6 +271,8 @@ def setup_django(env: dict[str, str]) -> None:
     import django
 
     django.setup()
+    # kombu warns on every connection that filesystem:// names no host; it needs none.
+    logging.getLogger("kombu.connection").setLevel(logging.ERROR)
 
 
 def migrate() -> None:
@@ -349,6 +352,24 @@ def accept_hosts(names: list[str]) -> None:
         if status == Host.Status.PENDING:
             call_command("accept_host", name, by=ACCOUNTS[0][0], stdout=io.StringIO())
             print(f"  {name} accepted")
+
+
+def propose_first_request(var: Path) -> str | None:
+    """Once per demo folder: the operator proposes pruning a host's ``old_`` models, so the
+    approver finds a request waiting (the two-person rule, ready to try)."""
+    from django.contrib.auth import get_user_model
+
+    from models_admin import policies
+    from models_admin.models import Host
+
+    marker = var / ".proposed"
+    if marker.exists():
+        return None
+    host = Host.objects.get(name=HOSTS[1].name)
+    operator = get_user_model().objects.get(username=ACCOUNTS[1][0])
+    run = policies.run_policy(host, "prefix", user=operator, reason="demo: replaced by the v2 models")
+    marker.write_text("the demo proposed its first request\n")
+    return host.name if run.request is not None else None
 
 
 def ask_inventory(name: str) -> None:
@@ -467,6 +488,8 @@ def run(args: argparse.Namespace) -> int:
                 if change_after_first_scan(var, host):
                     print(f"  {host.name}: {host.changes_after_first_scan} changed, asking for an inventory")
                     ask_inventory(host.name)
+            if (proposed_on := propose_first_request(var)) is not None:
+                print(f"  {proposed_on}: the operator proposed pruning its old_ models; approver may decide")
             print(banner(args.port, var, env["CELERY_BROKER_URL"]), flush=True)
             while (dead := sup.dead()) is None:
                 time.sleep(0.5)

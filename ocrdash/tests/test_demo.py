@@ -144,6 +144,7 @@ def test_make_demo_shows_three_hosts_and_stops_cleanly(tmp_path):
         assert time.monotonic() - started < READY_WITHIN + 30
         # The missing model folder is a reported state, not a crashed agent.
         assert "Model folder missing" in page
+        assert "ocr-west-1: the operator proposed pruning its old_ models" in demo.output
         assert len(processes_mentioning(str(var))) >= 6  # web, ingest, beat, three agents
     finally:
         code = demo.stop(signal.SIGINT)
@@ -160,6 +161,7 @@ def test_make_demo_shows_three_hosts_and_stops_cleanly(tmp_path):
         for host in HOSTS:
             assert page.count(f">{host}<") == 1, f"{host} shown {page.count(f'>{host}<')} times"
         assert "changed, asking for an inventory" not in again.output, "the file changes only once"
+        assert "proposed pruning" not in again.output, "the first request is proposed only once"
     finally:
         code = again.stop(signal.SIGTERM)
     assert code == 0, again.output

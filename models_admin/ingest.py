@@ -243,10 +243,6 @@ def _apply(host: Host, report: AnyReport) -> tuple[int | None, dict]:
             details = {"outcomes": len(report.outcomes), "freed": report.freed}
             if request is not None:
                 details["state"] = request.state
-            # Files moved: the host's snapshot is out of date until its next inventory. Ask
-            # for one at once (after commit, like every order) instead of relying on the
-            # agent to volunteer it or on the hourly schedule.
-            transaction.on_commit(lambda: _refresh_inventory(host.name))
         case PurgeReport():
             AuditEvent.record(
                 Action.QUARANTINE_PURGED,
@@ -284,16 +280,6 @@ def _apply(host: Host, report: AnyReport) -> tuple[int | None, dict]:
                 workflow.record_agent_error(report.request_id, report.reason)
     host.save(update_fields=update)
     return snapshot_id, details
-
-
-def _refresh_inventory(host_name: str) -> None:
-    host = Host.objects.filter(name=host_name).first()
-    if host is None or not host.accepts_orders:
-        return
-    try:
-        workflow.ask_inventory(host, None)
-    except workflow.WorkflowError as exc:  # broker down: the scheduled inventory catches up
-        log.warning("could not ask %s for an inventory after pruning: %s", host_name, exc)
 
 
 def _request_of_host(host: Host, request_id: str | None) -> bool:

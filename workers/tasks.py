@@ -121,7 +121,11 @@ class Agent:
         if isinstance(order, PruneOrder):
             with self.session() as session:
                 outcomes = Pruner(session.get_local_path(), self.db).prune(rid, order.items, order.mode)
-            return [PruneReport(**common, mode=order.mode, outcomes=outcomes, freed=session.freed)]
+            # Files moved: the fresh inventory lets the dashboard's snapshot follow at once.
+            return [
+                PruneReport(**common, mode=order.mode, outcomes=outcomes, freed=session.freed),
+                self.inventory(rid),
+            ]
         if isinstance(order, RestoreOrder):
             with self.session() as session:
                 outcomes = restore(
@@ -130,7 +134,8 @@ class Agent:
             return [
                 RestoreReport(
                     **common, prune_request_id=order.prune_request_id, outcomes=outcomes, freed=session.freed
-                )
+                ),
+                self.inventory(rid),
             ]
         if isinstance(order, PurgeOrder):
             with self.session() as session:

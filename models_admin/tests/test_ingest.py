@@ -318,25 +318,3 @@ def test_a_pending_host_reports_but_cannot_be_approved_for(make_host, operator, 
     )
     with pytest.raises(workflow.NotAllowed):
         workflow.approve(request.id, approver)
-
-
-def test_a_prune_report_asks_the_host_for_a_fresh_inventory_after_commit(
-    make_host, dispatched_request, host_queue, django_capture_on_commit_callbacks
-):
-    host = make_host("ingest-refresh-1", {"a.bin": 10})
-    request = dispatched_request(host)
-    queue = host_queue(host.name)
-    report = PruneReport(
-        host=host.name,
-        request_id=request.id.hex,
-        mode=PruneMode.QUARANTINE,
-        freed=True,
-        outcomes=[ItemOutcome(path="a.bin", outcome=Outcome.QUARANTINED, bytes_reclaimed=10)],
-    )
-
-    with django_capture_on_commit_callbacks(execute=True):
-        ingest_report(report.to_json())
-
-    [(task, order)] = queue.drain()
-    assert task == "ocrdash.agent.inventory" and order["host"] == host.name
-    assert audit(Action.INVENTORY_ASKED, host=host.name)[0].actor == "system"

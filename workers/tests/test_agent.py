@@ -68,6 +68,19 @@ def test_redelivered_order_gets_the_same_reports(agent: Agent, models_dir: Path)
     assert first[0].outcomes[0].outcome is Outcome.QUARANTINED
 
 
+def test_prune_and_restore_are_followed_by_a_fresh_inventory(agent: Agent, models_dir: Path) -> None:
+    write(models_dir / "old.bin", b"x")
+    write(models_dir / "en.gguf", b"y")
+    order = PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")])
+    pruned, inventory = agent.handle(AgentTask.PRUNE, order.to_json())
+    assert isinstance(pruned, PruneReport) and isinstance(inventory, InventoryReport)
+    assert [f.path for f in inventory.files] == ["en.gguf"]
+    restore = RestoreOrder(host=HOST, request_id="r1", prune_request_id="p1")
+    restored, inventory = agent.handle(AgentTask.RESTORE, restore.to_json())
+    assert isinstance(restored, RestoreReport)
+    assert sorted(f.path for f in inventory.files) == ["en.gguf", "old.bin"]
+
+
 @pytest.mark.parametrize(
     "payload, reason",
     [
@@ -115,7 +128,7 @@ def test_free_restore_purge(agent: Agent, models_dir: Path) -> None:
         AgentTask.PRUNE,
         PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")]).to_json(),
     )
-    [restored] = agent.handle(
+    restored, _ = agent.handle(
         AgentTask.RESTORE, RestoreOrder(host=HOST, request_id="r1", prune_request_id="p1").to_json()
     )
     assert isinstance(restored, RestoreReport) and restored.freed

@@ -2,7 +2,9 @@
 
 Orders go by task name to the host's own queue, with a broker expiry and the same deadline
 inside the order, so a host that was away does not act on stale orders whatever the
-transport did. Callers decide *when* to send (after commit); this module only sends.
+transport did. Every order is signed by the dashboard's key (trust.sign_order) at each send,
+so a re-send carries a fresh nonce. Callers decide *when* to send (after commit); this
+module only sends.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from workers.schema import (
     host_queue,
     new_id,
 )
+from workers.signing import SignatureError
 
+from . import trust
 from .models import PruneRequest
 
 log = logging.getLogger(__name__)
@@ -41,9 +45,14 @@ def order_deadline():
 def send_order(order: InventoryOrder | FreeOrder | PruneOrder | RestoreOrder) -> None:
     """Publish one order; raises DispatchError with a readable reason if the broker fails."""
     try:
+        signed = trust.sign_order(order)
+    except SignatureError as exc:  # the key file is missing its folder, or has loose permissions
+        log.error("could not sign %s order to %s: %s", order.kind, order.host, exc)
+        raise DispatchError(f"the order could not be signed: {exc}") from exc
+    try:
         app.send_task(
             ORDER_TASKS[order.kind],
-            args=[order.to_json()],
+            args=[signed],
             queue=host_queue(order.host),
             expires=order.expires_at,
             # Fail fast in a web request instead of retrying for minutes; the sweeper

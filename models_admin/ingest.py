@@ -8,6 +8,8 @@ Invariants:
   so "is this inventory the same as the latest snapshot" is decided on a stable latest snapshot.
 - Anything that cannot be accepted (malformed, unknown version, unknown or retired host) is
   kept as a rejected ReceivedReport with a readable reason and an audit event, never raised.
+- Every report must be signed by the key enrolled for the host it names (trust.py), checked
+  before anything else; one that is not changes nothing and becomes a security audit event.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from workers.schema import (
     parse_report,
 )
 
-from . import workflow
+from . import trust, workflow
 from .models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport, Snapshot
 
 log = logging.getLogger(__name__)
@@ -83,9 +85,13 @@ def snapshot_digest(files: Iterable[FileEntry | ModelFile]) -> str:
 
 
 def ingest_report(data: Any) -> IngestResult:
-    """Store one report dict as it came off the queue. Never raises for bad input."""
+    """Store one signed report dict as it came off the queue. Never raises for bad input."""
     try:
-        report = parse_report(data)
+        auth = trust.authenticate(data)
+    except trust.Untrusted as exc:
+        return reject_untrusted(data, exc)
+    try:
+        report = parse_report(auth.body)
     except SchemaError as exc:
         return reject(data, str(exc))
     try:
@@ -114,6 +120,8 @@ def ingest_report(data: Any) -> IngestResult:
                     obj=host,
                     report_id=report.report_id,
                 )
+            if auth.enrollment is not None:
+                trust.enroll(host, auth.enrollment, report_id=report.report_id)
             snapshot_id, details = _apply(host, report)
             AuditEvent.record(
                 Action.REPORT_INGESTED,
@@ -126,7 +134,45 @@ def ingest_report(data: Any) -> IngestResult:
             )
     except _Rejected as exc:
         return reject(data, str(exc), report=report)
+    except trust.Untrusted as exc:
+        return reject_untrusted(data, exc)
     return IngestResult("accepted", report.report_id, snapshot_id=snapshot_id)
+
+
+def reject_untrusted(data: Any, exc: trust.Untrusted) -> IngestResult:
+    """Keep a report whose sender could not be trusted, and raise a security audit event.
+
+    The row has no report id: the id is only a claim, and storing it would let a forgery take
+    a real report's id before the real one arrives. The claimed id is kept in the details.
+    """
+    fields = data if isinstance(data, dict) else {}
+    host_name = exc.host or _short_str(fields.get("host"), 255)
+    claimed_id = _short_str(fields.get("report_id"), 64)
+    kind = _short_str(fields.get("kind"), 32)
+    reason = f"security: {exc.reason}"
+    log.warning("refused report %s claiming host %s: %s", claimed_id or "?", host_name or "?", exc.reason)
+    with transaction.atomic():
+        row = ReceivedReport.objects.create(
+            report_id=None,
+            host_name=host_name,
+            host=Host.objects.filter(name=host_name).first() if host_name else None,
+            kind=kind,
+            status=ReceivedReport.Status.REJECTED,
+            reason=reason[:4000],
+            payload=bounded_payload(data),
+        )
+        AuditEvent.record(
+            Action.SECURITY_REJECTED,
+            host=host_name[:128],
+            obj=row,
+            reason=exc.reason[:500],
+            claimed_host=host_name,
+            claimed_report_id=claimed_id,
+            kind=kind,
+            signer=trust.claimed_signer(data),
+            fingerprint=exc.fingerprint,
+        )
+    return IngestResult("rejected", None, reason)
 
 
 def reject(data: Any, reason: str, report: AnyReport | None = None) -> IngestResult:
@@ -171,7 +217,7 @@ def bounded_payload(data: Any) -> Any:
     Lists are cut to their first items and long strings shortened; NUL characters are dropped
     because PostgreSQL's jsonb cannot hold them (a hostile payload must not crash the store).
     """
-    trimmed = _trim(data, depth=0)
+    trimmed = _trim(trust.redacted(data), depth=0)
     text = json.dumps(trimmed, default=str)
     if len(text) <= MAX_STORED_PAYLOAD_CHARS:
         return trimmed

@@ -72,6 +72,11 @@ class Host(models.Model):
     def accepts_orders(self) -> bool:
         return self.status == self.Status.ACTIVE
 
+    @property
+    def active_key(self) -> HostKey | None:
+        """The key this host's reports must be signed with, if it has one (trust.py)."""
+        return self.keys.filter(revoked_at__isnull=True).first()
+
 
 class Snapshot(models.Model):
     """One distinct inventory of a host.
@@ -303,6 +308,12 @@ class AuditEvent(models.Model):
         LOGIN_FAILED = "login_failed", "Login failed"
         SETTINGS_CHANGED = "settings_changed", "Settings changed"
         SNAPSHOTS_COMPACTED = "snapshots_compacted", "Snapshots compacted"
+        # Trust (trust.py): a message whose signature, key, host or time did not check out.
+        SECURITY_REJECTED = "security_rejected", "Security: message rejected"
+        HOST_ENROLLED = "host_enrolled", "Host key enrolled"
+        HOST_KEY_REVOKED = "host_key_revoked", "Host key revoked"
+        TOKEN_CREATED = "enrollment_token_created", "Enrollment token created"
+        TOKEN_REVOKED = "enrollment_token_revoked", "Enrollment token revoked"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150)  # a username, "system", or "agent:<host>"
@@ -354,3 +365,71 @@ class AuditEvent(models.Model):
             object_id=str(obj.pk) if obj is not None else "",
             details=details,
         )
+
+
+class EnrollmentToken(models.Model):
+    """A one-time token an approver made so that one host can enroll its key.
+
+    The token itself is never stored: it is shown once when made, and this row keeps only its
+    *verifier* (the public half of a key pair derived from the token, see
+    ``workers.signing.enrollment_verifier``), which can check an agent's proof but not make one.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    label = models.CharField(max_length=200, blank=True)
+    # If set, only a host of this name may use the token.
+    host_name = models.CharField(max_length=128, blank=True)
+    verifier = models.CharField(max_length=100, unique=True)
+    fingerprint = models.CharField(max_length=64)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by_host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"enrollment token {self.fingerprint}"
+
+    def state(self, now=None) -> str:
+        if self.used_at is not None:
+            return "used"
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at <= (now or timezone.now()):
+            return "expired"
+        return "open"
+
+
+class HostKey(models.Model):
+    """A host's enrolled public key: its reports are accepted only when signed with it.
+
+    At most one key per host is active (not revoked), enforced by the database; a public key
+    is enrolled at most once, ever, so a revoked key (or one copied to a second host) cannot
+    come back through a new token.
+    """
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="keys")
+    public_key = models.CharField(max_length=100, unique=True)
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    enrolled_with = models.ForeignKey(
+        EnrollmentToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host"], condition=models.Q(revoked_at__isnull=True), name="hostkey_one_active"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host.name} {self.fingerprint}"

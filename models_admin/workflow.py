@@ -445,6 +445,9 @@ def accept_host(host: Host, user) -> Host:
         host = Host.objects.select_for_update().get(pk=host.pk)
         if host.status == Host.Status.ACTIVE:
             return host
+        if host.active_key is None:
+            # Its reports could not be read: orders would go out and no answer come back.
+            raise NotAllowed(f"{host.name} has no enrolled key: it must enroll with a token first")
         host.status = Host.Status.ACTIVE
         host.accepted_by = actor_name(user)
         host.accepted_at = timezone.now()

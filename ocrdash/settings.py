@@ -174,4 +174,14 @@ OCRDASH = {
     "HOST_MISSING_AFTER_MINUTES": env.float("OCRDASH_HOST_MISSING_AFTER_MINUTES", default=30),
     # Default name prefix of stale models, as in the Aspose tutorial.
     "STALE_PREFIX": env.str("OCRDASH_STALE_PREFIX", default="old_"),
+    # A report sent further than this from the dashboard's clock (either way) is refused.
+    "MAX_CLOCK_SKEW_SECONDS": env.float("OCRDASH_MAX_CLOCK_SKEW_SECONDS", default=300),
+    # How long a new enrollment token stays usable.
+    "ENROLLMENT_TOKEN_HOURS": env.float("OCRDASH_ENROLLMENT_TOKEN_HOURS", default=24),
 }
+# The dashboard's private signing key (made on first use, 0600): every order is signed with
+# it, and agents pin its public half (`manage.py signing_key`). Back it up; losing it means
+# re-pinning every agent.
+OCRDASH_SIGNING_KEY_FILE = Path(
+    env.str("OCRDASH_SIGNING_KEY_FILE", default=str(VAR_DIR / "keys" / "dashboard.key"))
+)

@@ -13,6 +13,8 @@ DATABASES = {
 }
 CELERY_BROKER_URL = env.str("OCRDASH_TEST_BROKER_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# One key for the test process and the worker processes it starts (they sign orders too).
+OCRDASH_SIGNING_KEY_FILE = VAR_DIR / "test-keys" / "dashboard.key"  # noqa: F405
 # Hashing passwords slowly is a feature in production and minutes of waste in tests.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {

@@ -109,7 +109,10 @@ def agent(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     from workers.celery_app import create_app
 
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except ConfigError as exc:
+        return _fail(str(exc))
     argv = [
         "worker",
         "--queues",

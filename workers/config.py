@@ -11,7 +11,7 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from workers.schema import HOST_NAME_PATTERN, INGEST_QUEUE, host_queue
@@ -37,6 +37,12 @@ class AgentConfig:
     ingest_queue: str = INGEST_QUEUE
     # Only for the filesystem:// broker: the folder shared by every process of the demo.
     broker_folder: Path | None = None
+    # The dashboard's public key (``ed25519:...``) or the path of a file holding it: the one
+    # key whose orders this agent obeys. Pinned at install; required to run the worker.
+    dashboard_public_key: str = ""
+    # A one-time enrollment token, used only to prove to the dashboard that this host's new
+    # key was enrolled by an admin; never sent, never logged (hence repr=False).
+    enrollment_token: str = field(default="", repr=False)
 
     @property
     def queue(self) -> str:
@@ -103,6 +109,16 @@ def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
         raise ConfigError("OCRDASH_BROKER_FOLDER is required when the broker is filesystem://")
 
     ingest_queue = env.get("OCRDASH_INGEST_QUEUE", "").strip() or INGEST_QUEUE
+    token = env.get("OCRDASH_ENROLLMENT_TOKEN", "").strip()
+    token_file = _path(env, "OCRDASH_ENROLLMENT_TOKEN_FILE")
+    if not token and token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            # The path, never the content: the file holds a secret.
+            raise ConfigError(
+                f"OCRDASH_ENROLLMENT_TOKEN_FILE cannot be read ({token_file}): {exc.strerror or exc}"
+            ) from None
     return AgentConfig(
         broker_url=broker_url,
         host_name=host_name,
@@ -112,4 +128,6 @@ def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
         max_attempts=max(1, int(_number(env, "OCRDASH_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, integer=True))),
         ingest_queue=ingest_queue,
         broker_folder=broker_folder,
+        dashboard_public_key=env.get("OCRDASH_DASHBOARD_PUBLIC_KEY", "").strip(),
+        enrollment_token=token,
     )

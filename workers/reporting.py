@@ -1,10 +1,13 @@
 """The one place where the agent hands a report to the broker.
 
 Reports go to the dashboard's ingest task by name, so the agent never imports dashboard
-code. Anything that must apply to every report on its way out (signing, later) belongs here.
+code. Every report leaves signed by this host's key (``AgentTrust.sign_report``): the
+dashboard takes no unsigned report.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from celery import Celery
 
@@ -19,8 +22,11 @@ from workers.schema import (
     RestoreReport,
 )
 
+if TYPE_CHECKING:
+    from workers.trust import AgentTrust
+
 AnyReport = InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | ErrorReport
 
 
-def send_report(app: Celery, report: AnyReport, queue: str = INGEST_QUEUE) -> None:
-    app.send_task(INGEST_TASK, args=[report.to_json()], queue=queue)
+def send_report(app: Celery, report: AnyReport, trust: AgentTrust, queue: str = INGEST_QUEUE) -> None:
+    app.send_task(INGEST_TASK, args=[trust.sign_report(report)], queue=queue)

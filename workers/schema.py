@@ -222,10 +222,25 @@ class _Report(_Message):
     request_id: Annotated[str, Field(max_length=64)] | None = None
 
 
+class Enrollment(BaseModel):
+    """A host asking to have its key enrolled: the key, and proof it holds a one-time token.
+
+    The token itself never travels; ``proof`` is bound to the host name, this public key and
+    the report id (see ``workers.signing.enrollment_proof``), so it enrolls nothing else.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public_key: str = Field(min_length=1, max_length=200)
+    proof: str = Field(min_length=1, max_length=200)
+
+
 class InventoryReport(_Report):
     kind: Literal["inventory"] = "inventory"
     facts: HostFacts
     files: Annotated[list[FileEntry], Field(max_length=100_000)]
+    # Present while the agent holds an enrollment token; ignored once its key is enrolled.
+    enrollment: Enrollment | None = None
 
 
 class PruneReport(_Report):

@@ -499,15 +499,18 @@ def verify_order(
     guard: ReplayGuard,
     now: datetime | None = None,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
+    signer: str = DASHBOARD_SIGNER,
 ) -> dict[str, Any]:
     """Everything an agent checks before acting on an order; returns the body to parse.
 
     Raises SignatureError (or its FreshnessError/ReplayError) with the reason for the error
-    report. ``task`` is the name of the task that received the message.
+    report. ``task`` is the name of the task that received the message. ``signer`` is
+    ``"dashboard"`` but for the one order an agent signs itself (its startup inventory,
+    checked with its own key): the caller decides which tasks accept which signer.
     """
     now = now or datetime.now(UTC)
     task = str(task)
-    verified = verify(message, dashboard_key, expected_signer=DASHBOARD_SIGNER, expected_purpose=task)
+    verified = verify(message, dashboard_key, expected_signer=signer, expected_purpose=task)
     body = verified.body
     kind = body.get("kind")
     if isinstance(kind, str) and kind in ORDER_TASKS and ORDER_TASKS[kind] != task:

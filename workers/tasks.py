@@ -2,10 +2,15 @@
 
 ``Agent.handle`` turns one order (a JSON dict) into the reports to send; it never raises for
 a bad order, so a malformed or poisonous message ends as an ErrorReport and an ack instead of
-a retry loop. Messages may arrive twice (late acks): a finished order is recognised by its
-request id and answered with the very reports sent the first time (same report ids, so the
-dashboard can drop the duplicate), and an order that keeps killing its worker is given up
-after a few starts.
+a retry loop. Before anything else it checks the order's signature (``workers.trust``): an
+order the dashboard did not sign for this host, an expired one or a replayed one touches
+nothing and is answered with an ErrorReport saying why.
+
+The same signed message delivered twice (late acks, a worker lost mid-task) is a replay and
+is refused; the dashboard's re-send of an unanswered request is signed afresh, and a finished
+order is recognised by its request id and answered with the very reports sent the first time
+(same report ids, so the dashboard drops the duplicate). An order that keeps killing its
+worker is given up after a few starts.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from workers.schema import (
     utcnow,
 )
 from workers.state import StateDB
+from workers.trust import AgentTrust, OrderRefused
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +62,11 @@ ProgressHook = Callable[[int], None]
 class Agent:
     """One host's agent: its settings, its state database, and what each order does."""
 
-    def __init__(self, config: AgentConfig, progress: ProgressHook | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, progress: ProgressHook | None = None, trust: AgentTrust | None = None
+    ) -> None:
         self.config = config
+        self.trust = trust or AgentTrust.load(config)
         self.db = StateDB(config.state_dir)
         self.progress = progress
 
@@ -73,8 +82,17 @@ class Agent:
             reason=reason[:4000],
         )
 
-    def handle(self, task: str, payload: Any) -> list[AnyReport]:
-        """The reports answering ``payload`` sent to ``task``; never raises for a bad order."""
+    def handle(self, task: str, message: Any) -> list[AnyReport]:
+        """The reports answering the signed ``message`` sent to ``task``; never raises for a bad order.
+
+        The signature is checked first, so nothing below runs for a message the dashboard
+        did not send to this host (not even the schema check: a forged order learns nothing).
+        """
+        try:
+            payload = self.trust.check_order(task, message)
+        except OrderRefused as exc:
+            log.warning("refused a message sent to %s: %s", task, exc.reason)
+            return [self._error(task, f"order refused: {exc.reason}", exc.request_id)]
         raw_id = payload.get("request_id") if isinstance(payload, dict) else None
         request_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
         try:
@@ -176,6 +194,7 @@ class Agent:
 
 
 def startup_order(config: AgentConfig) -> InventoryOrder:
+    """The inventory an agent orders itself at start (signed with its own key, see trust.py)."""
     return InventoryOrder(
         host=config.host_name, request_id=f"startup-{int(time.time())}-{uuid.uuid4().hex[:8]}"
     )
@@ -196,14 +215,20 @@ def _progress_hook(task: Task) -> ProgressHook | None:
 
 
 def register_tasks(app: Celery, config: AgentConfig) -> None:
-    """Register one Celery task per AgentTask on ``app``; each takes the order as its one argument."""
+    """Register one Celery task per AgentTask on ``app``; each takes the signed order as its one argument.
+
+    Raises ConfigError when the trust settings are missing or bad (no pinned dashboard key, a
+    key file with loose permissions): a worker that would refuse every order must not start.
+    """
+    trust = AgentTrust.load(config)
+    log.info("agent %s signs with key %s", config.host_name, trust.fingerprint)
 
     def make(name: str) -> None:
         @app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True)
         def run(self: Task, order: Any) -> None:
-            agent = Agent(config, progress=_progress_hook(self))
+            agent = Agent(config, progress=_progress_hook(self), trust=trust)
             for report in agent.handle(name, order):
-                send_report(app, report, config.ingest_queue)
+                send_report(app, report, trust, config.ingest_queue)
 
     for task in AgentTask:
         make(task.value)
@@ -214,4 +239,5 @@ def register_tasks(app: Celery, config: AgentConfig) -> None:
         # order to our own queue, so it runs under the same time limits and idempotency as any other.
         if sender is not None and getattr(sender, "app", app) is not app:
             return
-        app.send_task(AgentTask.INVENTORY.value, args=[startup_order(config).to_json()], queue=config.queue)
+        order = trust.startup_order(startup_order(config))
+        app.send_task(AgentTask.INVENTORY.value, args=[order], queue=config.queue)

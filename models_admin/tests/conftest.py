@@ -1,21 +1,27 @@
 """Personas and a small fleet, shared by the dashboard's tests.
 
 Personas: a viewer, an operator, two approvers (the two-person rule needs two), and an
-outsider with no role. ``make_host`` builds a host with one snapshot straight in the
-database, for tests that are not about ingestion.
+outsider with no role. ``make_host`` builds a host with one snapshot and an enrolled key
+straight in the database, for tests that are not about ingestion; ``signed_report`` signs a
+report with that host's key, as its agent would.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
+from pydantic import BaseModel
 
-from models_admin.models import Host, ModelFile, Snapshot
+from models_admin.models import Host, HostKey, ModelFile, Snapshot
+from workers.schema import INGEST_TASK
+from workers.signing import key_fingerprint, public_key_text, sign
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -66,6 +72,62 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# ---------------------------------------------------------------- keys and signed reports
+
+# The private key of every host enrolled by make_host/enrolled_host, by host name: what the
+# host's agent would hold in its state folder.
+HOST_KEYS: dict[str, Ed25519PrivateKey] = {}
+
+
+def enroll_key(host: Host, key: Ed25519PrivateKey | None = None) -> Ed25519PrivateKey:
+    """Record a (new) active key for ``host`` straight in the database, as an enrollment would."""
+    key = key or Ed25519PrivateKey.generate()
+    HostKey.objects.create(host=host, public_key=public_key_text(key), fingerprint=key_fingerprint(key))
+    HOST_KEYS[host.name] = key
+    return key
+
+
+def signed_report(
+    report: BaseModel | dict[str, Any], key: Ed25519PrivateKey | None = None, **sign_kw: Any
+) -> dict[str, Any]:
+    """``report`` as its agent sends it: signed with the host's key (or ``key``)."""
+    body = report.to_json() if isinstance(report, BaseModel) else dict(report)  # type: ignore[attr-defined]
+    body.setdefault("sent_at", timezone.now().isoformat())
+    key = key or HOST_KEYS[body["host"]]
+    sign_kw.setdefault("signer", body["host"])
+    sign_kw.setdefault("purpose", INGEST_TASK)
+    return sign(body, key, **sign_kw)
+
+
+def ingest(report: BaseModel | dict[str, Any], key: Ed25519PrivateKey | None = None):
+    """Ingest ``report`` signed by its host's key; returns the IngestResult."""
+    from models_admin.ingest import ingest_report
+
+    return ingest_report(signed_report(report, key))
+
+
+@pytest.fixture
+def enrolled_host(make_host) -> Callable[..., tuple[Host, Ed25519PrivateKey]]:
+    """enrolled_host("ocr-1", files) -> (host, its agent's private key)."""
+
+    def make(name: str, files: dict[str, int] | None = None, status: str = Host.Status.ACTIVE):
+        host = make_host(name, files, status=status)
+        return host, HOST_KEYS[name]
+
+    return make
+
+
+@pytest.fixture
+def enrollment_token(approver) -> Callable[..., str]:
+    """enrollment_token(label="", host_name="", hours=None) -> a fresh token's text."""
+    from models_admin import trust
+
+    def make(**kw: Any) -> str:
+        return trust.create_token(approver.username, **kw)[1]
+
+    return make
+
+
 @pytest.fixture
 def make_host(db) -> Callable[..., Host]:
     """make_host("ocr-1", {"old_fr.bin": 100, "en.gguf": 200}, status="active")"""
@@ -107,6 +169,7 @@ def make_host(db) -> Callable[..., Host]:
         host.current_snapshot = snapshot
         host.file_count, host.total_bytes = snapshot.file_count, snapshot.total_bytes
         host.save()
+        enroll_key(host)
         return host
 
     return make
@@ -145,9 +208,23 @@ class HostQueue:
 
     @staticmethod
     def _decode(message) -> tuple[str, dict]:
+        """(task, order body), after checking the order is signed by the dashboard for that task."""
+        from models_admin import trust
+        from workers.signing import DASHBOARD_SIGNER, verify
+
         message.ack()
         args, _kwargs, _embed = message.decode()
-        return message.headers["task"], args[0]
+        task = message.headers["task"]
+        verified = verify(
+            args[0],
+            trust.dashboard_key().public_key(),
+            expected_signer=DASHBOARD_SIGNER,
+            expected_purpose=task,
+        )
+        return task, verified.body
+
+    def clear(self) -> None:
+        self._queue.clear()
 
     def close(self) -> None:
         self._queue.clear()
@@ -162,7 +239,7 @@ def host_queue():
 
     def make(name: str) -> HostQueue:
         queue = HostQueue(name)
-        queue.drain()  # leftovers of an earlier, interrupted run
+        queue.clear()  # leftovers of an earlier, interrupted run
         opened.append(queue)
         return queue
 

@@ -10,6 +10,8 @@ from django.utils import timezone
 from models_admin.ingest import ingest_report
 from models_admin.models import AuditEvent
 
+from .conftest import signed_report
+
 pytestmark = pytest.mark.django_db
 
 
@@ -32,10 +34,14 @@ def test_audit_filters_by_host_actor_action_and_time(client_for, viewer):
     assert api.get("/api/audit/", {"since": "yesterday"}).status_code == 400
 
 
-def test_rejected_reports_are_listed_with_their_reason(client_for, viewer):
-    ingest_report({"schema_version": 7, "host": "ocr-9", "kind": "free", "report_id": "r-1"})
+def test_rejected_reports_are_listed_with_their_reason(client_for, viewer, make_host):
+    make_host("ocr-9")
+    ingest_report(signed_report({"schema_version": 7, "host": "ocr-9", "kind": "free", "report_id": "r-1"}))
+    ingest_report({"schema_version": 1, "host": "ocr-9", "kind": "free", "report_id": "r-2"})
 
-    [row] = client_for(viewer).get("/api/reports/rejected/").json()["results"]
+    rows = client_for(viewer).get("/api/reports/rejected/").json()["results"]
 
-    assert row["host_name"] == "ocr-9" and "unsupported schema_version" in row["reason"]
-    assert row["payload"]["schema_version"] == 7
+    by_reason = {row["reason"]: row for row in rows}
+    [unsupported] = [r for reason, r in by_reason.items() if "unsupported schema_version" in reason]
+    assert unsupported["host_name"] == "ocr-9" and unsupported["payload"]["schema_version"] == 7
+    assert by_reason["security: unsigned"]["host_name"] == "ocr-9"

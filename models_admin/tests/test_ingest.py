@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from models_admin import workflow
 from models_admin.ingest import MAX_STORED_PAYLOAD_CHARS, ingest_report, snapshot_digest
@@ -20,8 +21,9 @@ from workers.schema import (
     PruneReport,
     PurgeReport,
 )
+from workers.signing import enrollment_proof, public_key_text
 
-from .conftest import sha
+from .conftest import ingest, sha, signed_report
 
 Action = AuditEvent.Action
 pytestmark = pytest.mark.django_db
@@ -51,13 +53,22 @@ def inventory(host: str, files: dict[str, int], **kw) -> dict:
     return InventoryReport(host=host, facts=kw.pop("facts", facts()), files=entries(files), **kw).to_json()
 
 
+def enrolling(report: dict, token: str, key: Ed25519PrivateKey) -> dict:
+    """An inventory carrying an enrollment of ``key`` with ``token``, as a new agent sends it."""
+    public = public_key_text(key)
+    proof = enrollment_proof(
+        token, host=report["host"], public_key_text=public, report_id=report["report_id"]
+    )
+    return {**report, "enrollment": {"public_key": public, "proof": proof}}
+
+
 def audit(action: str, **filters) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(action=action, **filters))
 
 
 def test_it_stores_an_inventory_as_a_snapshot(make_host):
     make_host("ocr-1", {})
-    result = ingest_report(inventory("ocr-1", {"en.gguf": 20, "sub/old_fr.bin": 10}))
+    result = ingest(inventory("ocr-1", {"en.gguf": 20, "sub/old_fr.bin": 10}))
 
     assert result.status == "accepted"
     host = Host.objects.get(name="ocr-1")
@@ -78,8 +89,8 @@ def test_it_stores_an_inventory_as_a_snapshot(make_host):
 def test_an_identical_inventory_is_seen_again_not_copied(make_host):
     make_host("ocr-1", {})
     files = {"en.gguf": 20, "old_fr.bin": 10}
-    ingest_report(inventory("ocr-1", files))
-    ingest_report(inventory("ocr-1", dict(reversed(files.items()))))  # order does not matter
+    ingest(inventory("ocr-1", files))
+    ingest(inventory("ocr-1", dict(reversed(files.items()))))  # order does not matter
 
     host = Host.objects.get(name="ocr-1")
     snapshots = Snapshot.objects.filter(host=host, file_count=2)
@@ -91,8 +102,8 @@ def test_an_identical_inventory_is_seen_again_not_copied(make_host):
 
 def test_a_changed_inventory_makes_a_new_snapshot(make_host):
     make_host("ocr-1", {})
-    first = ingest_report(inventory("ocr-1", {"en.gguf": 20, "old_fr.bin": 10}))
-    second = ingest_report(inventory("ocr-1", {"en.gguf": 20}))
+    first = ingest(inventory("ocr-1", {"en.gguf": 20, "old_fr.bin": 10}))
+    second = ingest(inventory("ocr-1", {"en.gguf": 20}))
 
     assert first.snapshot_id != second.snapshot_id
     host = Host.objects.get(name="ocr-1")
@@ -103,11 +114,11 @@ def test_a_changed_inventory_makes_a_new_snapshot(make_host):
 def test_a_duplicate_report_id_changes_nothing(make_host):
     make_host("ocr-1", {})
     report = inventory("ocr-1", {"en.gguf": 20})
-    assert ingest_report(report).status == "accepted"
+    assert ingest(report).status == "accepted"
     before = (Snapshot.objects.count(), AuditEvent.objects.count(), ReceivedReport.objects.count())
     seen = Snapshot.objects.get(report_id=report["report_id"]).seen_count
 
-    assert ingest_report(report).status == "duplicate"
+    assert ingest(report).status == "duplicate"
     assert (Snapshot.objects.count(), AuditEvent.objects.count(), ReceivedReport.objects.count()) == before
     assert Snapshot.objects.get(report_id=report["report_id"]).seen_count == seen
 
@@ -115,39 +126,39 @@ def test_a_duplicate_report_id_changes_nothing(make_host):
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        ("not a dict", "must be a JSON object"),
         ({"schema_version": 99, "host": "ocr-1", "kind": "free", "report_id": "r-99"}, "unsupported"),
         ({"schema_version": 1, "host": "ocr-1", "kind": "free", "report_id": "r-x"}, "freed"),
-        ({"schema_version": 1, "host": "bad host!", "kind": "free", "freed": True}, "host"),
     ],
 )
-def test_it_rejects_malformed_reports_with_a_reason(make_host, payload, reason):
+def test_it_rejects_malformed_signed_reports_with_a_reason(make_host, payload, reason):
     make_host("ocr-1", {})
-    result = ingest_report(payload)
+    result = ingest(payload)
 
     assert result.status == "rejected"
     row = ReceivedReport.objects.get(status=ReceivedReport.Status.REJECTED)
     assert reason in row.reason
-    assert row.payload == payload
+    assert row.report_id == payload["report_id"]
+    assert {k: row.payload[k] for k in payload} == payload
+    assert row.payload["signature"]["value"] == "(redacted)"
     [event] = audit(Action.REPORT_REJECTED)
     assert reason in event.details["reason"]
 
 
-def test_it_rejects_a_non_inventory_report_of_an_unknown_host(db):
-    result = ingest_report(FreeReport(host="stranger", freed=True).to_json())
+def test_it_rejects_a_report_of_a_host_with_no_key(db):
+    result = ingest(FreeReport(host="stranger", freed=True), key=Ed25519PrivateKey.generate())
 
     assert result.status == "rejected"
-    assert "unknown host" in result.reason
+    assert "no key is enrolled" in result.reason
     assert not Host.objects.filter(name="stranger").exists()
     assert ReceivedReport.objects.get().status == ReceivedReport.Status.REJECTED
-    assert audit(Action.REPORT_REJECTED, host="stranger")
+    assert audit(Action.SECURITY_REJECTED, host="stranger")
 
 
 def test_it_rejects_reports_of_a_retired_host(make_host):
     make_host("ocr-1", {"en.gguf": 1}, status=Host.Status.RETIRED)
     snapshots = Snapshot.objects.count()
 
-    result = ingest_report(inventory("ocr-1", {"other.gguf": 5}))
+    result = ingest(inventory("ocr-1", {"other.gguf": 5}))
 
     assert result.status == "rejected" and "retired" in result.reason
     assert Snapshot.objects.count() == snapshots
@@ -156,37 +167,41 @@ def test_it_rejects_reports_of_a_retired_host(make_host):
     assert audit(Action.REPORT_REJECTED, host="ocr-1")
 
 
-def test_a_new_host_is_registered_as_pending_with_its_snapshot(db):
-    result = ingest_report(inventory("newcomer", {"en.gguf": 20}))
+def test_a_new_host_is_registered_as_pending_with_its_snapshot(enrollment_token):
+    key = Ed25519PrivateKey.generate()
+    report = enrolling(inventory("newcomer", {"en.gguf": 20}), enrollment_token(), key)
+    result = ingest_report(signed_report(report, key))
 
     assert result.status == "accepted"
     host = Host.objects.get(name="newcomer")
     assert host.status == Host.Status.PENDING
     assert host.current_snapshot.files.get().path == "en.gguf"
+    assert host.active_key.public_key == public_key_text(key)
     [event] = audit(Action.HOST_REGISTERED)
     assert event.host == "newcomer" and event.actor == "agent:newcomer"
 
 
 def test_a_missing_model_dir_is_a_host_state_not_an_error(make_host):
     make_host("ocr-1", {})
-    ingest_report(inventory("ocr-1", {}, facts=facts(ModelDirState.MISSING, "no such folder")))
+    ingest(inventory("ocr-1", {}, facts=facts(ModelDirState.MISSING, "no such folder")))
 
     host = Host.objects.get(name="ocr-1")
     assert host.model_dir_state == Host.DirState.MISSING
     assert "no such folder" in host.last_error
     assert host.current_snapshot.model_dir_state == Host.DirState.MISSING
 
-    ingest_report(inventory("ocr-1", {"en.gguf": 3}))
+    ingest(inventory("ocr-1", {"en.gguf": 3}))
     host.refresh_from_db()
     assert host.model_dir_state == Host.DirState.OK and host.last_error == ""
 
 
-def test_a_rejected_payload_is_stored_bounded(db):
+def test_a_rejected_payload_is_stored_bounded(make_host):
+    make_host("ocr-1", {})
     huge = inventory("ocr-1", {f"m{i}.bin": i for i in range(3000)})
     huge["files"][5]["size"] = -1  # invalid: the whole report is refused
     huge["facts"]["hostname"] = "nul\x00byte" + "x" * 5000
 
-    result = ingest_report(huge)
+    result = ingest(huge)
 
     assert result.status == "rejected" and "files.5.size" in result.reason
     row = ReceivedReport.objects.get()
@@ -199,7 +214,7 @@ def test_a_large_inventory_is_stored_in_few_queries(make_host, django_assert_max
     report = inventory("ocr-1", {f"family/model_{i:05}.bin": i for i in range(5000)})
 
     with django_assert_max_num_queries(25):
-        ingest_report(report)
+        ingest(report)
 
     assert Host.objects.get(name="ocr-1").file_count == 5000
 
@@ -219,7 +234,7 @@ def test_a_prune_report_completes_the_request_with_outcomes(make_host, dispatche
         ],
     )
 
-    assert ingest_report(report.to_json()).status == "accepted"
+    assert ingest(report.to_json()).status == "accepted"
 
     request.refresh_from_db()
     assert request.state == PruneRequest.State.COMPLETED
@@ -243,7 +258,7 @@ def test_a_prune_report_with_some_failures_is_partial(make_host, dispatched_requ
         host="ocr-1", request_id=request.id.hex, mode=PruneMode.DELETE, freed=True, outcomes=outcomes
     )
 
-    ingest_report(report.to_json())
+    ingest(report.to_json())
 
     request.refresh_from_db()
     assert request.state == state
@@ -261,7 +276,7 @@ def test_a_prune_report_where_nothing_worked_fails_the_request(make_host, dispat
         freed=True,
         outcomes=[ItemOutcome(path="a.bin", outcome=Outcome.SKIPPED_MISSING)],
     )
-    ingest_report(report.to_json())
+    ingest(report.to_json())
     request.refresh_from_db()
     assert request.state == PruneRequest.State.FAILED
 
@@ -278,7 +293,7 @@ def test_outcomes_for_another_hosts_request_are_refused(make_host, dispatched_re
         outcomes=[ItemOutcome(path="a.bin", outcome=Outcome.DELETED)],
     )
 
-    result = ingest_report(report.to_json())
+    result = ingest(report.to_json())
 
     assert result.status == "rejected"
     request.refresh_from_db()
@@ -292,7 +307,7 @@ def test_an_error_report_fails_its_request_and_marks_the_host(make_host, dispatc
         host="ocr-1", request_id=request.id.hex, task="ocrdash.agent.prune", reason="expired"
     )
 
-    ingest_report(report.to_json())
+    ingest(report.to_json())
 
     request.refresh_from_db()
     host.refresh_from_db()
@@ -303,8 +318,8 @@ def test_an_error_report_fails_its_request_and_marks_the_host(make_host, dispatc
 
 def test_free_and_purge_reports_are_audited(make_host):
     make_host("ocr-1", {})
-    ingest_report(FreeReport(host="ocr-1", freed=True).to_json())
-    ingest_report(PurgeReport(host="ocr-1", purged_requests=["abc"], bytes_purged=77, freed=True).to_json())
+    ingest(FreeReport(host="ocr-1", freed=True).to_json())
+    ingest(PurgeReport(host="ocr-1", purged_requests=["abc"], bytes_purged=77, freed=True).to_json())
 
     assert audit(Action.RESOURCES_FREED, host="ocr-1")[0].details["freed"] is True
     assert audit(Action.QUARANTINE_PURGED, host="ocr-1")[0].details["bytes_purged"] == 77

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection
 from kombu import Connection
 
-from models_admin import policies, workflow
+from models_admin import policies, trust, workflow
 from models_admin.models import AuditEvent, Host, PruneRequest
 from workers.prune import QUARANTINE_DIR
 from workers.schema import host_queue
@@ -84,6 +84,8 @@ def loop(tmp_path: Path) -> Iterator[dict[str, Any]]:
     broker = settings.CELERY_BROKER_URL
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "DJANGO_"))}
     ingest_log, agent_log = tmp_path / "ingest.log", tmp_path / "agent.log"
+    # The host joins as an installer would set it up: the dashboard's key pinned, a token.
+    _row, token = trust.create_token("installer", label="loop test", host_name=host)
     ingest = start(
         [
             sys.executable,
@@ -121,6 +123,8 @@ def loop(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "OCRDASH_MODELS_DIR": str(models),
             "OCRDASH_STATE_DIR": str(tmp_path / "state"),
             "OCRDASH_INGEST_QUEUE": ingest_queue,
+            "OCRDASH_DASHBOARD_PUBLIC_KEY": trust.dashboard_public_key(),
+            "OCRDASH_ENROLLMENT_TOKEN": token,
         },
         agent_log,
     )
@@ -144,6 +148,7 @@ def test_report_propose_approve_prune_and_report_back(loop, operator, approver, 
         logs,
     )
     assert host.status == Host.Status.PENDING
+    assert host.active_key is not None  # enrolled with the token on its first report
     assert set(host.current_snapshot.files.values_list("path", flat=True)) == {
         "en_ocr_v1.gguf",
         "old_fr_ocr_v1.bin",
@@ -188,6 +193,7 @@ def test_report_propose_approve_prune_and_report_back(loop, operator, approver, 
     agent = f"agent:{name}"
     for expected in [
         (A.HOST_REGISTERED, agent),
+        (A.HOST_ENROLLED, agent),
         (A.REPORT_INGESTED, agent),
         (A.HOST_ACCEPTED, approver.username),
         (A.REQUEST_PROPOSED, approver2.username),

@@ -12,10 +12,11 @@ from django.conf import settings
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from models_admin import schedules, tasks
+from models_admin import schedules, tasks, trust
 from models_admin.compaction import Retention
 from models_admin.models import AuditEvent, Snapshot
-from workers.schema import InventoryOrder, host_queue
+from workers.schema import AgentTask, InventoryOrder, host_queue
+from workers.signing import DASHBOARD_SIGNER, verify
 
 from .history_factories import at, host, snapshot
 
@@ -177,7 +178,14 @@ def test_the_host_task_sends_an_inventory_order_to_that_host(broker):
 
     (message,) = broker.lrange(host_queue("ocr-a"), 0, -1)
     body = json.loads(message)
-    order = InventoryOrder.model_validate(json.loads(_decoded_body(body))[0][0])
+    signed = json.loads(_decoded_body(body))[0][0]
+    verified = verify(
+        signed,
+        trust.dashboard_key().public_key(),
+        expected_signer=DASHBOARD_SIGNER,
+        expected_purpose=AgentTask.INVENTORY,
+    )
+    order = InventoryOrder.model_validate(verified.body)
     assert order.host == "ocr-a"
     assert AuditEvent.objects.get(action=AuditEvent.Action.INVENTORY_ASKED).actor == "system"
 

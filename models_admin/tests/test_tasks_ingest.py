@@ -9,6 +9,8 @@ from models_admin.models import AuditEvent, ReceivedReport
 from ocrdash.celery import app, route_task
 from workers.schema import INGEST_QUEUE, INGEST_TASK, FreeReport
 
+from .conftest import signed_report
+
 pytestmark = pytest.mark.django_db
 
 
@@ -19,7 +21,7 @@ def test_it_is_registered_under_the_agents_task_name():
 
 def test_it_stores_a_report(make_host):
     make_host("ocr-1", {})
-    result = tasks.ingest_report.apply(args=[FreeReport(host="ocr-1", freed=True).to_json()])
+    result = tasks.ingest_report.apply(args=[signed_report(FreeReport(host="ocr-1", freed=True))])
     assert result.get() == "accepted"
     assert ReceivedReport.objects.get().status == ReceivedReport.Status.ACCEPTED
 
@@ -32,7 +34,7 @@ def test_it_keeps_a_report_that_crashed_ingest_instead_of_raising(make_host, mon
 
     # Fault injection: a bug anywhere in ingest must end as a stored, visible rejection.
     monkeypatch.setattr(ingest, "_apply", broken)
-    report = FreeReport(host="ocr-1", freed=True).to_json()
+    report = signed_report(FreeReport(host="ocr-1", freed=True))
 
     result = tasks.ingest_report.apply(args=[report])
 

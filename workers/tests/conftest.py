@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel
 
 from workers.aspose_backend import AsposeSession
+from workers.schema import ORDER_TASKS, utcnow
+from workers.signing import DASHBOARD_SIGNER, sign
 from workers.state import StateDB
 
 ASPOSE_MODEL = "Llama-3.2-3B-Instruct-Q4_K_M.gguf"
@@ -42,3 +48,25 @@ def write(path: Path, data: bytes = b"model") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+@pytest.fixture
+def dashboard_key() -> Ed25519PrivateKey:
+    """The dashboard's signing key for one test (agents pin its public half)."""
+    return Ed25519PrivateKey.generate()
+
+
+def sign_order(
+    order: BaseModel | dict[str, Any],
+    key: Ed25519PrivateKey,
+    *,
+    task: str | None = None,
+    signer: str = DASHBOARD_SIGNER,
+) -> dict[str, Any]:
+    """``order`` as the dashboard sends it: signed for its task, with times if it had none."""
+    body = order.to_json() if isinstance(order, BaseModel) else dict(order)  # type: ignore[attr-defined]
+    body.setdefault("sent_at", utcnow().isoformat())
+    if body.get("expires_at") is None:
+        body["expires_at"] = (utcnow() + timedelta(hours=1)).isoformat()
+    purpose = task or ORDER_TASKS[body["kind"]]
+    return sign(body, key, signer=signer, purpose=purpose)

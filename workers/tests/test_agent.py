@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from workers.config import AgentConfig
 from workers.schema import (
@@ -27,17 +28,32 @@ from workers.schema import (
     RestoreReport,
     utcnow,
 )
+from workers.signing import public_key_text
 from workers.tasks import Agent
-from workers.tests.conftest import write
+from workers.tests.conftest import sign_order, write
 
 HOST = "ocr-test-1"
 
 
-@pytest.fixture
-def agent(models_dir: Path, state_dir: Path) -> Agent:
-    return Agent(
-        AgentConfig(broker_url="memory://", host_name=HOST, models_dir=models_dir, state_dir=state_dir)
+def config(models_dir: Path, state_dir: Path, dashboard_key: Ed25519PrivateKey) -> AgentConfig:
+    return AgentConfig(
+        broker_url="memory://",
+        host_name=HOST,
+        models_dir=models_dir,
+        state_dir=state_dir,
+        dashboard_public_key=public_key_text(dashboard_key),
     )
+
+
+@pytest.fixture
+def agent(models_dir: Path, state_dir: Path, dashboard_key: Ed25519PrivateKey) -> Agent:
+    return Agent(config(models_dir, state_dir, dashboard_key))
+
+
+@pytest.fixture
+def signed(dashboard_key: Ed25519PrivateKey):
+    """signed(order) -> the order as the dashboard sends it (a fresh signature each call)."""
+    return lambda order, **kw: sign_order(order, dashboard_key, **kw)
 
 
 def ident(root: Path, rel: str) -> FileIdentity:
@@ -46,11 +62,11 @@ def ident(root: Path, rel: str) -> FileIdentity:
     return FileIdentity(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest)
 
 
-def test_maintain_lists_prunes_frees_and_lists_again(agent: Agent, models_dir: Path) -> None:
+def test_maintain_lists_prunes_frees_and_lists_again(agent: Agent, models_dir: Path, signed) -> None:
     write(models_dir / "en_ocr_v1.gguf", b"en")
     write(models_dir / "old_fr_ocr_v1.bin", b"fr")
     order = MaintainOrder(host=HOST, request_id="m1", items=[ident(models_dir, "old_fr_ocr_v1.bin")])
-    before, pruned, after = agent.handle(AgentTask.MAINTAIN, order.to_json())
+    before, pruned, after = agent.handle(AgentTask.MAINTAIN, signed(order))
     assert isinstance(before, InventoryReport) and isinstance(after, InventoryReport)
     assert {f.path for f in before.files} == {"en_ocr_v1.gguf", "old_fr_ocr_v1.bin"}
     assert isinstance(pruned, PruneReport) and pruned.freed
@@ -59,24 +75,35 @@ def test_maintain_lists_prunes_frees_and_lists_again(agent: Agent, models_dir: P
     assert all(r.request_id == "m1" for r in (before, pruned, after))
 
 
-def test_redelivered_order_gets_the_same_reports(agent: Agent, models_dir: Path) -> None:
+def test_a_resent_order_gets_the_same_reports(agent: Agent, models_dir: Path, signed) -> None:
     write(models_dir / "old.bin", b"x")
-    order = PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")]).to_json()
-    first = agent.handle(AgentTask.PRUNE, order)
-    again = agent.handle(AgentTask.PRUNE, order)
+    order = PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")])
+    first = agent.handle(AgentTask.PRUNE, signed(order))
+    # The dashboard re-sends an unanswered request under the same request id, signed afresh.
+    again = agent.handle(AgentTask.PRUNE, signed(order))
     assert again == first  # same report ids: the dashboard can drop the duplicate
     assert first[0].outcomes[0].outcome is Outcome.QUARANTINED
 
 
-def test_prune_and_restore_are_followed_by_a_fresh_inventory(agent: Agent, models_dir: Path) -> None:
+def test_the_same_signed_message_twice_is_a_replay(agent: Agent, models_dir: Path, signed) -> None:
+    write(models_dir / "old.bin", b"x")
+    message = signed(PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")]))
+    agent.handle(AgentTask.PRUNE, message)
+    [report] = agent.handle(AgentTask.PRUNE, message)
+    assert isinstance(report, ErrorReport) and "replayed" in report.reason
+    # A replay names no request: it must not fail the dashboard's request for p1.
+    assert report.request_id is None
+
+
+def test_prune_and_restore_are_followed_by_a_fresh_inventory(agent: Agent, models_dir: Path, signed) -> None:
     write(models_dir / "old.bin", b"x")
     write(models_dir / "en.gguf", b"y")
     order = PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")])
-    pruned, inventory = agent.handle(AgentTask.PRUNE, order.to_json())
+    pruned, inventory = agent.handle(AgentTask.PRUNE, signed(order))
     assert isinstance(pruned, PruneReport) and isinstance(inventory, InventoryReport)
     assert [f.path for f in inventory.files] == ["en.gguf"]
     restore = RestoreOrder(host=HOST, request_id="r1", prune_request_id="p1")
-    restored, inventory = agent.handle(AgentTask.RESTORE, restore.to_json())
+    restored, inventory = agent.handle(AgentTask.RESTORE, signed(restore))
     assert isinstance(restored, RestoreReport)
     assert sorted(f.path for f in inventory.files) == ["en.gguf", "old.bin"]
 
@@ -84,19 +111,24 @@ def test_prune_and_restore_are_followed_by_a_fresh_inventory(agent: Agent, model
 @pytest.mark.parametrize(
     "payload, reason",
     [
-        ("not a dict", "malformed"),
         ({"schema_version": 99, "host": HOST, "request_id": "x", "kind": "free"}, "schema_version"),
-        ({"schema_version": 1, "host": HOST, "request_id": "x", "kind": "prune", "items": []}, "malformed"),
+        ({"schema_version": 1, "host": HOST, "request_id": "x", "kind": "free", "items": []}, "malformed"),
         (FreeOrder(host="someone-else", request_id="x").to_json(), "someone-else"),
-        (FreeOrder(host=HOST, request_id="x").to_json() | {"kind": "inventory"}, "was sent to"),
+        (FreeOrder(host=HOST, request_id="x").to_json() | {"kind": "inventory"}, "signed for"),
     ],
 )
-def test_bad_orders_become_error_reports(agent: Agent, payload: object, reason: str) -> None:
-    [report] = agent.handle(AgentTask.FREE, payload)
+def test_bad_signed_orders_become_error_reports(agent: Agent, signed, payload: dict, reason: str) -> None:
+    # Signed by the dashboard for the task that receives them, and still wrong.
+    [report] = agent.handle(AgentTask.FREE, signed(payload, task=AgentTask.FREE))
     assert isinstance(report, ErrorReport) and reason in report.reason
 
 
-def test_expired_order_touches_nothing(agent: Agent, models_dir: Path) -> None:
+def test_a_message_that_is_not_an_object_is_refused(agent: Agent) -> None:
+    [report] = agent.handle(AgentTask.FREE, "not a dict")
+    assert isinstance(report, ErrorReport) and "refused" in report.reason
+
+
+def test_expired_order_touches_nothing(agent: Agent, models_dir: Path, signed) -> None:
     write(models_dir / "old.bin", b"x")
     order = PruneOrder(
         host=HOST,
@@ -104,48 +136,46 @@ def test_expired_order_touches_nothing(agent: Agent, models_dir: Path) -> None:
         items=[ident(models_dir, "old.bin")],
         expires_at=utcnow() - timedelta(seconds=1),
     )
-    [report] = agent.handle(AgentTask.PRUNE, order.to_json())
+    [report] = agent.handle(AgentTask.PRUNE, signed(order))
     assert isinstance(report, ErrorReport) and "expired" in report.reason
     assert (models_dir / "old.bin").exists()
 
 
-def test_order_that_keeps_killing_the_worker_is_given_up(agent: Agent, models_dir: Path) -> None:
+def test_order_that_keeps_killing_the_worker_is_given_up(agent: Agent, models_dir: Path, signed) -> None:
     write(models_dir / "old.bin", b"x")
     order = PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")])
     for _ in range(3):  # three starts that never finished (the worker died each time)
         agent.db.start_attempt(AgentTask.PRUNE, "p1")
-    [report] = agent.handle(AgentTask.PRUNE, order.to_json())
+    [report] = agent.handle(AgentTask.PRUNE, signed(order))
     assert isinstance(report, ErrorReport) and report.reason == "gave up after 3 attempts"
     assert (models_dir / "old.bin").exists()
-    assert agent.handle(AgentTask.PRUNE, order.to_json()) == [report]
+    assert agent.handle(AgentTask.PRUNE, signed(order)) == [report]
 
 
-def test_free_restore_purge(agent: Agent, models_dir: Path) -> None:
-    [free] = agent.handle(AgentTask.FREE, FreeOrder(host=HOST, request_id="f1").to_json())
+def test_free_restore_purge(agent: Agent, models_dir: Path, signed) -> None:
+    [free] = agent.handle(AgentTask.FREE, signed(FreeOrder(host=HOST, request_id="f1")))
     assert isinstance(free, FreeReport) and free.freed
     write(models_dir / "old.bin", b"x")
     agent.handle(
         AgentTask.PRUNE,
-        PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")]).to_json(),
+        signed(PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")])),
     )
     restored, _ = agent.handle(
-        AgentTask.RESTORE, RestoreOrder(host=HOST, request_id="r1", prune_request_id="p1").to_json()
+        AgentTask.RESTORE, signed(RestoreOrder(host=HOST, request_id="r1", prune_request_id="p1"))
     )
     assert isinstance(restored, RestoreReport) and restored.freed
     assert [o.outcome for o in restored.outcomes] == [Outcome.RESTORED]
     assert (models_dir / "old.bin").exists()
-    [purged] = agent.handle(
-        AgentTask.PURGE, PurgeOrder(host=HOST, request_id="g1", retention_days=0).to_json()
-    )
+    [purged] = agent.handle(AgentTask.PURGE, signed(PurgeOrder(host=HOST, request_id="g1", retention_days=0)))
     assert isinstance(purged, PurgeReport) and purged.purged_requests == ["p1"] and purged.freed
 
 
-def test_missing_model_folder_is_reported_not_raised(tmp_path: Path, state_dir: Path) -> None:
-    config = AgentConfig(
-        broker_url="memory://", host_name=HOST, models_dir=tmp_path / "gone", state_dir=state_dir
-    )
-    [report] = Agent(config).handle(
-        AgentTask.INVENTORY, {"schema_version": 1, "host": HOST, "request_id": "i", "kind": "inventory"}
+def test_missing_model_folder_is_reported_not_raised(
+    tmp_path: Path, state_dir: Path, dashboard_key: Ed25519PrivateKey, signed
+) -> None:
+    [report] = Agent(config(tmp_path / "gone", state_dir, dashboard_key)).handle(
+        AgentTask.INVENTORY,
+        signed({"schema_version": 1, "host": HOST, "request_id": "i", "kind": "inventory"}),
     )
     assert isinstance(report, InventoryReport)
     assert report.facts.model_dir_state == "missing"

@@ -22,11 +22,14 @@ from urllib.parse import urlsplit
 
 import pytest
 from celery import Celery
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kombu import Connection
 
 from workers.broker import filesystem_transport_options
 from workers.schema import INGEST_TASK, AgentTask, MaintainOrder, PruneMode, host_queue, parse_report
-from workers.tests.conftest import write
+from workers.signing import load_private_key, public_key_text, verify
+from workers.tests.conftest import sign_order, write
+from workers.trust import AGENT_KEY_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("OCRDASH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -68,12 +71,15 @@ class Running:
     host: str
     ingest: str
     models_dir: Path
+    state_dir: Path
     log: Path
     process: subprocess.Popen[bytes]
 
 
 @pytest.fixture
-def agent(broker: Broker, models_dir: Path, state_dir: Path, tmp_path: Path) -> Iterator[Running]:
+def agent(
+    broker: Broker, models_dir: Path, state_dir: Path, tmp_path: Path, dashboard_key: Ed25519PrivateKey
+) -> Iterator[Running]:
     run = uuid.uuid4().hex[:10]
     host, ingest = f"test-{run}", f"ocrdash.ingest.test-{run}"
     log = tmp_path / "agent.log"
@@ -84,6 +90,7 @@ def agent(broker: Broker, models_dir: Path, state_dir: Path, tmp_path: Path) -> 
         "OCRDASH_MODELS_DIR": str(models_dir),
         "OCRDASH_STATE_DIR": str(state_dir),
         "OCRDASH_INGEST_QUEUE": ingest,
+        "OCRDASH_DASHBOARD_PUBLIC_KEY": public_key_text(dashboard_key),
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -94,7 +101,7 @@ def agent(broker: Broker, models_dir: Path, state_dir: Path, tmp_path: Path) -> 
             stderr=subprocess.STDOUT,
         )
     try:
-        yield Running(host, ingest, models_dir, log, process)
+        yield Running(host, ingest, models_dir, state_dir, log, process)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -128,7 +135,12 @@ def reports(broker: Broker, running: Running, count: int, request_id: str | None
                 assert message.headers["task"] == INGEST_TASK
                 args, _kwargs, _embed = message.decode()
                 message.ack()
-                report = parse_report(args[0])
+                # Every report is signed with the key the agent made in its state folder.
+                agent_key = load_private_key(running.state_dir / AGENT_KEY_FILE).public_key()
+                verified = verify(
+                    args[0], agent_key, expected_signer=running.host, expected_purpose=INGEST_TASK
+                )
+                report = parse_report(verified.body)
                 if request_id is None or report.request_id == request_id:
                     found.append(report)
         finally:
@@ -136,7 +148,9 @@ def reports(broker: Broker, running: Running, count: int, request_id: str | None
     return found
 
 
-def test_maintain_round_trip_and_duplicate_delivery(broker: Broker, agent: Running) -> None:
+def test_maintain_round_trip_replay_and_resend(
+    broker: Broker, agent: Running, dashboard_key: Ed25519PrivateKey
+) -> None:
     write(agent.models_dir / "en_ocr_v1.gguf", b"en")
     old = write(agent.models_dir / "old_fr_ocr_v1.bin", b"fr")
     # The agent announces itself with a fresh inventory when it starts.
@@ -156,15 +170,27 @@ def test_maintain_round_trip_and_duplicate_delivery(broker: Broker, agent: Runni
     )
     sender = Celery("test-sender", broker=broker.url, set_as_current=False)
     sender.conf.update(broker_transport_options=broker.options, task_serializer="json")
-    for _ in range(2):  # the same message delivered twice
-        sender.send_task(AgentTask.MAINTAIN.value, args=[order.to_json()], queue=host_queue(agent.host))
+    message = sign_order(order, dashboard_key)
+    for _ in range(2):  # the same signed message delivered twice
+        sender.send_task(AgentTask.MAINTAIN.value, args=[message], queue=host_queue(agent.host))
 
-    got = reports(broker, agent, 6, order.request_id)
-    # The filesystem transport does not keep the order of messages sent in the same instant,
-    # so compare by report id: the second delivery re-sent the first one's reports, unchanged.
+    first = reports(broker, agent, 4)
+    got = [r for r in first if r.request_id == order.request_id]
+    # The second delivery is a replay: refused, naming no request (so it fails nothing).
+    [replay] = [r for r in first if r.request_id is None]
+    assert replay.kind == "error" and "replayed" in replay.reason and replay.request_id is None
+    # The dashboard's re-send is signed afresh: answered with the first run's reports, unchanged.
+    sender.send_task(
+        AgentTask.MAINTAIN.value, args=[sign_order(order, dashboard_key)], queue=host_queue(agent.host)
+    )
+    again = reports(broker, agent, 3, order.request_id)
     unique = {r.report_id: r for r in got}
     assert len(unique) == 3
-    assert all(sum(r == u for r in got) == 2 for u in unique.values())
+    # sent_at is set when a copy is sent; everything else is the first run's report.
+    strip = lambda r: r.model_dump(exclude={"sent_at"})  # noqa: E731
+    assert sorted(map(strip, again), key=lambda d: d["report_id"]) == sorted(
+        map(strip, got), key=lambda d: d["report_id"]
+    )
     [prune] = [r for r in unique.values() if r.kind == "prune"]
     inventories = [r for r in unique.values() if r.kind == "inventory"]
     assert prune.freed and [(o.path, o.outcome.value) for o in prune.outcomes] == [
@@ -175,13 +201,20 @@ def test_maintain_round_trip_and_duplicate_delivery(broker: Broker, agent: Runni
     assert (agent.models_dir / "en_ocr_v1.gguf").exists()
 
 
-def test_malformed_order_is_reported_not_retried(broker: Broker, agent: Running) -> None:
+def test_malformed_order_is_reported_not_retried(
+    broker: Broker, agent: Running, dashboard_key: Ed25519PrivateKey
+) -> None:
     reports(broker, agent, 1)  # startup inventory
     sender = Celery("test-sender", broker=broker.url, set_as_current=False)
     sender.conf.update(broker_transport_options=broker.options, task_serializer="json")
     sender.send_task(
         AgentTask.PRUNE.value,
-        args=[{"schema_version": 1, "host": agent.host, "request_id": "bad-1", "kind": "prune"}],
+        args=[
+            sign_order(
+                {"schema_version": 1, "host": agent.host, "request_id": "bad-1", "kind": "prune"},
+                dashboard_key,
+            )
+        ],
         queue=host_queue(agent.host),
     )
     [error] = reports(broker, agent, 1, "bad-1")

@@ -1,0 +1,375 @@
+"""Trust between the dashboard and the hosts: the dashboard's key, host keys, enrollment.
+
+Anyone who can write to the broker can put a message on a host's queue or on the ingest
+queue, so nothing here trusts the transport. Orders leave signed by the dashboard's key, which
+every agent pins at install. Reports are taken only when signed by the key enrolled for the
+host they name (``authenticate``); a host enrolls a key by proving it holds a one-time token
+an approver made (``create_token``), without the token ever crossing the broker.
+
+Replay of reports: a report's id is inside what its signature covers, an accepted or rejected
+id is kept unique in ReceivedReport, and a report sent more than OCRDASH_MAX_CLOCK_SKEW_SECONDS
+ago (or ahead) is refused. A captured report replayed within the window is therefore a
+duplicate of itself, and one replayed later is stale. (Reports refused here are stored
+without their claimed id, so a forgery cannot take a real report's id first.)
+
+Secrets: the dashboard's private key stays in its file; tokens are shown once and stored only
+as a verifier; signatures and proofs are cut from stored payloads and never audited.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from workers.schema import HOST_NAME_PATTERN, ORDER_TASKS
+from workers.signing import (
+    DASHBOARD_SIGNER,
+    SIGNATURE_FIELD,
+    KeyFileError,
+    SignatureError,
+    Verified,
+    enrollment_verifier,
+    key_fingerprint,
+    load_or_create_private_key,
+    load_public_key,
+    new_enrollment_token,
+    public_key_text,
+    sign,
+    verify_enrollment_proof,
+    verify_report,
+)
+
+from .models import AuditEvent, EnrollmentToken, Host, HostKey
+
+Action = AuditEvent.Action
+REDACTED = "(redacted)"
+
+# ---------------------------------------------------------------- the dashboard's key
+
+_keys: dict[str, Ed25519PrivateKey] = {}
+
+
+def signing_key_path() -> Path:
+    return Path(settings.OCRDASH_SIGNING_KEY_FILE)
+
+
+def dashboard_key() -> Ed25519PrivateKey:
+    """The dashboard's private key, made on first use (0600 in a 0700 folder).
+
+    Cached per path: a web process signs many orders, and the file never changes under it
+    (replacing the key means re-pinning every agent, which is a restart anyway).
+    """
+    path = str(signing_key_path())
+    key = _keys.get(path)
+    if key is None:
+        key = _keys[path] = load_or_create_private_key(Path(path))
+    return key
+
+
+def dashboard_public_key() -> str:
+    """The text agents pin as OCRDASH_DASHBOARD_PUBLIC_KEY."""
+    return public_key_text(dashboard_key())
+
+
+def dashboard_fingerprint() -> str:
+    return key_fingerprint(dashboard_key())
+
+
+def sign_order(order: Any) -> dict[str, Any]:
+    """The signed dict that crosses the broker for ``order`` (signed for its task's name).
+
+    Every call signs afresh (a new nonce): a re-sent request is a new message, not a replay.
+    """
+    return sign(order.to_json(), dashboard_key(), signer=DASHBOARD_SIGNER, purpose=ORDER_TASKS[order.kind])
+
+
+def max_skew() -> timedelta:
+    return timedelta(seconds=settings.OCRDASH["MAX_CLOCK_SKEW_SECONDS"])
+
+
+# ---------------------------------------------------------------- reports
+
+
+class Untrusted(Exception):
+    """A report that must change nothing: its reason, the host it claims, and the key's fingerprint.
+
+    ``str()`` never holds a signature, a token or a proof.
+    """
+
+    def __init__(self, reason: str, *, host: str = "", fingerprint: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.host = host
+        self.fingerprint = fingerprint
+
+
+@dataclass(frozen=True)
+class PendingEnrollment:
+    """A key that proved possession and a valid token; enrolled by ``enroll`` in the ingest transaction."""
+
+    public_key: str
+    fingerprint: str
+    token_id: uuid.UUID
+    token_fingerprint: str
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    body: dict[str, Any]
+    key: HostKey | None  # the enrolled key that signed, or None while enrolling
+    enrollment: PendingEnrollment | None
+
+
+def authenticate(data: Any, now: datetime | None = None) -> Authenticated:
+    """Who sent ``data``, decided before anything is stored; raises Untrusted. Reads only.
+
+    The key is chosen from the keys on record for the host the report names, never from the
+    message: a report signed by host A's key that names host B is checked against B's key
+    and fails. A report offering a new key (``enrollment``) must prove it holds that key (its
+    signature) and an open token (the proof), and is enrolled only in ``enroll``.
+    """
+    now = now or timezone.now()
+    if not isinstance(data, Mapping):
+        raise Untrusted(f"a report must be a JSON object, got {type(data).__name__}")
+    host_name = data.get("host")
+    if not isinstance(host_name, str) or not re.fullmatch(HOST_NAME_PATTERN, host_name):
+        raise Untrusted("the report names no valid host")
+    if data.get(SIGNATURE_FIELD) is None:
+        raise Untrusted("unsigned", host=host_name)
+    host = Host.objects.filter(name=host_name).first()
+    active = host.active_key if host is not None else None
+    enrollment = data.get("enrollment") if data.get("kind") == "inventory" else None
+    offered = enrollment.get("public_key") if isinstance(enrollment, Mapping) else None
+
+    if active is not None and (offered is None or offered == active.public_key):
+        verified = _verify(data, load_public_key(active.public_key), host_name, active.fingerprint, now)
+        return Authenticated(verified.body, active, None)
+    if not isinstance(offered, str):
+        if host is not None and host.keys.exists():
+            last = host.keys.order_by("-revoked_at").first()
+            raise Untrusted(
+                "key revoked: the host must enroll a new key with a new token",
+                host=host_name,
+                fingerprint=last.fingerprint if last else "",
+            )
+        raise Untrusted("no key is enrolled for this host: enroll it with a token", host=host_name)
+    return _check_enrollment(data, host, host_name, offered, enrollment, now)
+
+
+def _check_enrollment(
+    data: Mapping[str, Any], host: Host | None, host_name: str, offered: str, enrollment: Any, now: datetime
+) -> Authenticated:
+    try:
+        public_key = load_public_key(offered)
+    except KeyFileError as exc:
+        raise Untrusted(f"enrollment: {exc}", host=host_name) from None
+    fingerprint = key_fingerprint(public_key)
+    if offered != public_key_text(public_key):
+        raise Untrusted("enrollment: the public key is not in its canonical form", host=host_name)
+    known = HostKey.objects.filter(public_key=offered).select_related("host").first()
+    if known is not None:
+        # A public key is enrolled once, ever: a revoked key cannot return with a new token,
+        # and a key copied to a second host cannot speak for it.
+        reason = (
+            "key revoked: the host must enroll a new key with a new token"
+            if known.host.name == host_name
+            else "this key is enrolled for another host"
+        )
+        raise Untrusted(reason, host=host_name, fingerprint=fingerprint)
+    # Possession of the new key, the host name it signs for, and freshness: before the token.
+    verified = _verify(data, public_key, host_name, fingerprint, now)
+    proof, report_id = enrollment.get("proof"), data.get("report_id")
+    if not isinstance(proof, str) or not isinstance(report_id, str):
+        raise Untrusted("enrollment: malformed proof", host=host_name, fingerprint=fingerprint)
+    for token in open_tokens(now):
+        if token.host_name and token.host_name != host_name:
+            continue
+        if verify_enrollment_proof(
+            token.verifier, host=host_name, public_key_text=offered, report_id=report_id, proof=proof
+        ):
+            pending = PendingEnrollment(offered, fingerprint, token.id, token.fingerprint)
+            return Authenticated(verified.body, None, pending)
+    raise Untrusted(
+        "enrollment refused: no open token matches (unknown, used, expired, revoked, or for another host)",
+        host=host_name,
+        fingerprint=fingerprint,
+    )
+
+
+def _verify(
+    data: Mapping[str, Any], key: Ed25519PublicKey, host_name: str, fingerprint: str, now: datetime
+) -> Verified:
+    try:
+        return verify_report(data, key, host=host_name, now=now, max_skew=max_skew())
+    except SignatureError as exc:
+        raise Untrusted(str(exc), host=host_name, fingerprint=fingerprint) from None
+
+
+def enroll(host: Host, pending: PendingEnrollment, *, report_id: str) -> HostKey | None:
+    """Enroll ``pending`` for ``host`` (locked by the caller) inside the ingest transaction.
+
+    The token is claimed with a conditional UPDATE, so of two reports racing with one token
+    exactly one enrolls; the other raises Untrusted and its transaction changes nothing. A
+    key replacing an earlier one revokes it, and an active host goes back to pending: a token
+    in the wrong hands must not inherit a host that approvers already trust. Returns None
+    when the key was enrolled meanwhile by an earlier report of the same agent.
+    """
+    now = timezone.now()
+    current = host.keys.filter(revoked_at__isnull=True).first()
+    if current is not None and current.public_key == pending.public_key:
+        return None
+    claimed = EnrollmentToken.objects.filter(
+        id=pending.token_id, used_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
+    ).update(used_at=now, used_by_host=host)
+    if not claimed:
+        raise Untrusted(
+            "enrollment refused: the token was used or revoked meanwhile",
+            host=host.name,
+            fingerprint=pending.fingerprint,
+        )
+    replaced = []
+    if current is not None:
+        replaced.append(current.fingerprint)
+        HostKey.objects.filter(pk=current.pk).update(revoked_at=now, revoked_by="replaced by enrollment")
+    key = HostKey.objects.create(
+        host=host,
+        public_key=pending.public_key,
+        fingerprint=pending.fingerprint,
+        created_at=now,
+        enrolled_with_id=pending.token_id,
+    )
+    if host.status == Host.Status.ACTIVE:
+        host.status = Host.Status.PENDING
+        host.save(update_fields=["status"])
+    AuditEvent.record(
+        Action.HOST_ENROLLED,
+        actor=f"agent:{host.name}"[:150],
+        host=host.name,
+        obj=host,
+        fingerprint=key.fingerprint,
+        token=pending.token_fingerprint,
+        replaced=replaced,
+        status=host.status,
+        report_id=report_id,
+    )
+    return key
+
+
+def redacted(data: Any) -> Any:
+    """``data`` without the signature value and the enrollment proof, for storage and display.
+
+    Neither is a secret that enrolls or signs anything, but a page of rejected reports is no
+    place for material an attacker could study, and the rule "no proof at rest" is simpler.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    if isinstance(out.get(SIGNATURE_FIELD), Mapping):
+        out[SIGNATURE_FIELD] = {**out[SIGNATURE_FIELD], "value": REDACTED}
+    if isinstance(out.get("enrollment"), Mapping):
+        out["enrollment"] = {**out["enrollment"], "proof": REDACTED}
+    return out
+
+
+def claimed_signer(data: Any) -> str:
+    sig = data.get(SIGNATURE_FIELD) if isinstance(data, Mapping) else None
+    signer = sig.get("signer") if isinstance(sig, Mapping) else None
+    return signer[:128] if isinstance(signer, str) else ""
+
+
+# ---------------------------------------------------------------- tokens and keys
+
+
+def open_tokens(now: datetime | None = None):
+    now = now or timezone.now()
+    return EnrollmentToken.objects.filter(used_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
+
+
+def create_token(
+    actor: str, *, label: str = "", host_name: str = "", hours: float | None = None
+) -> tuple[EnrollmentToken, str]:
+    """A new one-time token; returns the row and the token text, which exists only in this return.
+
+    The caller shows the text once (a page, a command's output) and keeps it nowhere else.
+    """
+    if host_name and not re.fullmatch(HOST_NAME_PATTERN, host_name):
+        raise ValueError(f"not a valid host name: {host_name!r}")
+    hours = settings.OCRDASH["ENROLLMENT_TOKEN_HOURS"] if hours is None else hours
+    if not 0 < hours <= 24 * 365:
+        raise ValueError("a token is valid for more than 0 hours and at most a year")
+    token = new_enrollment_token()
+    verifier = enrollment_verifier(token)
+    now = timezone.now()
+    with transaction.atomic():
+        row = EnrollmentToken.objects.create(
+            label=label.strip()[:200],
+            host_name=host_name,
+            verifier=verifier,
+            fingerprint=key_fingerprint(verifier),
+            created_by=actor[:150],
+            created_at=now,
+            expires_at=now + timedelta(hours=hours),
+        )
+        AuditEvent.record(
+            Action.TOKEN_CREATED,
+            actor=actor[:150],
+            host=host_name,
+            obj=row,
+            token=row.fingerprint,
+            label=row.label,
+            expires_at=row.expires_at.isoformat(),
+        )
+    return row, token
+
+
+def revoke_token(token_id: Any, actor: str) -> EnrollmentToken:
+    """Withdraw an unused token. Raises ValueError if it is unknown or no longer open."""
+    with transaction.atomic():
+        row = EnrollmentToken.objects.select_for_update().filter(id=token_id).first()
+        if row is None:
+            raise ValueError("no such enrollment token")
+        if row.state() != "open":
+            raise ValueError(f"the token is {row.state()}, not open")
+        row.revoked_at, row.revoked_by = timezone.now(), actor[:150]
+        row.save(update_fields=["revoked_at", "revoked_by"])
+        AuditEvent.record(
+            Action.TOKEN_REVOKED, actor=actor[:150], host=row.host_name, obj=row, token=row.fingerprint
+        )
+    return row
+
+
+def revoke_host_key(host: Host, actor: str) -> HostKey:
+    """Revoke the host's active key: its messages are refused until it enrolls a new one.
+
+    An active host goes back to pending, so no order is sent to a host whose answers the
+    dashboard can no longer read. Raises ValueError if the host has no active key.
+    """
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        key = host.keys.select_for_update().filter(revoked_at__isnull=True).first()
+        if key is None:
+            raise ValueError(f"{host.name} has no active key")
+        key.revoked_at, key.revoked_by = timezone.now(), actor[:150]
+        key.save(update_fields=["revoked_at", "revoked_by"])
+        if host.status == Host.Status.ACTIVE:
+            host.status = Host.Status.PENDING
+            host.save(update_fields=["status"])
+        AuditEvent.record(
+            Action.HOST_KEY_REVOKED,
+            actor=actor[:150],
+            host=host.name,
+            obj=host,
+            fingerprint=key.fingerprint,
+            status=host.status,
+        )
+    return key

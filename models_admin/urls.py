@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import audit, auth, fleet, history, hosts, modelpages, reports, requests
+from .views import audit, auth, enrollment, fleet, history, hosts, modelpages, reports, requests
 
 urlpatterns = [
     path("", fleet.overview, name="ocrdash-fleet"),
@@ -15,6 +15,10 @@ urlpatterns = [
     path("hosts/<str:name>/free/", hosts.ask_free, name="ocrdash-host-free"),
     path("hosts/<str:name>/accept/", hosts.accept, name="ocrdash-host-accept"),
     path("hosts/<str:name>/retire/", hosts.retire, name="ocrdash-host-retire"),
+    path("hosts/<str:name>/revoke-key/", enrollment.revoke_host_key, name="ocrdash-host-revoke-key"),
+    path("enrollment/", enrollment.index, name="ocrdash-enrollment"),
+    path("enrollment/tokens/", enrollment.create, name="ocrdash-enrollment-create"),
+    path("enrollment/tokens/<uuid:token_id>/revoke/", enrollment.revoke, name="ocrdash-enrollment-revoke"),
     path("models/", modelpages.index, name="ocrdash-models"),
     path("models/<str:key>/", modelpages.detail, name="ocrdash-model"),
     path("requests/", requests.index, name="ocrdash-requests"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from models_admin.models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest, ReceivedReport, Snapshot
+from workers.schema import HOST_NAME_PATTERN
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
@@ -149,3 +150,9 @@ class CommentSerializer(serializers.Serializer):
 
 class RestoreSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+
+class EnrollmentTokenRequestSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    host_name = serializers.RegexField(HOST_NAME_PATTERN, max_length=128, required=False, allow_blank=True)
+    hours = serializers.FloatField(min_value=0.1, max_value=24 * 365, required=False)

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from models_admin import policies, workflow
+from models_admin import policies, trust, workflow
 from models_admin.models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport
 from models_admin.roles import Action
 
@@ -116,6 +116,53 @@ class HostRetire(_Api, APIView):
     def post(self, request: Request, name: str) -> Response:
         host = workflow.retire_host(_host(name), request.user)
         return Response(serializers.HostSerializer(host).data)
+
+
+class HostRevokeKey(_Api, APIView):
+    """Revoke the host's key: its messages are refused until it enrolls a new one."""
+
+    action_required = Action.MANAGE_HOSTS
+
+    def post(self, request: Request, name: str) -> Response:
+        host = _host(name)
+        try:
+            key = trust.revoke_host_key(host, request.user.get_username())
+        except ValueError as exc:
+            return Response({"error": str(exc), "detail": None}, status=status.HTTP_409_CONFLICT)
+        host.refresh_from_db()
+        return Response({**serializers.HostSerializer(host).data, "revoked_key": key.fingerprint})
+
+
+class EnrollmentTokenCreate(_Api, APIView):
+    """Make a one-time enrollment token. The token is in this response only: keep it safe."""
+
+    action_required = Action.MANAGE_HOSTS
+
+    def post(self, request: Request) -> Response:
+        data = _validated(serializers.EnrollmentTokenRequestSerializer, request.data)
+        try:
+            row, token = trust.create_token(
+                request.user.get_username(),
+                label=data.get("label", ""),
+                host_name=data.get("host_name", ""),
+                hours=data.get("hours"),
+            )
+        except ValueError as exc:
+            raise ValidationError({"hours": [str(exc)]}) from exc
+        response = Response(
+            {
+                "id": str(row.id),
+                "token": token,
+                "fingerprint": row.fingerprint,
+                "label": row.label,
+                "host_name": row.host_name,
+                "expires_at": row.expires_at,
+                "dashboard_public_key": trust.dashboard_public_key(),
+            },
+            status=status.HTTP_201_CREATED,
+        )
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class HostPropose(_Api, APIView):

@@ -25,6 +25,7 @@ from django.core.management import call_command
 from django.db import connections
 from kombu import Connection
 
+from models_admin import trust
 from models_admin.models import Host, PruneRequest
 from models_admin.tests.conftest import PASSWORD
 from workers.schema import host_queue
@@ -110,6 +111,8 @@ def fleet(transactional_db, tmp_path: Path) -> Iterator[Fleet]:
     broker = settings.CELERY_BROKER_URL
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "CELERY_", "DJANGO_"))}
     agent_log, ingest_log = tmp_path / "agent.log", tmp_path / "ingest.log"
+    # Installed as a real host would be: the dashboard's key pinned, a one-time token.
+    _row, token = trust.create_token("installer", host_name=host)
     ingest = _start(
         [
             *(sys.executable, "-m", "celery", "-A", "ocrdash", "worker", "-Q", ingest_queue, "-P", "solo"),
@@ -132,6 +135,8 @@ def fleet(transactional_db, tmp_path: Path) -> Iterator[Fleet]:
             "OCRDASH_MODELS_DIR": str(models),
             "OCRDASH_STATE_DIR": str(tmp_path / "state"),
             "OCRDASH_INGEST_QUEUE": ingest_queue,
+            "OCRDASH_DASHBOARD_PUBLIC_KEY": trust.dashboard_public_key(),
+            "OCRDASH_ENROLLMENT_TOKEN": token,
         },
         agent_log,
     )

@@ -29,6 +29,8 @@ MUTATIONS = [
     ("ocrdash-host-free", {"name": "ocr-1"}),
     ("ocrdash-host-accept", {"name": "ocr-1"}),
     ("ocrdash-host-retire", {"name": "ocr-1"}),
+    ("ocrdash-host-revoke-key", {"name": "ocr-1"}),
+    ("ocrdash-enrollment-create", {}),
     ("ocrdash-request-approve", {"request_id": None}),
     ("ocrdash-request-reject", {"request_id": None}),
     ("ocrdash-request-restore", {"request_id": None}),

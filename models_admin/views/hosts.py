@@ -49,6 +49,8 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
         "models_admin/host.html",
         {
             "host": host,
+            "host_key": host.active_key,
+            "key_revoked": host.keys.filter(revoked_at__isnull=False).exists(),
             "presence": presence(host),
             "files": files,
             "busy": busy,

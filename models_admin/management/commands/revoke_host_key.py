@@ -1,0 +1,27 @@
+"""Revoke a host's key (the same as the host page's button): its messages are refused."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from models_admin import trust
+from models_admin.models import Host
+
+
+class Command(BaseCommand):
+    help = "Revoke a host's enrolled key; it must enroll a new key with a new token."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--by", default="system", metavar="USER", help="audit it as done by this name")
+
+    def handle(self, *args, name: str, by: str, **kw):
+        host = Host.objects.filter(name=name).first()
+        if host is None:
+            raise CommandError(f"no host named {name!r}")
+        try:
+            key = trust.revoke_host_key(host, by)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        host.refresh_from_db()
+        self.stdout.write(f"{host.name}: key {key.fingerprint} revoked; host is {host.status}")

@@ -48,6 +48,9 @@ def create_app(config: AgentConfig) -> Celery:
         broker_connection_retry_on_startup=True,
         task_default_queue=config.queue,
         worker_hijack_root_logger=False,
+        # No remote control: its broadcast queue would let anyone who can publish on the
+        # broker shut agents down, and a per-host Redis ACL user then needs no pidbox keys.
+        worker_enable_remote_control=False,
     )
     from workers.tasks import register_tasks
 

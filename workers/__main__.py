@@ -2,7 +2,13 @@
 
 ``python -m workers audit --models-dir DIR``: the Aspose tutorial's audit for one host without
 any dashboard: list the models, quarantine the OLD ones (name starts with the prefix), free.
+``python -m workers restore --models-dir DIR --request-id ID``: move back what one audit
+quarantined. ``python -m workers purge --models-dir DIR``: delete quarantined files for good
+once they are older than the retention.
 ``python -m workers agent``: run this host's Celery worker on its own queue.
+
+Each of audit, restore and purge opens an Aspose session around its work and frees it at the
+end, as the agent does, and exits non-zero with one line on stderr when it cannot do its job.
 """
 
 from __future__ import annotations
@@ -10,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from workers.config import ConfigError, default_state_dir, load_config
+from workers.config import DEFAULT_QUARANTINE_DAYS, ConfigError, default_state_dir, load_config
 
 
 def _fail(reason: str, status: int = 2) -> int:
@@ -32,6 +39,19 @@ def _human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _folders(args: argparse.Namespace) -> tuple[Path, Path] | str:
+    """(model folder, state folder), absolute; or why the model folder cannot be used."""
+    models_dir = Path(os.path.abspath(args.models_dir))
+    if not models_dir.is_dir():
+        return f"model folder does not exist or is not a folder: {models_dir}"
+    state_dir = Path(os.path.abspath(args.state_dir)) if args.state_dir else default_state_dir(os.environ)
+    return models_dir, state_dir
+
+
+def _freed_line(freed: bool) -> str:
+    return "Aspose resources freed." if freed else "Aspose resources NOT freed."
+
+
 def audit(args: argparse.Namespace) -> int:
     from workers.aspose_backend import AsposeSession
     from workers.inventory import scan
@@ -39,10 +59,10 @@ def audit(args: argparse.Namespace) -> int:
     from workers.schema import FileIdentity, ModelDirState, Outcome, PruneMode
     from workers.state import StateDB
 
-    models_dir = Path(os.path.abspath(args.models_dir))
-    if not models_dir.is_dir():
-        return _fail(f"model folder does not exist or is not a folder: {models_dir}")
-    state_dir = Path(os.path.abspath(args.state_dir)) if args.state_dir else default_state_dir(os.environ)
+    folders = _folders(args)
+    if isinstance(folders, str):
+        return _fail(folders)
+    models_dir, state_dir = folders
     db = StateDB(state_dir)
     request_id = f"audit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
@@ -93,13 +113,107 @@ def audit(args: argparse.Namespace) -> int:
         for o in outcomes:
             print(f"  {o.outcome.value:<16} {o.path}" + (f"  {o.detail}" if o.detail else ""))
         if outcomes:
-            print(f"Reclaimed {_human_size(reclaimed)}; restore with request id {request_id}.")
-        print("Aspose resources freed." if session.freed else "Aspose resources NOT freed.")
+            print(f"Reclaimed {_human_size(reclaimed)}; restore with request id {request_id}:")
+            folder = shlex.quote(str(models_dir))
+            print(f"  python -m workers restore --models-dir {folder} --request-id {request_id}")
+        print(_freed_line(session.freed))
     failed = [o for o in outcomes if o.outcome is Outcome.ERROR]
     if failed:
         print(f"error: {len(failed)} file(s) could not be quarantined", file=sys.stderr)
         return 1
     return 0 if session.freed else 1
+
+
+def restore(args: argparse.Namespace) -> int:
+    from workers.aspose_backend import AsposeSession
+    from workers.prune import QUARANTINE_DIR, check_request_id
+    from workers.prune import restore as restore_files
+    from workers.schema import Outcome
+    from workers.state import StateDB
+
+    folders = _folders(args)
+    if isinstance(folders, str):
+        return _fail(folders)
+    models_dir, state_dir = folders
+    try:
+        prune_id = check_request_id(args.request_id)
+    except ValueError as exc:
+        return _fail(str(exc))
+    # Checked here, not left to restore(): it reads a missing folder as "nothing quarantined",
+    # which for a mistyped id would print an empty success.
+    if not (models_dir / QUARANTINE_DIR / prune_id).is_dir():
+        return _fail(f"unknown request id {prune_id}: nothing of it is in {models_dir / QUARANTINE_DIR}")
+    # Each run is its own restore request, so a file put back, pruned again and restored
+    # again is not answered from the first run's record.
+    restore_id = f"restore-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+
+    with AsposeSession(models_dir, state_dir) as session:
+        outcomes = restore_files(session.get_local_path(), StateDB(state_dir), restore_id, prune_id)
+    restored = [o for o in outcomes if o.outcome is Outcome.RESTORED]
+
+    if args.json:
+        document = {
+            "model_dir": str(models_dir),
+            "request_id": prune_id,
+            "restore_id": restore_id,
+            "outcomes": [o.model_dump(mode="json") for o in outcomes],
+            "restored": len(restored),
+            "freed": session.freed,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        print(f"Restoring request {prune_id} in {models_dir}")
+        for o in outcomes:
+            print(f"  {o.outcome.value:<16} {o.path}" + (f"  {o.detail}" if o.detail else ""))
+        print(f"Restored {len(restored)} of {len(outcomes)} file(s).")
+        print(_freed_line(session.freed))
+    if not outcomes:
+        return _fail(f"nothing left to restore for request id {prune_id}", 1)
+    if len(restored) < len(outcomes):
+        return _fail(f"{len(outcomes) - len(restored)} file(s) were not restored", 1)
+    return 0 if session.freed else 1
+
+
+def purge(args: argparse.Namespace) -> int:
+    from workers.aspose_backend import AsposeSession
+    from workers.prune import purge as purge_quarantine
+    from workers.state import StateDB
+
+    folders = _folders(args)
+    if isinstance(folders, str):
+        return _fail(folders)
+    models_dir, state_dir = folders
+    if args.older_than_days < 0:
+        return _fail(f"--older-than-days must be 0 or more, not {args.older_than_days:g}")
+
+    with AsposeSession(models_dir, state_dir) as session:
+        purged, size = purge_quarantine(session.get_local_path(), StateDB(state_dir), args.older_than_days)
+
+    if args.json:
+        document = {
+            "model_dir": str(models_dir),
+            "older_than_days": args.older_than_days,
+            "purged_requests": purged,
+            "bytes_purged": size,
+            "freed": session.freed,
+        }
+        print(json.dumps(document, indent=2))
+    else:
+        if purged:
+            print(f"Purged the quarantine of {len(purged)} request(s), {_human_size(size)}:")
+            for request_id in purged:
+                print(f"  {request_id}")
+        else:
+            print(f"Nothing in quarantine older than {args.older_than_days:g} day(s) in {models_dir}.")
+        print(_freed_line(session.freed))
+    return 0 if session.freed else 1
+
+
+def _days(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of days: {text!r}") from None
 
 
 def agent(args: argparse.Namespace) -> int:
@@ -140,6 +254,24 @@ def main(argv: list[str] | None = None) -> int:
     p_audit.add_argument("--json", action="store_true", help="print one JSON document")
     p_audit.add_argument("--state-dir", help="the agent's state folder (hash cache, records)")
     p_audit.set_defaults(func=audit)
+    p_restore = sub.add_parser("restore", help="move back the files one audit quarantined, free Aspose")
+    p_restore.add_argument("--models-dir", required=True, help="the model folder the audit ran on")
+    p_restore.add_argument("--request-id", required=True, help="the id the audit printed")
+    p_restore.add_argument("--json", action="store_true", help="print one JSON document")
+    p_restore.add_argument("--state-dir", help="the agent's state folder (hash cache, records)")
+    p_restore.set_defaults(func=restore)
+    p_purge = sub.add_parser("purge", help="delete quarantined files older than the retention, free Aspose")
+    p_purge.add_argument("--models-dir", required=True, help="the model folder whose quarantine to purge")
+    p_purge.add_argument(
+        "--older-than-days",
+        type=_days,
+        default=DEFAULT_QUARANTINE_DAYS,
+        metavar="N",
+        help=f"purge what was quarantined at least N days ago (default {DEFAULT_QUARANTINE_DAYS:g}; 0: all)",
+    )
+    p_purge.add_argument("--json", action="store_true", help="print one JSON document")
+    p_purge.add_argument("--state-dir", help="the agent's state folder (hash cache, records)")
+    p_purge.set_defaults(func=purge)
     p_agent = sub.add_parser("agent", help="run this host's Celery worker on its queue")
     p_agent.add_argument("--loglevel", default="INFO")
     p_agent.set_defaults(func=agent)

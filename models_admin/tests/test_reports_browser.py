@@ -4,53 +4,27 @@ form saves. Screenshots go to ``test-artifacts/reports/`` for a human to look at
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.db import connections
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from models_admin import tasks
 from models_admin.models import PruneRequest
-from models_admin.tests.conftest import PASSWORD
 
+from .browser import artifacts, chromium_page, login
 from .history_factories import host, prune, snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "reports"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+ARTIFACTS = artifacts("reports")
 CHARTS = ("chart-disk", "chart-reclaimed", "chart-models", "chart-requests")
 
 
 @pytest.fixture
 def page(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(15_000)
-        tab.errors = []
-        tab.on("pageerror", lambda e: tab.errors.append(str(e)))
-        tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
-        try:
-            yield tab
-        finally:
-            connections.close_all()
-            browser.close()
+    with chromium_page(monkeypatch, width=1400, height=1000) as tab:
+        yield tab
 
 
 def _history(operator, approver) -> None:
@@ -94,18 +68,10 @@ def _history(operator, approver) -> None:
         prune(h, [("models/old_now.bin", 1, "pending", 0)], created_at=now, state=PruneRequest.State.PROPOSED)
 
 
-def _login(page, base: str, username: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/")
-
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_charts_draw_the_numbers_of_the_page(live_server, page, viewer, operator, approver):
     _history(operator, approver)
-    _login(page, live_server.url, viewer.username)
+    login(page, live_server.url, viewer.username)
 
     page.goto(f"{live_server.url}/reports/")
     page.wait_for_function("() => window.Chart && Chart.getChart('chart-requests')")
@@ -134,7 +100,7 @@ def test_the_charts_draw_the_numbers_of_the_page(live_server, page, viewer, oper
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_an_approver_changes_the_fleet_schedule_in_the_page(live_server, page, approver):
-    _login(page, live_server.url, approver.username)
+    login(page, live_server.url, approver.username)
 
     page.goto(f"{live_server.url}/settings/")
     page.fill("#fleet-minutes", "240")

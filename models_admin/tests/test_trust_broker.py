@@ -12,23 +12,16 @@ obeys the dashboard.
 from __future__ import annotations
 
 import hashlib
-import os
-import sys
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from celery import Celery
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from django.conf import settings
-from django.db import connection
 from django.utils import timezone
-from kombu import Connection
 
-from models_admin import trust, workflow
+from models_admin import workflow
 from models_admin.models import AuditEvent, Host, HostKey, ModelFile, Snapshot
 from workers.schema import (
     INGEST_TASK,
@@ -48,25 +41,13 @@ from workers.schema import (
     utcnow,
 )
 from workers.signing import DASHBOARD_SIGNER, public_key_text, sign
+from workers.tests.test_trust_orders import tree_state
 
-from .test_loop import start, stop, test_database_url, wait_for
+from .processes import Fleet, running_fleet, unique_host_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 A = AuditEvent.Action
 SENTINEL = b"the sentinel model, never to be deleted by a stranger"
-
-
-def tree_state(root: Path) -> str:
-    digest = hashlib.sha256()
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(files) + dirs:
-            path = Path(folder) / name
-            st = path.lstat()
-            digest.update(f"{path.relative_to(root)}|{st.st_mode}|{st.st_size}|{st.st_mtime_ns}".encode())
-            if path.is_file():
-                digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def inventory_state(name: str) -> tuple:
@@ -86,63 +67,20 @@ def inventory_state(name: str) -> tuple:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    if connection.vendor != "postgresql":
-        pytest.skip("the ingest worker process needs a database server it can share with the test")
-    run = uuid.uuid4().hex[:10]
-    name, ingest_queue = f"trust-{run}", f"ocrdash.ingest.trust-{run}"
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
     models = tmp_path / "models"
     (models / "sub").mkdir(parents=True)
     (models / "en_ocr_v1.gguf").write_bytes(b"english model")
     (models / "sub" / "old_fr_ocr_v1.bin").write_bytes(SENTINEL)
-    broker = settings.CELERY_BROKER_URL
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "DJANGO_"))}
-    logs = [tmp_path / "ingest.log", tmp_path / "agent.log"]
-    _row, token = trust.create_token("installer", host_name=name)
-    ingest = start(
-        [
-            *(sys.executable, "-m", "celery", "-A", "ocrdash", "worker", "--queues", ingest_queue),
-            *("--pool", "solo", "--hostname", f"ingest-{run}@localhost", "--without-gossip"),
-            *("--without-mingle", "--without-heartbeat", "--loglevel", "INFO"),
-        ],
-        {
-            **base_env,
-            "DJANGO_SETTINGS_MODULE": "ocrdash.settings_test",
-            "OCRDASH_TEST_DATABASE_URL": test_database_url(),
-            "OCRDASH_TEST_BROKER_URL": broker,
-        },
-        logs[0],
-    )
-    agent = start(
-        [sys.executable, "-m", "workers", "agent", "--loglevel", "INFO"],
-        {
-            **base_env,
-            "OCRDASH_BROKER_URL": broker,
-            "OCRDASH_HOST_NAME": name,
-            "OCRDASH_MODELS_DIR": str(models),
-            "OCRDASH_STATE_DIR": str(tmp_path / "state"),
-            "OCRDASH_INGEST_QUEUE": ingest_queue,
-            "OCRDASH_DASHBOARD_PUBLIC_KEY": trust.dashboard_public_key(),
-            "OCRDASH_ENROLLMENT_TOKEN": token,
-        },
-        logs[1],
-    )
-    try:
-        yield {"host": name, "models": models, "logs": logs, "ingest_queue": ingest_queue, "broker": broker}
-    finally:
-        stop(agent)
-        stop(ingest)
-        with Connection(broker) as conn:
-            for queue in (ingest_queue, host_queue(name)):
-                conn.SimpleQueue(queue).queue.delete()
+    with running_fleet(unique_host_name("trust"), models, tmp_path) as running:
+        yield running
 
 
-def test_a_script_with_only_the_broker_address_changes_nothing(fleet, approver):
-    name, models, logs = fleet["host"], fleet["models"], fleet["logs"]
+def test_a_script_with_only_the_broker_address_changes_nothing(fleet: Fleet, approver):
+    name, models, wait_for = fleet.host, fleet.models_dir, fleet.wait_for
     host = wait_for(
         "the enrolled host's first inventory",
         lambda: Host.objects.filter(name=name, current_snapshot__isnull=False, keys__isnull=False).first(),
-        logs,
     )
     host = workflow.accept_host(host, approver)
     before_tree, before_db = tree_state(models), inventory_state(name)
@@ -154,7 +92,7 @@ def test_a_script_with_only_the_broker_address_changes_nothing(fleet, approver):
     )
 
     # ---- the attacker: a Celery client with the broker's address and nothing else
-    attacker = Celery("attacker", broker=fleet["broker"], set_as_current=False)
+    attacker = Celery("attacker", broker=fleet.broker, set_as_current=False)
     attacker.conf.update(task_serializer="json")
     own_key = Ed25519PrivateKey.generate()
     later = (utcnow() + timedelta(hours=1)).isoformat()
@@ -205,7 +143,7 @@ def test_a_script_with_only_the_broker_address_changes_nothing(fleet, approver):
         sign(FreeReport(host=name, freed=True).to_json(), own_key, signer=name, purpose=INGEST_TASK),
     ]
     for report in reports:
-        attacker.send_task(INGEST_TASK, args=[report], queue=fleet["ingest_queue"])
+        attacker.send_task(INGEST_TASK, args=[report], queue=fleet.ingest_queue)
 
     # Every forged order is answered by the agent with a (signed, accepted) error report, and
     # every forged report is refused as a security event.
@@ -215,12 +153,10 @@ def test_a_script_with_only_the_broker_address_changes_nothing(fleet, approver):
         lambda: (
             AuditEvent.objects.filter(action=A.AGENT_ERROR, host=name, at__gte=since).count() >= len(orders)
         ),
-        logs,
     )
     wait_for(
         "the ingest's refusals",
         lambda: AuditEvent.objects.filter(action=A.SECURITY_REJECTED, host=name).count() >= len(reports),
-        logs,
     )
     refusals = AuditEvent.objects.filter(action=A.AGENT_ERROR, host=name)
     assert all("order refused" in e.details["reason"] for e in refusals)
@@ -235,6 +171,5 @@ def test_a_script_with_only_the_broker_address_changes_nothing(fleet, approver):
     wait_for(
         "the genuine inventory",
         lambda: Snapshot.objects.get(pk=before_db[1]).seen_count > seen,
-        logs,
     )
     assert inventory_state(name) == before_db

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import workflow
-from .models import Host, ModelFile, PruneItem, PruneRequest
+from .models import Host, ModelFile, PruneRequest
 
 
 class PolicyError(workflow.WorkflowError):
@@ -206,14 +206,7 @@ def select(host: Host, name: str, params: Mapping[str, Any] | None = None, now=N
         return selection
     files = list(ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).select_related("snapshot"))
     picked = policy.select(files, now or timezone.now(), **cleaned)
-    busy = set(
-        PruneItem.objects.filter(
-            request__host=host,
-            request__kind=PruneRequest.Kind.PRUNE,
-            request__state__in=PruneRequest.OPEN_STATES,
-            path__in=[f.path for f in picked],
-        ).values_list("path", flat=True)
-    )
+    busy = workflow.paths_in_open_requests(host, [f.path for f in picked])
     for f in picked:
         if f.path in busy:
             selection.skipped_busy.append(f.path)

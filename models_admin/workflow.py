@@ -58,6 +58,47 @@ def _locked(request_id) -> PruneRequest:
 # ---------------------------------------------------------------- proposing
 
 
+def paths_in_open_requests(host: Host, paths: Iterable[str]) -> set[str]:
+    """Which of ``paths`` an open prune request of ``host`` already names.
+
+    A file belongs to at most one open prune request: ``propose`` refuses the others and a
+    policy's selection skips them, with this one definition of "open" for both.
+    """
+    return set(
+        PruneItem.objects.filter(
+            request__host=host,
+            request__kind=PruneRequest.Kind.PRUNE,
+            request__state__in=PruneRequest.OPEN_STATES,
+            path__in=list(paths),
+        ).values_list("path", flat=True)
+    )
+
+
+def _open_request(files: Iterable[ModelFile | PruneItem], **fields) -> PruneRequest:
+    """Create a proposed request and one item per file, copying each file's identity
+    (path, size, mtime, sha256) as the approver will see it and the agent will check it.
+
+    Runs inside the caller's transaction, after the caller's checks; the request expires
+    after REQUEST_TTL_HOURS unless someone decides it.
+    """
+    now = timezone.now()
+    request = PruneRequest.objects.create(
+        created_at=now, expires_at=now + timedelta(hours=settings.OCRDASH["REQUEST_TTL_HOURS"]), **fields
+    )
+    PruneItem.objects.bulk_create(
+        PruneItem(
+            request=request,
+            path=f.path,
+            size=f.size,
+            mtime_ns=f.mtime_ns,
+            sha256=f.sha256,
+            known_to_aspose=f.known_to_aspose,
+        )
+        for f in files
+    )
+    return request
+
+
 def propose(
     *,
     host: Host,
@@ -85,18 +126,10 @@ def propose(
     if bad := [f.path for f in files if f.is_symlink or not f.sha256]:
         raise WorkflowError(f"cannot prune links or unhashed files: {', '.join(bad[:3])}")
     with transaction.atomic():
-        busy = set(
-            PruneItem.objects.filter(
-                request__host=host,
-                request__kind=PruneRequest.Kind.PRUNE,
-                request__state__in=PruneRequest.OPEN_STATES,
-                path__in=[f.path for f in files],
-            ).values_list("path", flat=True)
-        )
-        if busy:
+        if busy := paths_in_open_requests(host, [f.path for f in files]):
             raise WorkflowError(f"already in an open request: {', '.join(sorted(busy)[:3])}")
-        now = timezone.now()
-        request = PruneRequest.objects.create(
+        request = _open_request(
+            files,
             host=host,
             kind=PruneRequest.Kind.PRUNE,
             mode=mode,
@@ -104,19 +137,6 @@ def propose(
             policy=policy,
             snapshot_id=snapshots.pop(),
             requested_by=user,
-            created_at=now,
-            expires_at=now + timedelta(hours=settings.OCRDASH["REQUEST_TTL_HOURS"]),
-        )
-        PruneItem.objects.bulk_create(
-            PruneItem(
-                request=request,
-                path=f.path,
-                size=f.size,
-                mtime_ns=f.mtime_ns,
-                sha256=f.sha256,
-                known_to_aspose=f.known_to_aspose,
-            )
-            for f in files
         )
         AuditEvent.record(
             Action.REQUEST_PROPOSED,
@@ -143,27 +163,14 @@ def propose_restore(*, prune_request: PruneRequest, user, reason: str) -> PruneR
             raise WorkflowError("nothing of this request is in quarantine")
         if prune_request.restores.filter(state__in=PruneRequest.OPEN_STATES).exists():
             raise WorkflowError("a restore of this request is already open")
-        now = timezone.now()
-        request = PruneRequest.objects.create(
+        request = _open_request(
+            items,
             host=prune_request.host,
             kind=PruneRequest.Kind.RESTORE,
             mode=prune_request.mode,
             reason=reason,
             restore_of=prune_request,
             requested_by=user,
-            created_at=now,
-            expires_at=now + timedelta(hours=settings.OCRDASH["REQUEST_TTL_HOURS"]),
-        )
-        PruneItem.objects.bulk_create(
-            PruneItem(
-                request=request,
-                path=i.path,
-                size=i.size,
-                mtime_ns=i.mtime_ns,
-                sha256=i.sha256,
-                known_to_aspose=i.known_to_aspose,
-            )
-            for i in items
         )
         AuditEvent.record(
             Action.REQUEST_PROPOSED,

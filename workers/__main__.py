@@ -25,6 +25,14 @@ from typing import Any
 from workers.config import DEFAULT_QUARANTINE_DAYS, ConfigError, default_state_dir, load_config
 
 
+class Refused(Exception):
+    """The command cannot do its job; main() prints the reason as one line and exits ``status``."""
+
+    def __init__(self, reason: str, status: int = 2) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
 def _fail(reason: str, status: int = 2) -> int:
     print(f"error: {reason}", file=sys.stderr)
     return status
@@ -39,11 +47,11 @@ def _human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _folders(args: argparse.Namespace) -> tuple[Path, Path] | str:
-    """(model folder, state folder), absolute; or why the model folder cannot be used."""
+def _folders(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(model folder, state folder), absolute."""
     models_dir = Path(os.path.abspath(args.models_dir))
     if not models_dir.is_dir():
-        return f"model folder does not exist or is not a folder: {models_dir}"
+        raise Refused(f"model folder does not exist or is not a folder: {models_dir}")
     state_dir = Path(os.path.abspath(args.state_dir)) if args.state_dir else default_state_dir(os.environ)
     return models_dir, state_dir
 
@@ -59,10 +67,7 @@ def audit(args: argparse.Namespace) -> int:
     from workers.schema import FileIdentity, ModelDirState, Outcome, PruneMode
     from workers.state import StateDB
 
-    folders = _folders(args)
-    if isinstance(folders, str):
-        return _fail(folders)
-    models_dir, state_dir = folders
+    models_dir, state_dir = _folders(args)
     db = StateDB(state_dir)
     request_id = f"audit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
@@ -131,18 +136,15 @@ def restore(args: argparse.Namespace) -> int:
     from workers.schema import Outcome
     from workers.state import StateDB
 
-    folders = _folders(args)
-    if isinstance(folders, str):
-        return _fail(folders)
-    models_dir, state_dir = folders
+    models_dir, state_dir = _folders(args)
     try:
         prune_id = check_request_id(args.request_id)
     except ValueError as exc:
-        return _fail(str(exc))
+        raise Refused(str(exc)) from None
     # Checked here, not left to restore(): it reads a missing folder as "nothing quarantined",
     # which for a mistyped id would print an empty success.
     if not (models_dir / QUARANTINE_DIR / prune_id).is_dir():
-        return _fail(f"unknown request id {prune_id}: nothing of it is in {models_dir / QUARANTINE_DIR}")
+        raise Refused(f"unknown request id {prune_id}: nothing of it is in {models_dir / QUARANTINE_DIR}")
     # Each run is its own restore request, so a file put back, pruned again and restored
     # again is not answered from the first run's record.
     restore_id = f"restore-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
@@ -179,12 +181,9 @@ def purge(args: argparse.Namespace) -> int:
     from workers.prune import purge as purge_quarantine
     from workers.state import StateDB
 
-    folders = _folders(args)
-    if isinstance(folders, str):
-        return _fail(folders)
-    models_dir, state_dir = folders
+    models_dir, state_dir = _folders(args)
     if args.older_than_days < 0:
-        return _fail(f"--older-than-days must be 0 or more, not {args.older_than_days:g}")
+        raise Refused(f"--older-than-days must be 0 or more, not {args.older_than_days:g}")
 
     with AsposeSession(models_dir, state_dir) as session:
         purged, size = purge_quarantine(session.get_local_path(), StateDB(state_dir), args.older_than_days)
@@ -276,7 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     p_agent.add_argument("--loglevel", default="INFO")
     p_agent.set_defaults(func=agent)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Refused as exc:
+        return _fail(str(exc), exc.status)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ a Redis server instead; the agents then get the same URL). Everything lives unde
 (``var/demo`` by default):
 
     ocrdash.sqlite3     the dashboard's database
+    keys/dashboard.key  the dashboard's private signing key, shared by web, ingest and beat
     broker/             the filesystem broker's messages and bindings
-    hosts/<name>/       one fake OCR host: models/ (its model folder) and state/ (its agent's)
+    hosts/<name>/       one fake OCR host: models/ (its model folder) and state/ (its agent's
+                        key, records and, until it enrolled, its one-time token file)
     logs/<process>.log  what each process printed
 
 Started: the web server, the ingest worker, the scheduler and one agent per demo host. Every
@@ -16,6 +18,11 @@ child runs in its own process group (its own session), so a terminal's Ctrl-C re
 this runner, which then stops each group as a whole: a Celery worker's pool processes go
 with their parent and nothing is left running. Running it again reuses the folder (the
 database, the accounts, the hosts and what happened to their files); ``--reset`` starts over.
+
+Trust is set up the way an admin would: every agent pins the dashboard's public key, and a
+host whose agent holds no enrolled key yet gets a one-time enrollment token in a 0600 file of
+its state folder (not in its environment, which ``ps e`` would show). The token is deleted
+once the host enrolled; a rerun gives a token only to a host that needs one.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from typing import IO
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR = ROOT / "var" / "demo"
 KIB, MIB = 1024, 1024 * 1024
+TOKEN_FILE = "enrollment.token"
+TOKEN_LABEL = "demo"
 
 # Fixed demo accounts: printed at start, so nobody has to guess them. Demo only.
 ACCOUNTS: list[tuple[str, str, str]] = [
@@ -109,7 +118,11 @@ def _content(seed: str, size: int) -> bytes:
 def seed_host(var: Path, host: DemoHost) -> Path:
     """Create a host's folders and model files; leave whatever exists alone (reruns reuse)."""
     base = var / "hosts" / host.name
-    (base / "state").mkdir(parents=True, exist_ok=True)
+    state = base / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    # The agent refuses a key folder others could write to (they could swap its key); a
+    # folder made by an older demo with the umask's 0755 is tightened here too.
+    state.chmod(0o700)
     models = base / "models"
     if not host.has_model_dir:
         return models
@@ -253,6 +266,9 @@ def base_env(var: Path) -> dict[str, str]:
             "CELERY_BROKER_URL": broker,
             "OCRDASH_BROKER_URL": broker,
             "OCRDASH_BROKER_FOLDER": str(var / "broker"),
+            # One key for web, ingest, beat and this runner: an order signed by any of them
+            # must verify against the one public key the agents pinned.
+            "OCRDASH_SIGNING_KEY_FILE": str(var / "keys" / "dashboard.key"),
             "DJANGO_DEBUG": "true",
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
@@ -263,7 +279,13 @@ def base_env(var: Path) -> dict[str, str]:
 
 def setup_django(env: dict[str, str]) -> None:
     """Use the demo's database in this process too (accounts, accepting hosts, polling)."""
-    for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CELERY_BROKER_URL", "OCRDASH_BROKER_FOLDER"):
+    for key in (
+        "DJANGO_SETTINGS_MODULE",
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "OCRDASH_BROKER_FOLDER",
+        "OCRDASH_SIGNING_KEY_FILE",
+    ):
         os.environ[key] = env[key]
     os.environ["DJANGO_DEBUG"] = "true"
     if str(ROOT) not in sys.path:
@@ -288,6 +310,59 @@ def ensure_accounts() -> None:
     for username, password, role in ACCOUNTS:
         options = {"superuser": True} if role == "admin" else {"role": [role]}
         call_command("create_user", username, password=password, stderr=io.StringIO(), **options)
+
+
+def _agent_public_key(state: Path) -> str | None:
+    """The public key of the agent's own key file, or None if the agent never started."""
+    from workers.signing import load_private_key, public_key_text
+    from workers.trust import AGENT_KEY_FILE
+
+    path = state / AGENT_KEY_FILE
+    if not path.exists():
+        return None
+    return public_key_text(load_private_key(path))
+
+
+def prepare_trust(var: Path) -> tuple[str, dict[str, Path]]:
+    """The dashboard's public key, and a fresh token file for every host that must enroll.
+
+    A host needs a token unless its agent's key is the one the dashboard has enrolled for
+    it: on a rerun the enrolled agents keep their key and get none (tokens are single-use,
+    and an unused one would only wait to expire). Earlier demo tokens still open for the
+    host are revoked first, so at most one exists per host.
+    """
+    from models_admin import trust
+    from models_admin.models import HostKey
+
+    public = trust.dashboard_public_key()
+    token_files: dict[str, Path] = {}
+    for host in HOSTS:
+        state = var / "hosts" / host.name / "state"
+        token_file = state / TOKEN_FILE
+        token_file.unlink(missing_ok=True)
+        agent_key = _agent_public_key(state)
+        active = HostKey.objects.filter(host__name=host.name, revoked_at__isnull=True)
+        if agent_key is not None and active.filter(public_key=agent_key).exists():
+            continue
+        for old in trust.open_tokens().filter(host_name=host.name, label=TOKEN_LABEL):
+            trust.revoke_token(old.id, ACCOUNTS[0][0])
+        _, token = trust.create_token(ACCOUNTS[0][0], label=TOKEN_LABEL, host_name=host.name)
+        # Created 0600 before the secret is written: never readable by others, not even briefly.
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+        token_files[host.name] = token_file
+        print(f"  {host.name}: one-time enrollment token written for its agent")
+    return public, token_files
+
+
+def forget_used_tokens(token_files: dict[str, Path]) -> None:
+    """Delete the token files of hosts that enrolled: the agent read its token at start."""
+    from models_admin.models import HostKey
+
+    for name, path in token_files.items():
+        if HostKey.objects.filter(host__name=name, revoked_at__isnull=True).exists():
+            path.unlink(missing_ok=True)
 
 
 def host_states(names: list[str], since=None) -> dict[str, str]:
@@ -385,7 +460,14 @@ def ask_inventory(name: str) -> None:
 # ---------------------------------------------------------------- the runner
 
 
-def start_processes(sup: Supervisor, var: Path, env: dict[str, str], port: int) -> None:
+def start_processes(
+    sup: Supervisor,
+    var: Path,
+    env: dict[str, str],
+    port: int,
+    dashboard_public_key: str,
+    token_files: dict[str, Path],
+) -> None:
     py = sys.executable
     sup.start(
         "web",
@@ -419,11 +501,21 @@ def start_processes(sup: Supervisor, var: Path, env: dict[str, str], port: int) 
                 "OCRDASH_HOST_NAME": host.name,
                 "OCRDASH_MODELS_DIR": str(base / "models"),
                 "OCRDASH_STATE_DIR": str(base / "state"),
+                "OCRDASH_DASHBOARD_PUBLIC_KEY": dashboard_public_key,
             }
         )
+        if host.name in token_files:
+            agent_env["OCRDASH_ENROLLMENT_TOKEN_FILE"] = str(token_files[host.name])
         # The agent is a plain Python program on its host: it must not see the dashboard's
-        # database (in production it has no such setting at all).
-        for key in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "DJANGO_DEBUG"):
+        # database or its private key (in production it has no such setting at all), nor a
+        # token from the environment the demo was started in.
+        for key in (
+            "DATABASE_URL",
+            "DJANGO_SETTINGS_MODULE",
+            "DJANGO_DEBUG",
+            "OCRDASH_SIGNING_KEY_FILE",
+            "OCRDASH_ENROLLMENT_TOKEN",
+        ):
             agent_env.pop(key, None)
         sup.start(f"agent-{host.name}", [py, "-m", "workers", "agent"], agent_env, base)
 
@@ -479,9 +571,11 @@ def run(args: argparse.Namespace) -> int:
             setup_django(env)
             migrate()
             ensure_accounts()
+            public_key, token_files = prepare_trust(var)
             print("Starting the web server, the ingest worker, the scheduler and three agents ...")
-            start_processes(sup, var, env, args.port)
+            start_processes(sup, var, env, args.port, public_key, token_files)
             wait_for_hosts(sup, names, args.host_timeout)
+            forget_used_tokens(token_files)
             wait_for_web(sup, args.port, args.host_timeout)
             accept_hosts(names)
             for host in HOSTS:

@@ -22,11 +22,14 @@ RUN mkdir -p ocrdash models_admin workers \
 COPY . .
 RUN pip install --no-deps -e ".[dashboard]"
 
-# Named volumes copy ownership from the image's folder on first use: create them owned by the
-# unprivileged user so the agent can move files into quarantine and keep its state.
+# Named volumes copy ownership and mode from the image's folder on first use: create them owned
+# by the unprivileged user so the agent can move files into quarantine and keep its state.
+# /state and /keys hold private keys: 0700, or the key loaders refuse them (anyone who can
+# write the folder could swap the key).
 RUN useradd --system --uid 10001 --home-dir /app ocrdash \
-    && mkdir -p /models /state /app/staticfiles /app/var \
-    && chown -R ocrdash:ocrdash /models /state /app/staticfiles /app/var
+    && mkdir -p /models /state /keys /app/staticfiles /app/var \
+    && chown -R ocrdash:ocrdash /models /state /keys /app/staticfiles /app/var \
+    && chmod 0700 /state /keys
 USER ocrdash
 
 EXPOSE 8000

@@ -25,12 +25,16 @@ import yaml
 from ocrdash.celery import DASHBOARD_QUEUE
 from workers.config import load_config
 from workers.schema import HOST_NAME_PATTERN, INGEST_QUEUE
+from workers.signing import new_enrollment_token
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = ("agent-ocr-1", "agent-ocr-2")
 DASHBOARD = ("web", "ingest", "beat")
-# What an OCR host must never be given: it talks to the broker only.
-DATABASE_SECRETS = re.compile(r"^(DATABASE_URL|POSTGRES_\w+|DJANGO_SECRET_KEY|PG\w+)$")
+# What an OCR host must never be given: it talks to the broker only, and the dashboard's
+# private key would let it sign orders for every host.
+DATABASE_SECRETS = re.compile(
+    r"^(DATABASE_URL|POSTGRES_\w+|DJANGO_SECRET_KEY|PG\w+|OCRDASH_SIGNING_KEY_FILE)$"
+)
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}|(?<!\$)\$([A-Za-z_]\w*)")
 
 
@@ -210,13 +214,18 @@ def test_agents_get_no_database_credentials(compose, env_example):
     assert len(hosts) == len(AGENTS), "two agents with one name would share a queue"
 
 
-def test_agent_settings_from_env_example_load(compose, env_example):
+def test_agent_settings_from_env_example_load(compose, env_example, tmp_path):
     for name in AGENTS:
         environment = {
             k: re.sub(r"\$\{(\w+)\}", lambda m: env_example[m.group(1)], str(v))
             for k, v in compose["services"][name]["environment"].items()
         }
+        # The token file is a compose secret: stand in for it with one holding a real token.
+        token_file = tmp_path / f"{name}.token"
+        token_file.write_text(new_enrollment_token() + "\n")
+        environment["OCRDASH_ENROLLMENT_TOKEN_FILE"] = str(token_file)
         config = load_config(environment)
+        assert config.enrollment_token == token_file.read_text().strip()
         assert config.broker_url == env_example["CELERY_BROKER_URL"], (
             "agents and dashboard must share a broker"
         )
@@ -246,3 +255,48 @@ def test_dockerfile_builds_one_image_for_every_service():
     assert "DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1" in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".env", "var/"} <= set(ignored)
+
+
+def test_agents_get_neither_the_dashboards_secrets_nor_its_key_volume(compose):
+    keys_volume = {v.split(":")[0] for v in compose["services"]["web"]["volumes"]}
+    for name in AGENTS:
+        agent = compose["services"][name]
+        environment = agent["environment"]
+        for secret in ("DATABASE_URL", "DJANGO_SECRET_KEY", "OCRDASH_SIGNING_KEY_FILE"):
+            assert secret not in environment, f"{name} gets {secret}"
+        assert not keys_volume & {v.split(":")[0] for v in agent["volumes"]}, f"{name} mounts the signing key"
+        assert "OCRDASH_ENROLLMENT_TOKEN" not in environment, "a token in the environment shows in ps"
+
+
+def test_dashboard_processes_share_one_signing_key(compose):
+    services = compose["services"]
+    paths = {services[name]["environment"]["OCRDASH_SIGNING_KEY_FILE"] for name in DASHBOARD}
+    assert len(paths) == 1, paths
+    folder = str(Path(paths.pop()).parent)
+    volumes = set()
+    for name in DASHBOARD:
+        mounts = dict(reversed(v.split(":")[:2]) for v in services[name]["volumes"])
+        assert folder in mounts, f"{name} does not mount {folder}"
+        volumes.add(mounts[folder])
+    assert len(volumes) == 1 and volumes <= set(compose["volumes"]), "one named volume holds the key"
+
+
+def test_agents_pin_the_dashboard_key_and_read_their_token_from_a_secret(compose, env_example):
+    for name in AGENTS:
+        agent = compose["services"][name]
+        environment = agent["environment"]
+        assert environment["OCRDASH_DASHBOARD_PUBLIC_KEY"] == "${OCRDASH_DASHBOARD_PUBLIC_KEY}"
+        assert "OCRDASH_DASHBOARD_PUBLIC_KEY" in env_example
+        targets = {s["target"]: s["source"] for s in agent["secrets"]}
+        token_path = Path(environment["OCRDASH_ENROLLMENT_TOKEN_FILE"])
+        assert token_path.parent == Path("/run/secrets") and token_path.name in targets
+        assert targets[token_path.name] in compose["secrets"]
+    sources = {compose["services"][n]["secrets"][0]["source"] for n in AGENTS}
+    assert len(sources) == len(AGENTS), "each host needs its own token"
+
+
+def test_agent_health_check_needs_no_remote_control(compose):
+    # Agents run with remote control off: a ping or inspect would never be answered.
+    for name in AGENTS:
+        test = " ".join(_argv(compose["services"][name]["healthcheck"]["test"]))
+        assert not re.search(r"\.control\.|inspect|\bping\b", test), test

@@ -152,15 +152,7 @@ def reject_untrusted(data: Any, exc: trust.Untrusted) -> IngestResult:
     reason = f"security: {exc.reason}"
     log.warning("refused report %s claiming host %s: %s", claimed_id or "?", host_name or "?", exc.reason)
     with transaction.atomic():
-        row = ReceivedReport.objects.create(
-            report_id=None,
-            host_name=host_name,
-            host=Host.objects.filter(name=host_name).first() if host_name else None,
-            kind=kind,
-            status=ReceivedReport.Status.REJECTED,
-            reason=reason[:4000],
-            payload=bounded_payload(data),
-        )
+        row = _store_rejected(data, None, host_name, kind, reason)
         AuditEvent.record(
             Action.SECURITY_REJECTED,
             host=host_name[:128],
@@ -187,15 +179,7 @@ def reject(data: Any, reason: str, report: AnyReport | None = None) -> IngestRes
     log.warning("rejected report %s from %s: %s", report_id, host_name or "?", reason)
     try:
         with transaction.atomic():
-            row = ReceivedReport.objects.create(
-                report_id=report_id,
-                host_name=host_name,
-                host=Host.objects.filter(name=host_name).first() if host_name else None,
-                kind=kind,
-                status=ReceivedReport.Status.REJECTED,
-                reason=reason[:4000],
-                payload=bounded_payload(data),
-            )
+            row = _store_rejected(data, report_id, host_name, kind, reason)
             AuditEvent.record(
                 Action.REPORT_REJECTED,
                 actor=_agent(host_name) if host_name else "system",
@@ -209,6 +193,20 @@ def reject(data: Any, reason: str, report: AnyReport | None = None) -> IngestRes
         # The same rejected report delivered twice: the first row already tells the story.
         return IngestResult("duplicate", report_id, reason)
     return IngestResult("rejected", report_id, reason)
+
+
+def _store_rejected(
+    data: Any, report_id: str | None, host_name: str, kind: str, reason: str
+) -> ReceivedReport:
+    return ReceivedReport.objects.create(
+        report_id=report_id,
+        host_name=host_name,
+        host=Host.objects.filter(name=host_name).first() if host_name else None,
+        kind=kind,
+        status=ReceivedReport.Status.REJECTED,
+        reason=reason[:4000],
+        payload=bounded_payload(data),
+    )
 
 
 def bounded_payload(data: Any) -> Any:

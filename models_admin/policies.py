@@ -16,6 +16,7 @@ To add a policy: subclass Policy, give it ``name``/``label``/``description``/``p
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ class Param:
         return value
 
 
-class Policy:
+class Policy(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     description: ClassVar[str]
@@ -71,8 +72,9 @@ class Policy:
             raise PolicyError(f"policy {self.name} has no parameter {', '.join(unknown)}")
         return {p.name: p.clean(raw[p.name]) if p.name in raw else p.default() for p in self.params}
 
+    @abstractmethod
     def select(self, files: Sequence[ModelFile], now: datetime, **params: Any) -> list[ModelFile]:
-        raise NotImplementedError
+        """The files of one snapshot this rule proposes for deletion."""
 
     def describe(self, params: Mapping[str, Any]) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in params.items())

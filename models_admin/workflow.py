@@ -320,6 +320,13 @@ def resend_unanswered(now: datetime | None = None) -> tuple[int, int]:
             if _finish_without_answer(request, now, f"no answer after {request.dispatch_attempts} attempts"):
                 failed += 1
             continue
+        if not request.host.accepts_orders:
+            # Retired, or back to pending after its key was revoked or replaced: no order is
+            # ever sent to such a host, and its answers could not be trusted anyway.
+            status = request.host.get_status_display().lower()
+            if _finish_without_answer(request, now, f"not re-sent: the host is {status}"):
+                failed += 1
+            continue
         claimed = PruneRequest.objects.filter(
             id=request.id, state=State.DISPATCHED, dispatch_attempts=request.dispatch_attempts
         ).update(dispatched_at=now, dispatch_attempts=F("dispatch_attempts") + 1)

@@ -165,6 +165,19 @@ def test_an_unanswered_order_is_resent_then_given_up(proposed, queue, settings):
     assert set(proposed.items.values_list("outcome", flat=True)) == {PruneItem.Outcome.ERROR}
 
 
+def test_an_unanswered_order_is_not_resent_to_a_host_that_no_longer_takes_orders(proposed, queue, settings):
+    settings.OCRDASH = {**settings.OCRDASH, "RESEND_AFTER_MINUTES": 15, "MAX_DISPATCH_ATTEMPTS": 3}
+    dispatched(proposed, minutes_ago=20, attempts=1)
+    Host.objects.filter(pk=proposed.host_id).update(status=Host.Status.PENDING)  # e.g. key revoked
+
+    assert workflow.resend_unanswered() == (0, 1)
+
+    assert queue.drain() == []
+    proposed.refresh_from_db()
+    assert proposed.state == State.FAILED
+    assert all("not re-sent" in detail for detail in proposed.items.values_list("detail", flat=True))
+
+
 def test_a_broker_that_is_down_is_audited_and_the_request_stays_dispatched(
     proposed, approver, dead_broker, django_capture_on_commit_callbacks
 ):

@@ -50,15 +50,19 @@ def send_order(order: InventoryOrder | FreeOrder | PruneOrder | RestoreOrder) ->
         log.error("could not sign %s order to %s: %s", order.kind, order.host, exc)
         raise DispatchError(f"the order could not be signed: {exc}") from exc
     try:
-        app.send_task(
-            ORDER_TASKS[order.kind],
-            args=[signed],
-            queue=host_queue(order.host),
-            expires=order.expires_at,
-            # Fail fast in a web request instead of retrying for minutes; the sweeper
-            # (workflow.resend_unanswered) sends again later.
-            retry=False,
-        )
+        # Fail fast in a web request instead of retrying: kombu's default connect retries
+        # keep an approver waiting for seconds when the broker is gone, and the sweeper
+        # (workflow.resend_unanswered) sends again later anyway.
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=0)
+            app.send_task(
+                ORDER_TASKS[order.kind],
+                args=[signed],
+                queue=host_queue(order.host),
+                expires=order.expires_at,
+                connection=connection,
+                retry=False,
+            )
     except Exception as exc:  # kombu raises many types (OperationalError, OSError, ...)
         log.warning("could not send %s order to %s: %s", order.kind, order.host, exc)
         raise DispatchError(f"the broker did not take the order: {exc}") from exc

@@ -86,7 +86,15 @@ class FreshnessError(SignatureError):
 
 
 class ReplayError(SignatureError):
-    """A correctly signed message whose nonce was seen before."""
+    """A correctly signed message whose nonce was seen before.
+
+    ``body`` is the verified body: the message is authentic, only not new, and the receiver
+    may still decide that a broker's redelivery of unfinished work is not a replay.
+    """
+
+    def __init__(self, reason: str, body: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.body = body
 
 
 class KeyFileError(SignatureError):
@@ -522,7 +530,9 @@ def verify_order(
         raise FreshnessError(f"sent_at {body['sent_at']} is in the future (more than {max_skew} ahead)")
     expires_at = check_not_expired(body.get("expires_at"), now=now, max_skew=max_skew)
     if guard.seen_before(verified.nonce, signer=verified.signer, valid_until=expires_at + max_skew, now=now):
-        raise ReplayError(f"replayed: this signed order (nonce {verified.nonce[:32]}) was received before")
+        raise ReplayError(
+            f"replayed: this signed order (nonce {verified.nonce[:32]}) was received before", body
+        )
     return body
 
 

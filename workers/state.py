@@ -131,6 +131,14 @@ class StateDB:
             )
             return attempts, None
 
+    def run_unfinished(self, task: str, request_id: str) -> bool:
+        """A run of ``task`` for ``request_id`` started and never finished (its worker died)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT reports FROM runs WHERE task=? AND request_id=?", (task, request_id)
+            ).fetchone()
+        return row is not None and row[0] is None
+
     def finish_run(self, task: str, request_id: str, reports: list[dict[str, Any]]) -> None:
         with self._connect() as db:
             db.execute(

@@ -91,8 +91,10 @@ class Agent:
         try:
             payload = self.trust.check_order(task, message)
         except OrderRefused as exc:
-            log.warning("refused a message sent to %s: %s", task, exc.reason)
-            return [self._error(task, f"order refused: {exc.reason}", exc.request_id)]
+            payload = self._redelivered(task, exc)
+            if payload is None:
+                log.warning("refused a message sent to %s: %s", task, exc.reason)
+                return [self._error(task, f"order refused: {exc.reason}", exc.request_id)]
         raw_id = payload.get("request_id") if isinstance(payload, dict) else None
         request_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
         try:
@@ -126,6 +128,21 @@ class Agent:
                 reports = [self._error(task, f"{type(exc).__name__}: {exc}", order.request_id)]
         self.db.finish_run(task, order.request_id, [r.to_json() for r in reports])
         return reports
+
+    def _redelivered(self, task: str, refused: OrderRefused) -> dict[str, Any] | None:
+        """The body of an authentic message seen before whose run never finished, else None.
+
+        That is the broker handing back the order of a worker that died mid-run (late acks
+        with reject_on_worker_lost): carrying on is what the attempt counter below is for, and
+        it gives up after a few starts. A copy of an order whose run finished stays refused as
+        a replay, and touches nothing.
+        """
+        body = refused.replayed
+        request_id = body.get("request_id") if body is not None else None
+        if not isinstance(request_id, str) or not self.db.run_unfinished(task, request_id):
+            return None
+        log.warning("carrying on order %s: redelivered after its worker was lost", request_id)
+        return body
 
     def _run(self, order: AnyOrder) -> list[AnyReport]:
         host, rid = self.config.host_name, order.request_id

@@ -2,9 +2,10 @@
 
 The agent obeys an order only if the dashboard's key (pinned at install) signed it, for this
 host, for the task that received it, before its expiry, and the signed message was never seen
-before. The single exception is the agent's own startup inventory, which it signs with its
-own key: the inventory task accepts that signer, no other task does, so the agent's key
-(which the dashboard also uses to check its reports) can never order a deletion.
+before (save the broker's redelivery of an order whose run never finished: Agent.handle).
+The single exception is the agent's own startup inventory, which it signs with its own key:
+the inventory task accepts that signer, no other task does, so the agent's key (which the
+dashboard also uses to check its reports) can never order a deletion.
 
 Every report leaves signed by the agent's key. While an enrollment token is configured, each
 inventory also carries the public key and a proof of the token, which is how the dashboard
@@ -79,10 +80,14 @@ class OrderRefused(Exception):
     or replayed message names no request, so it cannot fail someone else's request either.
     """
 
-    def __init__(self, reason: str, request_id: str | None = None) -> None:
+    def __init__(
+        self, reason: str, request_id: str | None = None, replayed: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.request_id = request_id
+        # For an authentic message seen before: its verified body (see Agent.handle).
+        self.replayed = replayed
 
 
 @dataclass
@@ -148,7 +153,7 @@ class AgentTrust:
         try:
             return verify_order(message, key, host=self.host, task=task, guard=self.guard, signer=signer)
         except ReplayError as exc:
-            raise OrderRefused(str(exc)) from None
+            raise OrderRefused(str(exc), replayed=exc.body) from None
         except FreshnessError as exc:
             # Signature, signer and host checked out before the time check: the request id
             # is the dashboard's own, and its request may be failed for being too late.

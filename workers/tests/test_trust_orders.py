@@ -174,6 +174,28 @@ def test_it_refuses_a_replayed_order(agent, models_dir, sentinel, dashboard_key)
     assert report.request_id is None
 
 
+def test_a_redelivered_order_whose_run_never_finished_carries_on(agent, models_dir, dashboard_key):
+    """The broker hands back the order of a worker that died mid-run: not a replay."""
+    write(models_dir / "old_de.bin", b"german")
+    st = (models_dir / "old_de.bin").stat()
+    other = FileIdentity(
+        path="old_de.bin",
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        sha256=hashlib.sha256(b"german").hexdigest(),
+    )
+    order = delete_order(other)
+    message = sign_order(order, dashboard_key)
+    agent.trust.check_order(AgentTask.PRUNE, message)  # the first delivery claimed the nonce ...
+    agent.db.start_attempt(AgentTask.PRUNE, order.request_id)  # ... and its worker died here
+
+    report, _inventory = agent.handle(AgentTask.PRUNE, message)
+
+    assert [o.outcome for o in report.outcomes] == [Outcome.DELETED]
+    assert not (models_dir / "old_de.bin").exists()
+    assert agent.db.start_attempt(AgentTask.PRUNE, order.request_id)[1] is not None  # finished
+
+
 def test_the_replay_guard_survives_a_restart(config, models_dir, sentinel, dashboard_key):
     message = sign_order(InventoryOrder(host=HOST, request_id="inv-1"), dashboard_key)
     [first] = Agent(config).handle(AgentTask.INVENTORY, message)

@@ -4,14 +4,11 @@ What these tests pin down (late acks + reject_on_worker_lost, prefork, concurren
 
 - The message is not lost: the main worker rejects it with requeue when its child dies, and
   Redis delivers the very same message again at once.
-- That redelivery does no work. The replay guard claimed the message's nonce before the
-  killed run began, so the second delivery is refused as "replayed", with an ErrorReport
-  naming no request, and acked. The killed run's attempt is counted; the refusal is not.
-- The request is finished only by the dashboard's re-send (``resend_unanswered``), which is
-  signed afresh: it counts as the next attempt and runs the order for real.
-- An order whose runs keep killing the worker is given up by the re-send that follows
-  OCRDASH_MAX_ATTEMPTS killed runs ("gave up after N attempts"), and that message is acked:
-  nothing is delivered again.
+- That redelivery carries on: its nonce was claimed by the killed run, but the run never
+  finished, so it is the broker handing the order back, not a replay. It counts as the next
+  attempt and the order completes without waiting for the dashboard's re-send.
+- An order whose runs keep killing the worker is given up after OCRDASH_MAX_ATTEMPTS starts
+  ("gave up after N attempts"), and that message is acked: nothing is delivered again.
 """
 
 from __future__ import annotations
@@ -163,7 +160,7 @@ def kill_mid_run(agent: Agent, request_id: str, attempt: int) -> None:
     os.kill(child, signal.SIGKILL)
     # The main worker reaps it and forks a fresh child for the redelivery.
     wait_for("a fresh pool child", lambda: pool_children(agent.process.pid) not in ([], [child]), agent)
-    assert run_row(agent, request_id) == (attempt, False), "the run finished before the kill"
+    assert run_row(agent, request_id) != (attempt, True), "the run finished before the kill"
     assert agent.process.poll() is None
 
 
@@ -265,39 +262,42 @@ def received(agent: Agent) -> int:
     return len(re.findall(pattern, agent.log.read_text(errors="replace")))
 
 
-def test_a_killed_run_is_redelivered_refused_as_replay_and_finished_by_the_resend(
-    agent: Agent, ready: Ingest, dashboard: Dashboard
-) -> None:
+def test_a_killed_run_is_redelivered_and_completes(agent: Agent, ready: Ingest, dashboard: Dashboard) -> None:
     order = InventoryOrder(host=agent.host, request_id=f"inv-{uuid.uuid4().hex[:8]}")
-    nonce = dashboard.send(order)
+    dashboard.send(order)
     kill_mid_run(agent, order.request_id, attempt=1)
 
-    # Not lost: the same message came back, but its nonce was claimed by the killed run.
-    assert_replay_refused(ready.one(), nonce)
-    assert run_row(agent, order.request_id) == (1, False)
-
-    # The dashboard's re-send carries a fresh nonce: the order runs again and completes.
-    dashboard.send(order)
+    # Not lost, and not refused as a replay: the redelivery is the next attempt, run for real.
     report = ready.one()
     assert report.kind == "inventory" and report.request_id == order.request_id
     assert len(report.files) == FILES and all(f.sha256 for f in report.files)
     assert run_row(agent, order.request_id) == (2, True)
 
 
+def test_a_finished_order_sent_again_as_the_same_message_is_a_replay(
+    agent: Agent, ready: Ingest, dashboard: Dashboard
+) -> None:
+    order = InventoryOrder(host=agent.host, request_id=f"inv-{uuid.uuid4().hex[:8]}")
+    message = sign_order(order, dashboard.key)
+    for _ in range(2):
+        dashboard.sender.send_task(AgentTask.INVENTORY.value, args=[message], queue=agent.queue)
+    first, second = ready.take(2)
+    assert first.kind == "inventory" and first.request_id == order.request_id
+    assert_replay_refused(second, message[SIGNATURE_FIELD]["nonce"])
+
+
 def test_an_order_that_keeps_killing_its_worker_is_given_up_and_acked(
     agent: Agent, ready: Ingest, dashboard: Dashboard
 ) -> None:
     order = InventoryOrder(host=agent.host, request_id=f"inv-{uuid.uuid4().hex[:8]}")
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        nonce = dashboard.send(order)
-        kill_mid_run(agent, order.request_id, attempt)
-        assert_replay_refused(ready.one(), nonce)
-
     dashboard.send(order)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        kill_mid_run(agent, order.request_id, attempt)
+
+    # The broker hands the message back once more: one start too many, given up.
     gave_up = ready.one()
     assert isinstance(gave_up, ErrorReport) and gave_up.request_id == order.request_id
     assert gave_up.reason == f"gave up after {MAX_ATTEMPTS} attempts"
-    # The give-up is the run's recorded answer: it counted one more start and finished.
     assert run_row(agent, order.request_id) == (MAX_ATTEMPTS + 1, True)
 
     # Acked: nothing waits on the queue or in Redis' unacked table, and nothing comes back.
@@ -309,6 +309,6 @@ def test_an_order_that_keeps_killing_its_worker_is_given_up_and_acked(
         assert client.llen(agent.queue) == 0
         unacked = [json.loads(v) for v in client.hvals("unacked")]
         assert not [u for u in unacked if u[2] == agent.queue]
-    # Startup inventory, then per killed attempt its send and redelivery, then the last send.
-    assert deliveries == 1 + 2 * MAX_ATTEMPTS + 1
+    # The startup inventory, then the one send and one redelivery per killed start.
+    assert deliveries == 1 + 1 + MAX_ATTEMPTS
     assert agent.process.poll() is None

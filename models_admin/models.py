@@ -357,7 +357,22 @@ class AuditEvent(models.Model):
         **details,
     ) -> AuditEvent:
         """Append one event. Call it inside the transaction that made the change it records."""
-        return cls.objects.create(
+        event = cls.build(action, actor=actor, host=host, obj=obj, **details)
+        event.save()
+        return event
+
+    @classmethod
+    def build(
+        cls,
+        action: str,
+        *,
+        actor: str = "system",
+        host: str = "",
+        obj: models.Model | None = None,
+        **details,
+    ) -> AuditEvent:
+        """An unsaved event, for ``bulk_create`` where one change records many (item outcomes)."""
+        return cls(
             action=action,
             actor=actor,
             host=host,

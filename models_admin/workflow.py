@@ -370,6 +370,7 @@ def record_outcomes(
     now = timezone.now()
     items = {item.path: item for item in request.items.all()}
     agent = f"agent:{request.host.name}"
+    events = []
     for outcome in outcomes:
         item = items.get(outcome.path)
         if item is None:
@@ -378,18 +379,21 @@ def record_outcomes(
         item.detail = outcome.detail
         item.bytes_reclaimed = outcome.bytes_reclaimed
         item.finished_at = now
-        AuditEvent.record(
-            Action.ITEM_OUTCOME,
-            actor=agent,
-            host=request.host.name,
-            obj=request,
-            path=item.path,
-            size=item.size,
-            sha256=item.sha256,
-            outcome=item.outcome,
-            detail=item.detail,
-            bytes_reclaimed=item.bytes_reclaimed,
+        events.append(
+            AuditEvent.build(
+                Action.ITEM_OUTCOME,
+                actor=agent,
+                host=request.host.name,
+                obj=request,
+                path=item.path,
+                size=item.size,
+                sha256=item.sha256,
+                outcome=item.outcome,
+                detail=item.detail,
+                bytes_reclaimed=item.bytes_reclaimed,
+            )
         )
+    AuditEvent.objects.bulk_create(events)  # one INSERT for a request of thousands of files
     for item in items.values():
         if item.outcome == PruneItem.Outcome.PENDING:
             item.outcome, item.detail, item.finished_at = PruneItem.Outcome.ERROR, "no outcome reported", now

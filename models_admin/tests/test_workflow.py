@@ -196,3 +196,27 @@ def test_host_actions_report_a_broker_that_is_down(make_host, operator, dead_bro
     with pytest.raises(workflow.WorkflowError, match="broker"):
         workflow.ask_inventory(host, operator)
     assert not AuditEvent.objects.filter(action=A.INVENTORY_ASKED).exists()
+
+
+def _outcome_queries(make_host, dispatched_request, name: str, files: int) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from workers.schema import ItemOutcome, Outcome
+
+    host = make_host(name, {f"old_{i}.bin": 10 for i in range(files)})
+    request = dispatched_request(host)
+    outcomes = [
+        ItemOutcome(path=f"old_{i}.bin", outcome=Outcome.QUARANTINED, bytes_reclaimed=10)
+        for i in range(files)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        workflow.record_outcomes(request.id, outcomes)
+    assert AuditEvent.objects.filter(action=A.ITEM_OUTCOME, object_id=str(request.id)).count() == files
+    return len(queries)
+
+
+def test_recording_outcomes_takes_the_same_queries_for_3_or_60_files(make_host, dispatched_request):
+    assert _outcome_queries(make_host, dispatched_request, "wf-q-small", 3) == _outcome_queries(
+        make_host, dispatched_request, "wf-q-large", 60
+    )

@@ -61,12 +61,24 @@ class Host(models.Model):
 
     NAME_PATTERN = HOST_NAME_PATTERN
 
-    def is_missing(self, now=None) -> bool:
-        """Silent for longer than OCRDASH["HOST_MISSING_AFTER_MINUTES"]."""
+    def presence(self, now=None) -> str:
+        """never (registered, no report yet), online, offline or missing, by silence.
+
+        Agents report on every inventory and answer, not on a heartbeat, so the thresholds
+        (OCRDASH["HOST_OFFLINE_AFTER_MINUTES"] and ["HOST_MISSING_AFTER_MINUTES"]) must be
+        longer than the inventory interval, or a healthy host would blink offline.
+        """
         if self.last_seen is None:
-            return False
-        limit = timedelta(minutes=settings.OCRDASH["HOST_MISSING_AFTER_MINUTES"])
-        return (now or timezone.now()) - self.last_seen > limit
+            return "never"
+        silent = (now or timezone.now()) - self.last_seen
+        if silent > timedelta(minutes=settings.OCRDASH["HOST_MISSING_AFTER_MINUTES"]):
+            return "missing"
+        if silent > timedelta(minutes=settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"]):
+            return "offline"
+        return "online"
+
+    def is_missing(self, now=None) -> bool:
+        return self.presence(now) == "missing"
 
     @property
     def accepts_orders(self) -> bool:

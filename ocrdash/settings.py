@@ -170,8 +170,10 @@ OCRDASH = {
     "RESEND_AFTER_MINUTES": env.float("OCRDASH_RESEND_AFTER_MINUTES", default=15),
     # ... at most this many times in all, then marked failed.
     "MAX_DISPATCH_ATTEMPTS": env.int("OCRDASH_MAX_DISPATCH_ATTEMPTS", default=3),
-    # A host silent for longer than this is shown as missing.
-    "HOST_MISSING_AFTER_MINUTES": env.float("OCRDASH_HOST_MISSING_AFTER_MINUTES", default=30),
+    # Hosts report on every inventory (hourly by default, see the schedules page): one silent
+    # for longer than OFFLINE is shown offline, for longer than MISSING as missing.
+    "HOST_OFFLINE_AFTER_MINUTES": env.float("OCRDASH_HOST_OFFLINE_AFTER_MINUTES", default=90),
+    "HOST_MISSING_AFTER_MINUTES": env.float("OCRDASH_HOST_MISSING_AFTER_MINUTES", default=24 * 60),
     # Default name prefix of stale models, as in the Aspose tutorial.
     "STALE_PREFIX": env.str("OCRDASH_STALE_PREFIX", default="old_"),
     # A report sent further than this from the dashboard's clock (either way) is refused.

@@ -16,6 +16,7 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 class HostSerializer(serializers.ModelSerializer):
     is_missing = serializers.SerializerMethodField()
+    presence = serializers.SerializerMethodField()
     current_snapshot = SnapshotSerializer(read_only=True)
 
     class Meta:
@@ -24,6 +25,7 @@ class HostSerializer(serializers.ModelSerializer):
             "name",
             "status",
             "is_missing",
+            "presence",
             "hostname",
             "first_seen",
             "last_seen",
@@ -44,6 +46,10 @@ class HostSerializer(serializers.ModelSerializer):
 
     def get_is_missing(self, host: Host) -> bool:
         return host.is_missing()
+
+    def get_presence(self, host: Host) -> str:
+        """never, online, offline or missing (Host.presence)."""
+        return host.presence()
 
 
 class ModelFileSerializer(serializers.ModelSerializer):

@@ -30,7 +30,7 @@ def test_host_detail_and_inventory(make_host, client_for, viewer):
 
     host = api.get("/api/hosts/ocr-1/").json()
     assert host["file_count"] == 2 and host["current_snapshot"]["total_bytes"] == 50
-    assert host["is_missing"] is False
+    assert host["is_missing"] is False and host["presence"] == "online"
     files = api.get("/api/hosts/ocr-1/inventory/").json()["results"]
     assert [(f["path"], f["known_to_aspose"]) for f in files] == [
         ("Llama-3.2-3B-Instruct-Q4_K_M.gguf", True),

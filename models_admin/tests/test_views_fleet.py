@@ -88,18 +88,23 @@ def test_it_filters_by_name_status_errors_and_size(client_for, viewer, make_host
     assert names(min_size="1G") == ["ocr-a"]
 
 
-def test_it_marks_missing_and_never_seen_hosts(client_for, viewer, make_host):
-    old = make_host("ocr-old")
-    old.last_seen = timezone.now() - timedelta(days=2)
-    old.save()
-    make_host("ocr-fresh")
+def test_it_marks_missing_offline_and_never_seen_hosts(client_for, viewer, make_host, settings):
+    settings.OCRDASH = {
+        **settings.OCRDASH,
+        "HOST_OFFLINE_AFTER_MINUTES": 90,
+        "HOST_MISSING_AFTER_MINUTES": 1440,
+    }
+    for name, silent in [("ocr-old", timedelta(days=2)), ("ocr-quiet", timedelta(hours=3))]:
+        host = make_host(name)
+        host.last_seen = timezone.now() - silent
+        host.save()
+    make_host("ocr-fresh")  # between two hourly inventories:
+    Host.objects.filter(name="ocr-fresh").update(last_seen=timezone.now() - timedelta(minutes=59))
     Host.objects.create(name="ocr-new")
-    hosts = {h.name: h for h in client_for(viewer).get(reverse("ocrdash-fleet")).context["hosts"]}
-    assert (hosts["ocr-old"].presence, hosts["ocr-fresh"].presence, hosts["ocr-new"].presence) == (
-        "missing",
-        "online",
-        "never",
-    )
+    response = client_for(viewer).get(reverse("ocrdash-fleet"))
+    hosts = {h.name: h.presence for h in response.context["hosts"]}
+    assert hosts == {"ocr-old": "missing", "ocr-quiet": "offline", "ocr-fresh": "online", "ocr-new": "never"}
+    assert ">offline</span>" in response.content.decode()
 
 
 def test_it_offers_accept_only_to_approvers(client_for, viewer, approver, make_host):

@@ -69,16 +69,14 @@ def _context(request: HttpRequest) -> dict:
         "sort": sort,
         "totals": totals,
         "filtered": bool(form.is_valid() and any(v for k, v in form.cleaned_data.items() if k != "sort")),
-        "missing_after": settings.OCRDASH["HOST_MISSING_AFTER_MINUTES"],
+        "offline_after": settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"],
+        "missing_after_hours": settings.OCRDASH["HOST_MISSING_AFTER_MINUTES"] / 60,
         "nav": "fleet",
     }
 
 
 def presence(host: Host, now=None) -> str:
-    """online, missing (silent too long) or never (registered but no report yet)."""
-    if host.last_seen is None:
-        return "never"
-    return "missing" if host.is_missing(now) else "online"
+    return host.presence(now)
 
 
 def overview(request: HttpRequest) -> HttpResponse:

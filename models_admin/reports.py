@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
 from workers.schema import Outcome
@@ -145,9 +145,23 @@ def disk_per_day(start: date, end: date, hosts: Iterable[str] | None = None) -> 
 # ---------------------------------------------------------------- reclaimed space
 
 
+def restored() -> Exists:
+    """The item's file was moved back from quarantine by a restore of its request.
+
+    Such a file gave no space back in the end: it counts in no reclaimed total, and the
+    deletions audit shows it as restored. (A subquery, so the query count stays fixed.)
+    """
+    return Exists(
+        PruneItem.objects.filter(
+            request__restore_of=OuterRef("request"), path=OuterRef("path"), outcome=Outcome.RESTORED.value
+        )
+    )
+
+
 def reclaimed_items(start: date, end: date, hosts: Iterable[str] | None = None) -> QuerySet[PruneItem]:
-    """Prune items that gave space back, finished inside [start, end]."""
+    """Prune items that gave space back (and were not restored), finished inside [start, end]."""
     qs = PruneItem.objects.filter(
+        ~restored(),
         request__kind=PruneRequest.Kind.PRUNE,
         outcome__in=RECLAIMED_OUTCOMES,
         finished_at__gte=day_start(start),
@@ -253,11 +267,15 @@ class DeletionFilter:
 def deletions(f: DeletionFilter) -> QuerySet[PruneItem]:
     """Every finished prune item in the period, with its request, requester and approver:
     one query (joins), newest first."""
-    qs = PruneItem.objects.filter(
-        request__kind=PruneRequest.Kind.PRUNE,
-        finished_at__gte=day_start(f.start),
-        finished_at__lt=day_start(f.end + timedelta(days=1)),
-    ).exclude(outcome=PruneItem.Outcome.PENDING)
+    qs = (
+        PruneItem.objects.filter(
+            request__kind=PruneRequest.Kind.PRUNE,
+            finished_at__gte=day_start(f.start),
+            finished_at__lt=day_start(f.end + timedelta(days=1)),
+        )
+        .exclude(outcome=PruneItem.Outcome.PENDING)
+        .annotate(restored=restored())
+    )
     if f.outcomes == "reclaimed":
         qs = qs.filter(outcome__in=RECLAIMED_OUTCOMES)
     if f.hosts:
@@ -273,8 +291,8 @@ def deletion_totals(qs: QuerySet[PruneItem]) -> dict:
     """Files removed, bytes reclaimed and requests behind the rows of ``qs``: one query."""
     totals = qs.order_by().aggregate(
         rows=Count("id"),
-        files=Count("id", filter=Q(outcome__in=RECLAIMED_OUTCOMES)),
-        bytes=Sum("bytes_reclaimed"),
+        files=Count("id", filter=Q(outcome__in=RECLAIMED_OUTCOMES, restored=False)),
+        bytes=Sum("bytes_reclaimed", filter=Q(restored=False)),
         requests=Count("request_id", distinct=True),
     )
     totals["bytes"] = totals["bytes"] or 0
@@ -313,8 +331,9 @@ def deletion_row(item: PruneItem) -> dict:
         "path": item.path,
         "size": item.size,
         "sha256": item.sha256,
-        "outcome": item.outcome,
-        "bytes_reclaimed": item.bytes_reclaimed,
+        # A quarantined file moved back later gave nothing back in the end.
+        "outcome": f"{item.outcome}, restored" if getattr(item, "restored", False) else item.outcome,
+        "bytes_reclaimed": 0 if getattr(item, "restored", False) else item.bytes_reclaimed,
     }
 
 

@@ -278,3 +278,35 @@ def test_model_lifecycle_follows_a_model_across_hosts_and_names_who_removed_it(o
         "ocr-a"
     ]  # b's copy has another path: another hash
     assert reports.model_lifecycle(snapshot_sha.upper())[0].host == "ocr-a"
+
+
+def test_a_restored_file_counts_as_reclaimed_nowhere(approver, operator):
+    a = host("ocr-r")
+    pruned = prune(
+        a,
+        [("old_a.bin", 100, "quarantined", 100), ("old_b.bin", 30, "quarantined", 30)],
+        created_at=at("2026-03-02 09:00"),
+        finished_at=at("2026-03-03 10:00"),
+        requested_by=operator,
+        decided_by=approver,
+    )
+    restore = prune(
+        a,
+        [("old_a.bin", 100, "restored", 0)],
+        created_at=at("2026-03-05 09:00"),
+        finished_at=at("2026-03-05 10:00"),
+        kind=PruneRequest.Kind.RESTORE,
+    )
+    PruneRequest.objects.filter(pk=restore.pk).update(restore_of=pruned)
+    march = reports.DeletionFilter(start=date(2026, 3, 1), end=date(2026, 3, 31))
+
+    [week] = reports.reclaimed_per_week(date(2026, 3, 2), date(2026, 3, 8))
+    assert (week["bytes"], week["files"]) == (30, 1)
+    rows = {r["path"]: r for r in map(reports.deletion_row, reports.deletions(march))}
+    assert (rows["old_a.bin"]["outcome"], rows["old_a.bin"]["bytes_reclaimed"]) == (
+        "quarantined, restored",
+        0,
+    )
+    assert (rows["old_b.bin"]["outcome"], rows["old_b.bin"]["bytes_reclaimed"]) == ("quarantined", 30)
+    totals = reports.deletion_totals(reports.deletions(march))
+    assert (totals["files"], totals["bytes"]) == (1, 30)

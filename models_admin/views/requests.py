@@ -84,32 +84,28 @@ def detail(request: HttpRequest, request_id) -> HttpResponse:
     )
 
 
-@require_POST
-def approve(request: HttpRequest, request_id) -> HttpResponse:
+def _decide(request: HttpRequest, request_id, transition, done: str) -> HttpResponse:
+    """Approve or reject: the same permission, form, error handling and redirect."""
     prune = _get_request_for_user(request, request_id, Action.APPROVE)
     form = DecisionForm(request.POST)
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
     try:
-        workflow.approve(prune.id, request.user, comment)
+        transition(prune.id, request.user, comment)
     except workflow.WorkflowError as exc:
         flash_error(request, exc)
     else:
-        messages.success(request, f"Approved: the order is on its way to {prune.host.name}.")
+        messages.success(request, done.format(host=prune.host.name))
     return redirect("ocrdash-request", request_id=prune.id)
+
+
+@require_POST
+def approve(request: HttpRequest, request_id) -> HttpResponse:
+    return _decide(request, request_id, workflow.approve, "Approved: the order is on its way to {host}.")
 
 
 @require_POST
 def reject(request: HttpRequest, request_id) -> HttpResponse:
-    prune = _get_request_for_user(request, request_id, Action.APPROVE)
-    form = DecisionForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
-    try:
-        workflow.reject(prune.id, request.user, comment)
-    except workflow.WorkflowError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(request, "Rejected: nothing will be deleted.")
-    return redirect("ocrdash-request", request_id=prune.id)
+    return _decide(request, request_id, workflow.reject, "Rejected: nothing will be deleted.")
 
 
 @require_POST

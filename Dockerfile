@@ -12,15 +12,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, so a change of code does not reinstall the (large) Aspose wheel.
-COPY pyproject.toml README.md ./
-RUN mkdir -p ocrdash models_admin workers \
-    && touch ocrdash/__init__.py models_admin/__init__.py workers/__init__.py \
-    && pip install ".[dashboard]" \
-    && pip uninstall -y ocrdash
+# Dependencies first, so a change of code does not reinstall the (large) Aspose wheel: exactly
+# the versions of uv.lock, checked against its hashes.
+COPY pyproject.toml uv.lock README.md ./
+RUN pip install uv==0.13.9 \
+    && uv export --frozen --extra dashboard --no-emit-project --output-file /tmp/requirements.txt \
+    && pip install --no-deps --require-hashes -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
 
 COPY . .
-RUN pip install --no-deps -e ".[dashboard]"
+RUN pip install --no-deps -e .
 
 # Named volumes copy ownership and mode from the image's folder on first use: create them owned
 # by the unprivileged user so the agent can move files into quarantine and keep its state.

@@ -16,13 +16,26 @@ help:
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make clean-demo forget the demo's database, broker folder and model folders"
 
-# The stamp is newer than pyproject.toml once the install succeeded, so a change of pins
-# reinstalls and an unchanged checkout does not touch the network.
-$(BIN)/.installed: pyproject.toml
+# uv installs exactly the versions in uv.lock. A uv of that version on PATH is used as it is;
+# otherwise `pip install uv==$(UV_VERSION)` into .uv/ (a small virtualenv of its own, so that
+# syncing .venv to the lock never removes the installer itself).
+UV_VERSION := 0.13.9
+UV ?= $(shell uv --version 2>/dev/null | grep -qx 'uv $(UV_VERSION)\( .*\)\?' && command -v uv)
+ifeq ($(strip $(UV)),)
+UV := .uv/bin/uv
+endif
+
+.uv/bin/uv:
+	$(PYTHON) -m venv .uv
+	.uv/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+# The stamp is newer than pyproject.toml and uv.lock once the install succeeded, so a change of
+# pins reinstalls and an unchanged checkout does not touch the network. --locked refuses a
+# pyproject.toml whose uv.lock is out of date (run `uv lock`) instead of resolving anew.
+$(BIN)/.installed: pyproject.toml uv.lock | $(UV)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ocrdash needs Python 3.11 or newer (set PYTHON=...)")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dashboard,dev]"
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --no-python-downloads --python $(PYTHON) \
+		--extra dashboard --extra dev
 	touch $@
 
 install: $(BIN)/.installed

@@ -121,7 +121,13 @@ def ingest_report(data: Any) -> IngestResult:
                     report_id=report.report_id,
                 )
             if auth.enrollment is not None:
-                trust.enroll(host, auth.enrollment, report_id=report.report_id)
+                key = trust.enroll(host, auth.enrollment, report_id=report.report_id)
+                if key is not None and key.candidate:
+                    # Signed by a key nobody accepted yet: the enrollment is kept for the
+                    # approver, the report's content is not (it could be a takeover's).
+                    reason = "new key enrolled; its reports are taken once an approver accepts it"
+                    ReceivedReport.objects.filter(report_id=report.report_id).update(reason=reason)
+                    return IngestResult("accepted", report.report_id, reason=reason)
             snapshot_id, details = _apply(host, report)
             AuditEvent.record(
                 Action.REPORT_INGESTED,

@@ -87,7 +87,12 @@ class Host(models.Model):
     @property
     def active_key(self) -> HostKey | None:
         """The key this host's reports must be signed with, if it has one (trust.py)."""
-        return self.keys.filter(revoked_at__isnull=True).first()
+        return self.keys.filter(revoked_at__isnull=True, candidate=False).first()
+
+    @property
+    def candidate_key(self) -> HostKey | None:
+        """A new key enrolled over an active one, waiting for an approver (trust.accept_new_key)."""
+        return self.keys.filter(revoked_at__isnull=True, candidate=True).first()
 
 
 class Snapshot(models.Model):
@@ -324,6 +329,7 @@ class AuditEvent(models.Model):
         SECURITY_REJECTED = "security_rejected", "Security: message rejected"
         HOST_ENROLLED = "host_enrolled", "Host key enrolled"
         HOST_KEY_REVOKED = "host_key_revoked", "Host key revoked"
+        HOST_KEY_ACCEPTED = "host_key_accepted", "New host key accepted"
         TOKEN_CREATED = "enrollment_token_created", "Enrollment token created"
         TOKEN_REVOKED = "enrollment_token_revoked", "Enrollment token revoked"
 
@@ -449,13 +455,24 @@ class HostKey(models.Model):
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.CharField(max_length=150, blank=True)
+    # A key enrolled for a host that already had an active one: it signs nothing the dashboard
+    # takes until an approver compared both fingerprints and accepted it (the old key stays
+    # valid until then), so a leaked token cannot silently take over a live host.
+    candidate = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["host"], condition=models.Q(revoked_at__isnull=True), name="hostkey_one_active"
-            )
+                fields=["host"],
+                condition=models.Q(revoked_at__isnull=True, candidate=False),
+                name="hostkey_one_active",
+            ),
+            models.UniqueConstraint(
+                fields=["host"],
+                condition=models.Q(revoked_at__isnull=True, candidate=True),
+                name="hostkey_one_candidate",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -148,9 +148,19 @@ def authenticate(data: Any, now: datetime | None = None) -> Authenticated:
         raise Untrusted("unsigned", host=host_name)
     host = Host.objects.filter(name=host_name).first()
     active = host.active_key if host is not None else None
+    candidate = host.candidate_key if host is not None else None
     enrollment = data.get("enrollment") if data.get("kind") == "inventory" else None
     offered = enrollment.get("public_key") if isinstance(enrollment, Mapping) else None
 
+    if candidate is not None and (
+        offered == candidate.public_key or (offered is None and _signed_by(data, candidate, host_name, now))
+    ):
+        raise Untrusted(
+            "signed by the host's new key, which waits for an approver to accept it "
+            "(the old key stays valid until then)",
+            host=host_name,
+            fingerprint=candidate.fingerprint,
+        )
     if active is not None and (offered is None or offered == active.public_key):
         verified = _verify(data, load_public_key(active.public_key), host_name, active.fingerprint, now)
         return Authenticated(verified.body, active, None)
@@ -191,19 +201,37 @@ def _check_enrollment(
     proof, report_id = enrollment.get("proof"), data.get("report_id")
     if not isinstance(proof, str) or not isinstance(report_id, str):
         raise Untrusted("enrollment: malformed proof", host=host_name, fingerprint=fingerprint)
+    # A name that ever had a key is re-keyed only with a token an approver made for that very
+    # name: an unscoped token (the default, and valid for up to a year) enrolls new names only.
+    has_key = host is not None and host.keys.exists()
     for token in open_tokens(now):
-        if token.host_name and token.host_name != host_name:
+        if token.host_name != host_name and (token.host_name or has_key):
             continue
         if verify_enrollment_proof(
             token.verifier, host=host_name, public_key_text=offered, report_id=report_id, proof=proof
         ):
             pending = PendingEnrollment(offered, fingerprint, token.id, token.fingerprint)
             return Authenticated(verified.body, None, pending)
+    if has_key and not open_tokens(now).filter(host_name=host_name).exists():
+        raise Untrusted(
+            f"enrollment refused: {host_name} already has a key, and re-keying it needs a token made "
+            "for that host name (create_enrollment_token --host)",
+            host=host_name,
+            fingerprint=fingerprint,
+        )
     raise Untrusted(
         "enrollment refused: no open token matches (unknown, used, expired, revoked, or for another host)",
         host=host_name,
         fingerprint=fingerprint,
     )
+
+
+def _signed_by(data: Mapping[str, Any], key: HostKey, host_name: str, now: datetime) -> bool:
+    try:
+        verify_report(data, load_public_key(key.public_key), host=host_name, now=now, max_skew=max_skew())
+    except SignatureError:
+        return False
+    return True
 
 
 def _verify(
@@ -219,14 +247,17 @@ def enroll(host: Host, pending: PendingEnrollment, *, report_id: str) -> HostKey
     """Enroll ``pending`` for ``host`` (locked by the caller) inside the ingest transaction.
 
     The token is claimed with a conditional UPDATE, so of two reports racing with one token
-    exactly one enrolls; the other raises Untrusted and its transaction changes nothing. A
-    key replacing an earlier one revokes it, and an active host goes back to pending: a token
-    in the wrong hands must not inherit a host that approvers already trust. Returns None
-    when the key was enrolled meanwhile by an earlier report of the same agent.
+    exactly one enrolls; the other raises Untrusted and its transaction changes nothing. A key
+    enrolled over an active one is only a *candidate*: the active key stays valid and the host
+    keeps its status until an approver compares both fingerprints (``accept_new_key``), so a
+    token in the wrong hands can neither inherit a trusted host nor knock it off the fleet.
+    A newer candidate replaces an older one. Returns None when the key was enrolled meanwhile
+    by an earlier report of the same agent.
     """
     now = timezone.now()
-    current = host.keys.filter(revoked_at__isnull=True).first()
-    if current is not None and current.public_key == pending.public_key:
+    current = host.keys.filter(revoked_at__isnull=True, candidate=False).first()
+    previous = host.keys.filter(revoked_at__isnull=True, candidate=True).first()
+    if pending.public_key in {k.public_key for k in (current, previous) if k is not None}:
         return None
     claimed = EnrollmentToken.objects.filter(
         id=pending.token_id, used_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
@@ -238,19 +269,17 @@ def enroll(host: Host, pending: PendingEnrollment, *, report_id: str) -> HostKey
             fingerprint=pending.fingerprint,
         )
     replaced = []
-    if current is not None:
-        replaced.append(current.fingerprint)
-        HostKey.objects.filter(pk=current.pk).update(revoked_at=now, revoked_by="replaced by enrollment")
+    if previous is not None:
+        replaced.append(previous.fingerprint)
+        HostKey.objects.filter(pk=previous.pk).update(revoked_at=now, revoked_by="replaced by a newer key")
     key = HostKey.objects.create(
         host=host,
         public_key=pending.public_key,
         fingerprint=pending.fingerprint,
         created_at=now,
         enrolled_with_id=pending.token_id,
+        candidate=current is not None,
     )
-    if host.status == Host.Status.ACTIVE:
-        host.status = Host.Status.PENDING
-        host.save(update_fields=["status"])
     AuditEvent.record(
         Action.HOST_ENROLLED,
         actor=f"agent:{host.name}"[:150],
@@ -259,9 +288,67 @@ def enroll(host: Host, pending: PendingEnrollment, *, report_id: str) -> HostKey
         fingerprint=key.fingerprint,
         token=pending.token_fingerprint,
         replaced=replaced,
+        awaiting_acceptance=key.candidate,
+        active_fingerprint=current.fingerprint if current is not None else "",
         status=host.status,
         report_id=report_id,
     )
+    return key
+
+
+def accept_new_key(host: Host, actor: str) -> HostKey:
+    """An approver compared the fingerprints: the candidate key replaces the active one.
+
+    Under the host's row lock, so accepting races neither a second acceptance nor a revocation
+    or a newer enrollment (which also lock the host): exactly one of them decides which key is
+    active. Raises ValueError if the host has no key waiting.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        keys = host.keys.select_for_update().filter(revoked_at__isnull=True)
+        new = next((k for k in keys if k.candidate), None)
+        if new is None:
+            raise ValueError(f"{host.name} has no new key waiting for acceptance")
+        old = next((k for k in keys if not k.candidate), None)
+        if old is not None:
+            HostKey.objects.filter(pk=old.pk).update(
+                revoked_at=now, revoked_by=f"replaced, new key accepted by {actor}"[:150]
+            )
+        HostKey.objects.filter(pk=new.pk).update(candidate=False)
+        AuditEvent.record(
+            Action.HOST_KEY_ACCEPTED,
+            actor=actor[:150],
+            host=host.name,
+            obj=host,
+            fingerprint=new.fingerprint,
+            replaced=[old.fingerprint] if old is not None else [],
+        )
+    new.refresh_from_db()
+    return new
+
+
+def reject_new_key(host: Host, actor: str) -> HostKey:
+    """Refuse the candidate key (not the host's): the active key goes on as before.
+
+    Raises ValueError if the host has no key waiting.
+    """
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        key = host.keys.select_for_update().filter(revoked_at__isnull=True, candidate=True).first()
+        if key is None:
+            raise ValueError(f"{host.name} has no new key waiting for acceptance")
+        key.revoked_at, key.revoked_by = timezone.now(), actor[:150]
+        key.save(update_fields=["revoked_at", "revoked_by"])
+        AuditEvent.record(
+            Action.HOST_KEY_REVOKED,
+            actor=actor[:150],
+            host=host.name,
+            obj=host,
+            fingerprint=key.fingerprint,
+            candidate=True,
+            status=host.status,
+        )
     return key
 
 
@@ -356,7 +443,7 @@ def revoke_host_key(host: Host, actor: str) -> HostKey:
     """
     with transaction.atomic():
         host = Host.objects.select_for_update().get(pk=host.pk)
-        key = host.keys.select_for_update().filter(revoked_at__isnull=True).first()
+        key = host.keys.select_for_update().filter(revoked_at__isnull=True, candidate=False).first()
         if key is None:
             raise ValueError(f"{host.name} has no active key")
         key.revoked_at, key.revoked_by = timezone.now(), actor[:150]

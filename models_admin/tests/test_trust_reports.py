@@ -234,20 +234,88 @@ def test_an_enrollment_not_signed_by_the_offered_key_is_refused(enrollment_token
     assert EnrollmentToken.objects.get().state() == "open"
 
 
-def test_key_rotation_replaces_the_old_key_and_needs_a_new_acceptance(host_a, enrollment_token, approver):
+def test_an_unscoped_token_cannot_re_key_a_host_that_has_a_key(host_a, enrollment_token):
     host, old = host_a
     new = Ed25519PrivateKey.generate()
-    report = enrolling(inventory("ocr-1", {"en.gguf": 20}), enrollment_token(), new)
+    report = enrolling(inventory("ocr-1", {"evil.gguf": 1}), enrollment_token(), new)
 
-    assert ingest_report(signed_report(report, new)).status == "accepted"
+    assert_refused(signed_report(report, new), "re-keying it needs a token made for that host name")
 
     host.refresh_from_db()
-    assert host.status == Host.Status.PENDING  # a token in the wrong hands inherits no trust
+    assert host.status == Host.Status.ACTIVE and host.active_key.fingerprint == key_fingerprint(old)
+    assert EnrollmentToken.objects.get().state() == "open"
+    assert ingest_report(signed_report(FreeReport(host="ocr-1", freed=True), old)).status == "accepted"
+
+
+def test_a_revoked_host_re_enrolls_only_with_a_token_for_its_name(host_a, enrollment_token, approver):
+    host, _ = host_a
+    trust.revoke_host_key(host, approver.username)
+    new = Ed25519PrivateKey.generate()
+    unscoped = signed_report(enrolling(inventory("ocr-1", {}), enrollment_token(), new), new)
+    assert_refused(unscoped, "needs a token made for that host name")
+
+    scoped = signed_report(enrolling(inventory("ocr-1", {}), enrollment_token(host_name="ocr-1"), new), new)
+    assert ingest_report(scoped).status == "accepted"
+    host.refresh_from_db()
+    # No valid key was left to protect: the new one is the host's key, the host waits as pending.
+    assert host.active_key.fingerprint == key_fingerprint(new) and host.candidate_key is None
+    assert host.status == Host.Status.PENDING
+
+
+def test_re_keying_keeps_the_old_key_valid_until_an_approver_accepts_the_new_one(
+    host_a, enrollment_token, approver
+):
+    host, old = host_a
+    before = host.current_snapshot_id
+    new = Ed25519PrivateKey.generate()
+    token = enrollment_token(host_name="ocr-1")
+    report = enrolling(inventory("ocr-1", {"evil.gguf": 1}), token, new)
+
+    result = ingest_report(signed_report(report, new))
+
+    assert result.status == "accepted" and "once an approver accepts it" in result.reason
+    host.refresh_from_db()
+    # The host keeps its status, its key and its inventory: the new key's report is not taken.
+    assert host.status == Host.Status.ACTIVE and host.current_snapshot_id == before
+    assert host.active_key.fingerprint == key_fingerprint(old)
+    assert host.candidate_key.fingerprint == key_fingerprint(new)
+    event = AuditEvent.objects.get(action=Action.HOST_ENROLLED)
+    assert event.details["awaiting_acceptance"] is True
+    assert event.details["active_fingerprint"] == key_fingerprint(old)
+    assert ingest_report(signed_report(FreeReport(host="ocr-1", freed=True), old)).status == "accepted"
+    for message in (
+        signed_report(FreeReport(host="ocr-1", freed=True), new),
+        # The agent keeps sending its enrollment while it still holds the (used) token.
+        signed_report(enrolling(inventory("ocr-1", {}), token, new), new),
+    ):
+        assert_refused(message, "waits for an approver to accept it")
+
+    accepted = trust.accept_new_key(host, approver.username)
+
+    assert accepted.fingerprint == key_fingerprint(new)
+    host.refresh_from_db()
+    assert host.status == Host.Status.ACTIVE and host.candidate_key is None
     assert host.active_key.fingerprint == key_fingerprint(new)
-    assert HostKey.objects.get(fingerprint=key_fingerprint(old)).revoked_at is not None
+    assert AuditEvent.objects.get(action=Action.HOST_KEY_ACCEPTED).actor == approver.username
     assert_refused(signed_report(FreeReport(host="ocr-1", freed=True), old), "bad signature")
     assert ingest_report(signed_report(FreeReport(host="ocr-1", freed=True), new)).status == "accepted"
-    assert workflow.accept_host(host, approver).status == Host.Status.ACTIVE
+
+
+def test_a_refused_new_key_leaves_the_old_one_in_charge(host_a, enrollment_token, approver):
+    host, old = host_a
+    new = Ed25519PrivateKey.generate()
+    ingest_report(
+        signed_report(enrolling(inventory("ocr-1", {}), enrollment_token(host_name="ocr-1"), new), new)
+    )
+
+    trust.reject_new_key(host, approver.username)
+
+    host.refresh_from_db()
+    assert host.candidate_key is None and host.active_key.fingerprint == key_fingerprint(old)
+    assert_refused(signed_report(FreeReport(host="ocr-1", freed=True), new), "bad signature")
+    assert ingest_report(signed_report(FreeReport(host="ocr-1", freed=True), old)).status == "accepted"
+    with pytest.raises(ValueError, match="no new key waiting"):
+        trust.accept_new_key(host, approver.username)
 
 
 def test_a_revoked_key_cannot_come_back_with_a_new_token(host_a, enrollment_token, approver):

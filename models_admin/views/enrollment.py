@@ -103,3 +103,29 @@ def revoke_host_key(request: HttpRequest, name: str) -> HttpResponse:
             "a new key with a new token.",
         )
     return redirect("ocrdash-host", name=host.name)
+
+
+@require_POST
+def accept_new_key(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_host_for_user(request, name, Action.MANAGE_HOSTS)
+    try:
+        key = trust.accept_new_key(host, request.user.get_username())
+    except ValueError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(
+            request, f"New key {key.fingerprint} of {host.name} accepted: its old key is no longer valid."
+        )
+    return redirect("ocrdash-host", name=host.name)
+
+
+@require_POST
+def reject_new_key(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_host_for_user(request, name, Action.MANAGE_HOSTS)
+    try:
+        key = trust.reject_new_key(host, request.user.get_username())
+    except ValueError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(request, f"New key {key.fingerprint} of {host.name} refused: the old key stays.")
+    return redirect("ocrdash-host", name=host.name)

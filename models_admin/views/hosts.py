@@ -50,6 +50,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
         {
             "host": host,
             "host_key": host.active_key,
+            "new_key": host.candidate_key,
             "key_revoked": host.keys.filter(revoked_at__isnull=False).exists(),
             "presence": presence(host),
             "files": files,

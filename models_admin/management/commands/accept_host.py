@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 
-from models_admin import workflow
+from models_admin import trust, workflow
 from models_admin.models import Host
 
 
@@ -23,16 +23,28 @@ def host_and_actor(name: str, by: str | None) -> tuple[Host, User | None]:
 
 
 class Command(BaseCommand):
-    help = "Accept a pending (or retired) host."
+    help = "Accept a pending (or retired) host, or (--new-key) the new key it enrolled."
 
     def add_arguments(self, parser):
         parser.add_argument("name")
         parser.add_argument(
             "--by", metavar="USER", help="audit the acceptance as this user (default: system)"
         )
+        parser.add_argument(
+            "--new-key",
+            action="store_true",
+            help="accept the host's new key (compare its fingerprint first); the old key stops working",
+        )
 
-    def handle(self, *args, name: str, by: str | None, **kw):
+    def handle(self, *args, name: str, by: str | None, new_key: bool = False, **kw):
         host, user = host_and_actor(name, by)
+        if new_key:
+            try:
+                key = trust.accept_new_key(host, by or "system")
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            self.stdout.write(f"{host.name}: new key {key.fingerprint} accepted")
+            return
         was = host.status
         host = workflow.accept_host(host, user)
         self.stdout.write(f"{host.name}: {was} -> {host.status}")

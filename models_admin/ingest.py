@@ -1,15 +1,26 @@
 """Validate and store what agents report: the only writer of snapshots and host facts.
 
+One pipeline, each step in one place and entered once (``ingest_report``):
+
+    parse (workers.schema) -> authenticate (trust) -> apply (APPLY[kind]) -> record (audit)
+
+and one exit for everything that is not taken (``refuse``). A new report kind registers its
+apply function with one line in ``APPLY`` at the bottom of this module.
+
 Invariants:
-- A report id is processed at most once. The ReceivedReport row is inserted inside the same
-  transaction as everything the report changes, so a redelivered message (acks_late, a
-  worker lost mid-task, an agent that re-sends) hits the unique constraint and changes nothing.
+- A report id is processed at most once. The ReceivedReport row is claimed (INSERT ... ON
+  CONFLICT DO NOTHING) inside the same transaction as everything the report changes, so a
+  redelivered message (acks_late, a worker lost mid-task, an agent that re-sends) changes nothing.
 - A report is stored under a lock on its host's row: two reports of one host never interleave,
-  so "is this inventory the same as the latest snapshot" is decided on a stable latest snapshot.
+  so "is this inventory the same as the current snapshot" is decided on a stable snapshot.
+- Every report must be signed by the key enrolled for the host it names (trust.py), checked
+  before anything is stored; one that is not changes nothing and becomes a security audit event.
 - Anything that cannot be accepted (malformed, unknown version, unknown or retired host) is
   kept as a rejected ReceivedReport with a readable reason and an audit event, never raised.
-- Every report must be signed by the key enrolled for the host it names (trust.py), checked
-  before anything else; one that is not changes nothing and becomes a security audit event.
+- Few statements per report: the host row is written by one UPDATE of the columns that
+  changed, a new inventory's files by one INSERT per ``BULK_BATCH`` rows, and an inventory
+  identical to the current snapshot writes no audit event (it changed nothing: the snapshot's
+  ``seen_count`` and ``last_seen_at`` say it was seen again).
 """
 
 from __future__ import annotations
@@ -18,11 +29,12 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -37,9 +49,10 @@ from workers.schema import (
     SchemaError,
     parse_report,
 )
+from workers.signing import SIGNATURE_FIELD
 
 from . import trust, workflow
-from .models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport, Snapshot
+from .models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
 
 log = logging.getLogger(__name__)
 Action = AuditEvent.Action
@@ -63,8 +76,38 @@ class IngestResult:
     snapshot_id: int | None = None
 
 
-class _Rejected(Exception):
-    """A valid report the dashboard will not take (unknown or retired host, foreign request)."""
+class Refused(Exception):
+    """Why a report is not taken: the one error of the pipeline, handled only by ``refuse``.
+
+    ``security`` marks a sender that could not be trusted: its row keeps no report id (the id
+    is only a claim, and storing it would let a forgery take a real report's id first).
+    """
+
+    def __init__(self, reason: str, *, security: bool = False, host: str = "", fingerprint: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.security = security
+        self.host = host
+        self.fingerprint = fingerprint
+
+
+@dataclass
+class Applied:
+    """What applying one report changed: read by the host update and by ``record``."""
+
+    # Host columns the report sets, written in one UPDATE with last_seen.
+    host_fields: dict[str, Any] = field(default_factory=dict)
+    # Small details for the REPORT_INGESTED event.
+    details: dict[str, Any] = field(default_factory=dict)
+    # Events of the report's own kind (resources freed, quarantine purged, agent error).
+    events: list[AuditEvent] = field(default_factory=list)
+    snapshot_id: int | None = None
+    # False when the report changed nothing worth an audit event (an unchanged inventory).
+    audit: bool = True
+
+
+# apply(host locked by the caller, report, now) -> Applied. Runs inside the report's transaction.
+Applier = Callable[[Host, Any, datetime], Applied]
 
 
 def snapshot_digest(files: Iterable[FileEntry | ModelFile]) -> str:
@@ -84,121 +127,138 @@ def snapshot_digest(files: Iterable[FileEntry | ModelFile]) -> str:
     return digest.hexdigest()
 
 
+# ---------------------------------------------------------------- the pipeline
+
+
 def ingest_report(data: Any) -> IngestResult:
     """Store one signed report dict as it came off the queue. Never raises for bad input."""
+    report, problem = parse(data)
+    authenticated = False
     try:
-        auth = trust.authenticate(data)
-    except trust.Untrusted as exc:
-        return reject_untrusted(data, exc)
-    try:
-        report = parse_report(auth.body)
-    except SchemaError as exc:
-        return reject(data, str(exc))
-    try:
+        auth = authenticate(data)
+        authenticated = True
+        if report is None:
+            raise Refused(problem)
         with transaction.atomic():
-            host, created = _host_for(report)
-            try:
-                # A savepoint of its own: the IntegrityError of a duplicate must not poison
-                # the outer transaction, which then simply ends without changing anything.
-                with transaction.atomic():
-                    ReceivedReport.objects.create(
-                        report_id=report.report_id,
-                        host_name=report.host,
-                        host=host,
-                        kind=report.kind,
-                        status=ReceivedReport.Status.ACCEPTED,
-                    )
-            except IntegrityError:
+            host, created = _lock_host(report)
+            if not _claim(report, host):
                 transaction.set_rollback(True)  # undo a host registered for a duplicate
                 log.info("report %s from %s already processed", report.report_id, report.host)
                 return IngestResult("duplicate", report.report_id)
-            if created:
-                AuditEvent.record(
-                    Action.HOST_REGISTERED,
-                    actor=_agent(report.host),
-                    host=report.host,
-                    obj=host,
-                    report_id=report.report_id,
-                )
+            registered = _registered_event(report, host) if created else None
             if auth.enrollment is not None:
-                key = trust.enroll(host, auth.enrollment, report_id=report.report_id)
+                key = _enroll(host, auth.enrollment, report.report_id)
                 if key is not None and key.candidate:
                     # Signed by a key nobody accepted yet: the enrollment is kept for the
                     # approver, the report's content is not (it could be a takeover's).
                     reason = "new key enrolled; its reports are taken once an approver accepts it"
                     ReceivedReport.objects.filter(report_id=report.report_id).update(reason=reason)
                     return IngestResult("accepted", report.report_id, reason=reason)
-            snapshot_id, details = _apply(host, report)
-            AuditEvent.record(
+            now = timezone.now()
+            applied = APPLY[report.kind](host, report, now)
+            _update_host(host, report, applied, now)
+            record(report, host, applied, registered)
+    except Refused as exc:
+        return refuse(data, exc, report if authenticated else None)
+    return IngestResult("accepted", report.report_id, snapshot_id=applied.snapshot_id)
+
+
+def parse(data: Any) -> tuple[AnyReport | None, str]:
+    """The report in ``data`` (signature aside), or None and the schema's reason.
+
+    A schema problem is held until the sender is known: of a trusted sender it is refused
+    with the report's id, of an untrusted one the security refusal wins.
+    """
+    body = {k: v for k, v in data.items() if k != SIGNATURE_FIELD} if isinstance(data, Mapping) else data
+    try:
+        return parse_report(body), ""
+    except SchemaError as exc:
+        return None, str(exc)
+
+
+def authenticate(data: Any) -> trust.Authenticated:
+    """Who signed ``data`` (trust.authenticate, reads only); an untrusted sender is Refused."""
+    try:
+        return trust.authenticate(data)
+    except trust.Untrusted as exc:
+        raise Refused(exc.reason, security=True, host=exc.host, fingerprint=exc.fingerprint) from None
+
+
+def record(report: AnyReport, host: Host, applied: Applied, registered: AuditEvent | None) -> None:
+    """The audit events of an accepted report, in the report's transaction."""
+    events = [e for e in (registered, *applied.events) if e is not None]
+    if applied.audit:
+        events.append(
+            AuditEvent.build(
                 Action.REPORT_INGESTED,
                 actor=_agent(report.host),
                 host=report.host,
                 kind=report.kind,
                 report_id=report.report_id,
                 request_id=report.request_id or "",
-                **details,
+                **applied.details,
             )
-    except _Rejected as exc:
-        return reject(data, str(exc), report=report)
-    except trust.Untrusted as exc:
-        return reject_untrusted(data, exc)
-    return IngestResult("accepted", report.report_id, snapshot_id=snapshot_id)
-
-
-def reject_untrusted(data: Any, exc: trust.Untrusted) -> IngestResult:
-    """Keep a report whose sender could not be trusted, and raise a security audit event.
-
-    The row has no report id: the id is only a claim, and storing it would let a forgery take
-    a real report's id before the real one arrives. The claimed id is kept in the details.
-    """
-    fields = data if isinstance(data, dict) else {}
-    host_name = exc.host or _short_str(fields.get("host"), 255)
-    claimed_id = _short_str(fields.get("report_id"), 64)
-    kind = _short_str(fields.get("kind"), 32)
-    reason = f"security: {exc.reason}"
-    log.warning("refused report %s claiming host %s: %s", claimed_id or "?", host_name or "?", exc.reason)
-    with transaction.atomic():
-        row = _store_rejected(data, None, host_name, kind, reason)
-        AuditEvent.record(
-            Action.SECURITY_REJECTED,
-            host=host_name[:128],
-            obj=row,
-            reason=exc.reason[:500],
-            claimed_host=host_name,
-            claimed_report_id=claimed_id,
-            kind=kind,
-            signer=trust.claimed_signer(data),
-            fingerprint=exc.fingerprint,
         )
-    return IngestResult("rejected", None, reason)
+    for event in events:
+        event.save()
 
 
-def reject(data: Any, reason: str, report: AnyReport | None = None) -> IngestResult:
-    """Keep a report the dashboard will not take, with its reason, for the rejected-reports page."""
+def refuse(data: Any, refusal: Refused, report: AnyReport | None = None) -> IngestResult:
+    """The one exit for a report not taken: a rejected ReceivedReport with its reason and an event.
+
+    ``report`` is given only once its sender was authenticated; a security refusal stores no
+    report id (the claimed one goes into the event's details).
+    """
+    fields = data if isinstance(data, Mapping) else {}
     if report is not None:
         report_id, host_name, kind = report.report_id, report.host, report.kind
     else:
-        fields = data if isinstance(data, dict) else {}
         report_id = _short_str(fields.get("report_id"), 64) or None
         host_name = _short_str(fields.get("host"), 255)
         kind = _short_str(fields.get("kind"), 32)
-    log.warning("rejected report %s from %s: %s", report_id, host_name or "?", reason)
+    if refusal.security:
+        host_name = refusal.host or host_name
+        reason = f"security: {refusal.reason}"
+        log.warning(
+            "refused report %s claiming host %s: %s", report_id or "?", host_name or "?", refusal.reason
+        )
+    else:
+        reason = refusal.reason
+        log.warning("rejected report %s from %s: %s", report_id, host_name or "?", reason)
     try:
         with transaction.atomic():
-            row = _store_rejected(data, report_id, host_name, kind, reason)
-            AuditEvent.record(
-                Action.REPORT_REJECTED,
-                actor=_agent(host_name) if host_name else "system",
-                host=host_name[:128],
-                obj=row,
-                kind=kind,
-                report_id=report_id or "",
-                reason=reason[:500],
-            )
+            row = _store_rejected(data, None if refusal.security else report_id, host_name, kind, reason)
+            if refusal.security:
+                AuditEvent.record(
+                    Action.SECURITY_REJECTED,
+                    host=host_name[:128],
+                    obj=row,
+                    reason=refusal.reason[:500],
+                    claimed_host=host_name,
+                    claimed_report_id=report_id or "",
+                    kind=kind,
+                    signer=trust.claimed_signer(data),
+                    fingerprint=refusal.fingerprint,
+                )
+            else:
+                AuditEvent.record(
+                    Action.REPORT_REJECTED,
+                    actor=_agent(host_name) if host_name else "system",
+                    host=host_name[:128],
+                    obj=row,
+                    kind=kind,
+                    report_id=report_id or "",
+                    reason=reason[:500],
+                )
     except IntegrityError:
         # The same rejected report delivered twice: the first row already tells the story.
         return IngestResult("duplicate", report_id, reason)
-    return IngestResult("rejected", report_id, reason)
+    return IngestResult("rejected", None if refusal.security else report_id, reason)
+
+
+def reject(data: Any, reason: str) -> IngestResult:
+    """Keep ``data`` as rejected for ``reason`` (the ingest task's last resort after a bug)."""
+    return refuse(data, Refused(reason))
 
 
 def _store_rejected(
@@ -213,6 +273,9 @@ def _store_rejected(
         reason=reason[:4000],
         payload=bounded_payload(data),
     )
+
+
+# ---------------------------------------------------------------- rejected payloads
 
 
 def bounded_payload(data: Any) -> Any:
@@ -258,78 +321,203 @@ def _agent(host_name: str) -> str:
     return f"agent:{host_name}"[:150]
 
 
-def _host_for(report: AnyReport) -> tuple[Host, bool]:
-    """The reporting host, locked. Only an inventory may introduce a new host (as pending)."""
-    host = Host.objects.select_for_update().filter(name=report.host).first()
+# ---------------------------------------------------------------- steps inside the transaction
+
+
+def _lock_host(report: AnyReport) -> tuple[Host, bool]:
+    """The reporting host, locked, with its current snapshot. Only an inventory may introduce a
+    new host (as pending)."""
+    locked = Host.objects.select_for_update(of=("self",)).select_related("current_snapshot")
+    host = locked.filter(name=report.host).first()
     if host is None:
         if not isinstance(report, InventoryReport):
-            raise _Rejected(f"unknown host {report.host!r}: a new host must first send an inventory")
+            raise Refused(f"unknown host {report.host!r}: a new host must first send an inventory")
         # get_or_create: two first inventories of one host racing both end on the same row.
         host, created = Host.objects.get_or_create(name=report.host, defaults={"status": Host.Status.PENDING})
-        host = Host.objects.select_for_update().get(pk=host.pk)
-        return host, created
+        return locked.get(pk=host.pk), created
     if host.status == Host.Status.RETIRED:
-        raise _Rejected(f"host {report.host!r} is retired: accept it again to take its reports")
+        raise Refused(f"host {report.host!r} is retired: accept it again to take its reports")
     return host, False
 
 
-def _apply(host: Host, report: AnyReport) -> tuple[int | None, dict]:
-    """Change what the report changes; returns (snapshot id, small details for the audit)."""
-    now = timezone.now()
-    host.last_seen = now
-    update = ["last_seen"]
+def _claim(report: AnyReport, host: Host) -> bool:
+    """Insert the report's ReceivedReport row; False if its id was already processed.
+
+    ON CONFLICT instead of a savepoint around an INSERT that may fail: one statement, and a
+    redelivery racing the first delivery waits on the unique index, then sees the conflict.
+    """
+    table = ReceivedReport._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (received_at, report_id, host_name, host_id, kind, status, reason)"
+            " VALUES (%s, %s, %s, %s, %s, %s, '') ON CONFLICT (report_id) DO NOTHING RETURNING id",
+            [
+                connection.ops.adapt_datetimefield_value(timezone.now()),
+                *(report.report_id, report.host, host.pk, report.kind, ReceivedReport.Status.ACCEPTED),
+            ],
+        )
+        return cursor.fetchone() is not None
+
+
+def _registered_event(report: AnyReport, host: Host) -> AuditEvent:
+    return AuditEvent.build(
+        Action.HOST_REGISTERED,
+        actor=_agent(report.host),
+        host=report.host,
+        obj=host,
+        report_id=report.report_id,
+    )
+
+
+def _enroll(host: Host, pending: trust.PendingEnrollment, report_id: str) -> HostKey | None:
+    try:
+        return trust.enroll(host, pending, report_id=report_id)
+    except trust.Untrusted as exc:
+        raise Refused(exc.reason, security=True, host=exc.host, fingerprint=exc.fingerprint) from None
+
+
+def _update_host(host: Host, report: AnyReport, applied: Applied, now: datetime) -> None:
+    """One UPDATE of the host columns this report changed (never a full-row save, which would
+    also write columns other writers own, like status and acceptance)."""
+    fields: dict[str, Any] = {"last_seen": now}
     if report.agent_version:
-        host.agent_version = report.agent_version
-        update.append("agent_version")
-    snapshot_id = None
-    details: dict[str, Any] = {}
-    match report:
-        case InventoryReport():
-            snapshot_id, details = _store_inventory(host, report, now)
-            update = None  # _store_inventory set many fields: save them all
-        case PruneReport() | RestoreReport():
-            _check_request_of_host(host, report.request_id)
-            request = workflow.record_outcomes(report.request_id, report.outcomes, report_id=report.report_id)
-            details = {"outcomes": len(report.outcomes), "freed": report.freed}
-            if request is not None:
-                details["state"] = request.state
-        case PurgeReport():
-            AuditEvent.record(
-                Action.QUARANTINE_PURGED,
-                actor=_agent(host.name),
-                host=host.name,
-                obj=host,
-                purged_requests=report.purged_requests[:50],
-                bytes_purged=report.bytes_purged,
+        fields["agent_version"] = report.agent_version
+    fields.update(applied.host_fields)
+    Host.objects.filter(pk=host.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(host, name, value)
+
+
+# ---------------------------------------------------------------- apply, one function per kind
+
+
+def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Applied:
+    """A new snapshot, or the current one seen again when nothing on disk changed."""
+    facts = report.facts
+    paths = [f.path for f in report.files]
+    if len(set(paths)) != len(paths):
+        raise Refused("inventory lists the same path more than once")
+    dir_state = facts.model_dir_state.value
+    fields: dict[str, Any] = {
+        "hostname": facts.hostname,
+        "model_dir": facts.model_dir,
+        "model_dir_state": dir_state,
+        "disk_total": facts.disk_total,
+        "disk_free": facts.disk_free,
+        "aspose_version": facts.aspose_version,
+        "agent_version": facts.agent_version or report.agent_version or host.agent_version,
+    }
+    if dir_state != Host.DirState.OK:
+        state_label = Host.DirState(dir_state).label
+        fields["last_error"] = (
+            f"{state_label}: {facts.model_dir_error}" if facts.model_dir_error else state_label
+        )
+        fields["last_error_at"] = now
+    elif host.model_dir_state != Host.DirState.OK and host.last_error_at is not None:
+        # The folder is back: its old complaint no longer describes the host.
+        fields["last_error"], fields["last_error_at"] = "", None
+
+    digest = snapshot_digest(report.files)
+    current = host.current_snapshot
+    if current is not None and current.digest == digest and current.model_dir_state == dir_state:
+        Snapshot.objects.filter(pk=current.pk).update(last_seen_at=now, seen_count=F("seen_count") + 1)
+        return Applied(
+            host_fields=fields,
+            snapshot_id=current.pk,
+            details={"snapshot": current.pk, "files": current.file_count, "seen_again": True},
+            audit=False,
+        )
+    snapshot = Snapshot.objects.create(
+        host=host,
+        taken_at=now,
+        last_seen_at=now,
+        digest=digest,
+        file_count=len(report.files),
+        total_bytes=sum(f.size for f in report.files),
+        model_dir_state=dir_state,
+        report_id=report.report_id,
+    )
+    ModelFile.objects.bulk_create(
+        (
+            ModelFile(
+                snapshot=snapshot,
+                path=f.path,
+                name=f.path.rsplit("/", 1)[-1][:255],
+                size=f.size,
+                mtime_ns=f.mtime_ns,
+                sha256=f.sha256 or "",
+                known_to_aspose=f.known_to_aspose,
+                is_symlink=f.is_symlink,
             )
-            details = {"purged_requests": len(report.purged_requests), "bytes_purged": report.bytes_purged}
-        case FreeReport():
-            AuditEvent.record(
-                Action.RESOURCES_FREED,
-                actor=_agent(host.name),
-                host=host.name,
-                obj=host,
-                freed=report.freed,
-                request_id=report.request_id or "",
-            )
-            details = {"freed": report.freed}
-        case ErrorReport():
-            host.last_error = f"{report.task}: {report.reason}"
-            host.last_error_at = now
-            update += ["last_error", "last_error_at"]
-            AuditEvent.record(
-                Action.AGENT_ERROR,
-                actor=_agent(host.name),
-                host=host.name,
-                obj=host,
-                task=report.task,
-                reason=report.reason[:500],
-                request_id=report.request_id or "",
-            )
-            if report.request_id and _request_of_host(host, report.request_id):
-                workflow.record_agent_error(report.request_id, report.reason)
-    host.save(update_fields=update)
-    return snapshot_id, details
+            for f in report.files
+        ),
+        batch_size=BULK_BATCH,
+    )
+    fields.update(current_snapshot=snapshot, file_count=snapshot.file_count, total_bytes=snapshot.total_bytes)
+    return Applied(
+        host_fields=fields,
+        snapshot_id=snapshot.pk,
+        details={
+            "snapshot": snapshot.pk,
+            "files": snapshot.file_count,
+            "bytes": snapshot.total_bytes,
+            "seen_again": False,
+            "model_dir_state": dir_state,
+        },
+    )
+
+
+def apply_outcomes(host: Host, report: PruneReport | RestoreReport, now: datetime) -> Applied:
+    """Per-item outcomes of a prune or restore order: the workflow finishes the request."""
+    _check_request_of_host(host, report.request_id)
+    request = workflow.record_outcomes(report.request_id, report.outcomes, report_id=report.report_id)
+    details: dict[str, Any] = {"outcomes": len(report.outcomes), "freed": report.freed}
+    if request is not None:
+        details["state"] = request.state
+    return Applied(details=details)
+
+
+def apply_purge(host: Host, report: PurgeReport, now: datetime) -> Applied:
+    event = AuditEvent.build(
+        Action.QUARANTINE_PURGED,
+        actor=_agent(host.name),
+        host=host.name,
+        obj=host,
+        purged_requests=report.purged_requests[:50],
+        bytes_purged=report.bytes_purged,
+    )
+    details = {"purged_requests": len(report.purged_requests), "bytes_purged": report.bytes_purged}
+    return Applied(details=details, events=[event])
+
+
+def apply_free(host: Host, report: FreeReport, now: datetime) -> Applied:
+    event = AuditEvent.build(
+        Action.RESOURCES_FREED,
+        actor=_agent(host.name),
+        host=host.name,
+        obj=host,
+        freed=report.freed,
+        request_id=report.request_id or "",
+    )
+    return Applied(details={"freed": report.freed}, events=[event])
+
+
+def apply_error(host: Host, report: ErrorReport, now: datetime) -> Applied:
+    """An order the agent could not carry out: marks the host and fails the request it names."""
+    event = AuditEvent.build(
+        Action.AGENT_ERROR,
+        actor=_agent(host.name),
+        host=host.name,
+        obj=host,
+        task=report.task,
+        reason=report.reason[:500],
+        request_id=report.request_id or "",
+    )
+    if report.request_id and _request_of_host(host, report.request_id):
+        workflow.record_agent_error(report.request_id, report.reason)
+    return Applied(
+        host_fields={"last_error": f"{report.task}: {report.reason}", "last_error_at": now}, events=[event]
+    )
 
 
 def _request_of_host(host: Host, request_id: str | None) -> bool:
@@ -344,70 +532,15 @@ def _check_request_of_host(host: Host, request_id: str | None) -> None:
     # A host answers only for its own orders: outcomes naming another host's request are
     # refused rather than allowed to finish it.
     if not _request_of_host(host, request_id):
-        raise _Rejected(f"request {request_id!r} is not a request of host {host.name!r}")
+        raise Refused(f"request {request_id!r} is not a request of host {host.name!r}")
 
 
-def _store_inventory(host: Host, report: InventoryReport, now) -> tuple[int, dict]:
-    facts = report.facts
-    paths = [f.path for f in report.files]
-    if len(set(paths)) != len(paths):
-        raise _Rejected("inventory lists the same path more than once")
-    was_ok = host.model_dir_state == Host.DirState.OK
-    host.hostname = facts.hostname
-    host.model_dir = facts.model_dir
-    host.model_dir_state = facts.model_dir_state.value
-    host.disk_total = facts.disk_total
-    host.disk_free = facts.disk_free
-    host.aspose_version = facts.aspose_version
-    host.agent_version = facts.agent_version or report.agent_version or host.agent_version
-    if facts.model_dir_state.value != Host.DirState.OK:
-        state_label = Host.DirState(facts.model_dir_state.value).label
-        host.last_error = f"{state_label}: {facts.model_dir_error}" if facts.model_dir_error else state_label
-        host.last_error_at = now
-    elif not was_ok and host.last_error_at is not None:
-        # The folder is back: its old complaint no longer describes the host.
-        host.last_error, host.last_error_at = "", None
-
-    digest = snapshot_digest(report.files)
-    latest = host.snapshots.order_by("-taken_at", "-id").first()
-    if latest is not None and latest.digest == digest and latest.model_dir_state == facts.model_dir_state:
-        Snapshot.objects.filter(pk=latest.pk).update(last_seen_at=now, seen_count=F("seen_count") + 1)
-        snapshot, seen_again = latest, True
-    else:
-        snapshot = Snapshot.objects.create(
-            host=host,
-            taken_at=now,
-            last_seen_at=now,
-            digest=digest,
-            file_count=len(report.files),
-            total_bytes=sum(f.size for f in report.files),
-            model_dir_state=facts.model_dir_state.value,
-            report_id=report.report_id,
-        )
-        ModelFile.objects.bulk_create(
-            (
-                ModelFile(
-                    snapshot=snapshot,
-                    path=f.path,
-                    name=f.path.rsplit("/", 1)[-1][:255],
-                    size=f.size,
-                    mtime_ns=f.mtime_ns,
-                    sha256=f.sha256 or "",
-                    known_to_aspose=f.known_to_aspose,
-                    is_symlink=f.is_symlink,
-                )
-                for f in report.files
-            ),
-            batch_size=BULK_BATCH,
-        )
-        seen_again = False
-    host.current_snapshot = snapshot
-    host.file_count = snapshot.file_count
-    host.total_bytes = snapshot.total_bytes
-    return snapshot.pk, {
-        "snapshot": snapshot.pk,
-        "files": snapshot.file_count,
-        "bytes": snapshot.total_bytes,
-        "seen_again": seen_again,
-        "model_dir_state": facts.model_dir_state.value,
-    }
+# Report kind -> its apply function. A new kind is one line here (and its class in workers.schema).
+APPLY: dict[str, Applier] = {
+    "inventory": apply_inventory,
+    "prune": apply_outcomes,
+    "restore": apply_outcomes,
+    "purge": apply_purge,
+    "free": apply_free,
+    "error": apply_error,
+}

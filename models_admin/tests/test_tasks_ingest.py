@@ -29,11 +29,11 @@ def test_it_stores_a_report(make_host):
 def test_it_keeps_a_report_that_crashed_ingest_instead_of_raising(make_host, monkeypatch):
     make_host("ocr-1", {})
 
-    def broken(host, report):
+    def broken(host, report, now):
         raise KeyError("a bug")
 
     # Fault injection: a bug anywhere in ingest must end as a stored, visible rejection.
-    monkeypatch.setattr(ingest, "_apply", broken)
+    monkeypatch.setitem(ingest.APPLY, "free", broken)
     report = signed_report(FreeReport(host="ocr-1", freed=True))
 
     result = tasks.ingest_report.apply(args=[report])

@@ -146,9 +146,12 @@ def authenticate(data: Any, now: datetime | None = None) -> Authenticated:
         raise Untrusted("the report names no valid host")
     if data.get(SIGNATURE_FIELD) is None:
         raise Untrusted("unsigned", host=host_name)
-    host = Host.objects.filter(name=host_name).first()
-    active = host.active_key if host is not None else None
-    candidate = host.candidate_key if host is not None else None
+    # The host's unrevoked keys (active and candidate) with the host, in one query: this runs
+    # for every report. Only a name without any key looks up the host on its own.
+    keys = list(HostKey.objects.filter(host__name=host_name, revoked_at__isnull=True).select_related("host"))
+    host = keys[0].host if keys else Host.objects.filter(name=host_name).first()
+    active = next((k for k in keys if not k.candidate), None)
+    candidate = next((k for k in keys if k.candidate), None)
     enrollment = data.get("enrollment") if data.get("kind") == "inventory" else None
     offered = enrollment.get("public_key") if isinstance(enrollment, Mapping) else None
 

@@ -7,7 +7,7 @@ agent's task code; the router below is the one place that decides which queue a 
 import os
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from workers.schema import HOST_QUEUE_PREFIX, INGEST_QUEUE, AgentTask, host_queue
 
@@ -37,5 +37,24 @@ def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
 
 
 app.conf.task_routes = (route_task,)
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _close_old_connections(sender: Any = None, **kwargs: Any) -> None:
+    """Between tasks, what Django does between requests: drop a connection that is broken
+    (its task failed on it) or older than CONN_MAX_AGE, and health-check the rest on reuse.
+
+    Celery's fixup would close every connection around every task (one new PostgreSQL
+    session per report); CELERY_DB_REUSE_MAX turns that off and this keeps a restarted
+    database from leaving the worker with a dead connection. Not for eager calls (tests),
+    which run inside the caller's transaction.
+    """
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
+
 
 __all__ = ("DASHBOARD_QUEUE", "HOST_QUEUE_PREFIX", "app")

@@ -77,6 +77,13 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'ocrdash.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# One connection per process, kept between requests and tasks: opening one per report cost
+# more than storing the report. Checked before reuse (CONN_HEALTH_CHECKS), so a restarted
+# database costs a reconnect, not failed requests. The ingest worker closes connections the
+# same way between tasks (ocrdash/celery.py), with Celery's own closing held off by
+# CELERY_DB_REUSE_MAX below.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("OCRDASH_DB_CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, ingest worker, scheduler) share the demo's SQLite file: wait for
     # a writer instead of failing with "database is locked", and take the write lock at BEGIN.
@@ -156,6 +163,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection around every task unless this is
+# set; it then closes them only every this many tasks. ocrdash/celery.py closes a connection
+# that is broken or older than CONN_MAX_AGE between tasks instead.
+CELERY_DB_REUSE_MAX = 10_000
 CELERY_TASK_TIME_LIMIT = 30 * 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE

@@ -100,6 +100,35 @@ def test_an_identical_inventory_is_seen_again_not_copied(make_host):
     assert host.current_snapshot == snapshots.get()
 
 
+def test_an_unchanged_inventory_writes_no_audit_event_but_updates_the_host(make_host):
+    make_host("ocr-1", {})
+    files = {"en.gguf": 20, "old_fr.bin": 10}
+    ingest(inventory("ocr-1", files))
+    events = AuditEvent.objects.count()
+    seen_before = Host.objects.get(name="ocr-1").last_seen
+
+    assert (
+        ingest(inventory("ocr-1", files, facts=facts().model_copy(update={"disk_free": 300}))).status
+        == "accepted"
+    )
+
+    host = Host.objects.get(name="ocr-1")
+    assert AuditEvent.objects.count() == events  # nothing changed on disk: nothing to audit
+    assert host.disk_free == 300 and host.last_seen > seen_before
+    assert ReceivedReport.objects.filter(status=ReceivedReport.Status.ACCEPTED).count() == 2
+
+
+def test_a_report_takes_a_fixed_handful_of_statements(make_host, django_assert_num_queries):
+    make_host("ocr-1", {})
+    files = {f"family/model_{i:02}.bin": i for i in range(50)}
+    # Keys, BEGIN, host lock, claim, snapshot, files, host update, audit, COMMIT.
+    with django_assert_num_queries(9):
+        ingest(inventory("ocr-1", files))
+    # Seen again: keys, BEGIN, host lock, claim, snapshot seen, host update, COMMIT.
+    with django_assert_num_queries(7):
+        ingest(inventory("ocr-1", files))
+
+
 def test_a_changed_inventory_makes_a_new_snapshot(make_host):
     make_host("ocr-1", {})
     first = ingest(inventory("ocr-1", {"en.gguf": 20, "old_fr.bin": 10}))

@@ -128,8 +128,8 @@ def build_fleet(hosts: int, files: int) -> list[SimHost]:
         with (
             connection.cursor() as cursor,
             cursor.copy(
-                "COPY models_admin_modelfile (snapshot_id, path, name, size, mtime_ns, sha256, known_to_aspose,"
-                " is_symlink) FROM STDIN"
+                "COPY models_admin_modelfile (snapshot_id, path, name, size, mtime_ns, sha256,"
+                " known_to_aspose, is_symlink) FROM STDIN"
             ) as copy,
         ):
             copy.write(buffer.getvalue())

@@ -42,6 +42,7 @@ from workers.schema import (
     ErrorReport,
     FileEntry,
     FreeReport,
+    HeartbeatReport,
     InventoryReport,
     PruneReport,
     PurgeReport,
@@ -52,6 +53,7 @@ from workers.schema import (
 from workers.signing import SIGNATURE_FIELD
 
 from . import trust, workflow
+from .fleet import presence
 from .models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,9 @@ _MAX_STRING_CHARS = 1_000
 # ModelFile rows per INSERT: large inventories go in a few statements, not one per file.
 BULK_BATCH = 2_000
 
-AnyReport = InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | ErrorReport
+AnyReport = (
+    InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport
+)
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,9 @@ def ingest_report(data: Any) -> IngestResult:
         authenticated = True
         if report is None:
             raise Refused(problem)
+        if report.kind in UNCLAIMED:
+            status, reason = UNCLAIMED[report.kind](report, timezone.now())
+            return IngestResult(status, report.report_id, reason)
         with transaction.atomic():
             host, created = _lock_host(report)
             if not _claim(report, host):
@@ -544,3 +551,8 @@ APPLY: dict[str, Applier] = {
     "free": apply_free,
     "error": apply_error,
 }
+
+# Kinds applied without a ReceivedReport row, a host lock or an audit event, after the same
+# parse and authentication: a heartbeat is one UPDATE, idempotent by its own signed send time
+# (fleet/presence.py). apply(report, now) -> (status, reason).
+UNCLAIMED: dict[str, Callable[[Any, datetime], tuple[str, str]]] = {"heartbeat": presence.apply_heartbeat}

@@ -52,6 +52,17 @@ class Host(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
     accepted_by = models.CharField(max_length=150, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
+    # Presence (fleet/presence.py), written by one UPDATE per heartbeat. ``heartbeat_sent_at`` is
+    # the agent's own send time of the newest beat taken: an older or replayed beat changes nothing.
+    heartbeat_seconds = models.PositiveIntegerField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_sent_at = models.DateTimeField(null=True, blank=True)
+    backlog = models.PositiveIntegerField(null=True, blank=True)
+    # Labels (fleet/labels.py). ``labels`` are set by approvers and the API and are what campaigns
+    # target; ``reported_labels`` are what the host's own configuration says, shown apart, never
+    # enough on their own to put a host into a campaign.
+    labels = models.JSONField(default=dict, blank=True)
+    reported_labels = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -61,19 +72,30 @@ class Host(models.Model):
 
     NAME_PATTERN = HOST_NAME_PATTERN
 
-    def presence(self, now=None) -> str:
-        """never (registered, no report yet), online, offline or missing, by silence.
+    # A host that heartbeats is offline once this many beats in a row did not arrive.
+    MISSED_BEATS_OFFLINE = 3
 
-        Agents report on every inventory and answer, not on a heartbeat, so the thresholds
-        (OCRDASH["HOST_OFFLINE_AFTER_MINUTES"] and ["HOST_MISSING_AFTER_MINUTES"]) must be
-        longer than the inventory interval, or a healthy host would blink offline.
+    def offline_after(self) -> timedelta:
+        """Silence after which this host counts as offline.
+
+        A host that heartbeats (``heartbeat_seconds`` set by its beats): three missed beats.
+        An agent too old to heartbeat reports only on inventories and answers, so it keeps the
+        longer OCRDASH["HOST_OFFLINE_AFTER_MINUTES"] (above the inventory interval, or a healthy
+        host would blink offline).
         """
+        if self.heartbeat_seconds:
+            return timedelta(seconds=self.MISSED_BEATS_OFFLINE * self.heartbeat_seconds)
+        return timedelta(minutes=settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"])
+
+    def presence(self, now=None) -> str:
+        """never (registered, no report yet), online, offline or missing, by silence since
+        anything was last heard from it (a heartbeat or any other report)."""
         if self.last_seen is None:
             return "never"
         silent = (now or timezone.now()) - self.last_seen
         if silent > timedelta(minutes=settings.OCRDASH["HOST_MISSING_AFTER_MINUTES"]):
             return "missing"
-        if silent > timedelta(minutes=settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"]):
+        if silent > self.offline_after():
             return "offline"
         return "online"
 

@@ -14,11 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workers.schema import HOST_NAME_PATTERN, INGEST_QUEUE, host_queue
+from workers.schema import (
+    HOST_NAME_PATTERN,
+    INGEST_QUEUE,
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_PATTERN,
+    MAX_LABELS,
+    host_queue,
+)
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_QUARANTINE_DAYS = 7.0
 DEFAULT_MAX_ATTEMPTS = 3
+# The dashboard shows a host offline after three missed beats: 30 s gives presence in 90 s.
+DEFAULT_HEARTBEAT_SECONDS = 30
 
 
 class ConfigError(ValueError):
@@ -43,6 +52,10 @@ class AgentConfig:
     # A one-time enrollment token, used only to prove to the dashboard that this host's new
     # key was enrolled by an admin; never sent, never logged (hence repr=False).
     enrollment_token: str = field(default="", repr=False)
+    # Seconds between heartbeats; 0 turns them off (the host then looks offline between inventories).
+    heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
+    # What this host says about itself (OCRDASH_HOST_LABELS), shown apart on the dashboard.
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def queue(self) -> str:
@@ -74,6 +87,29 @@ def _number(env: Mapping[str, str], key: str, default: float, *, integer: bool =
     if number < 0 or number != number:  # NaN compares unequal to itself
         raise ConfigError(f"{key} must not be negative, got {value!r}")
     return number
+
+
+def parse_labels(text: str, variable: str = "OCRDASH_HOST_LABELS") -> dict[str, str]:
+    """``env=prod,region=eu`` as a dict; raises ConfigError naming the bad part."""
+    labels: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if (
+            not sep
+            or not re.fullmatch(LABEL_KEY_PATTERN, key)
+            or not re.fullmatch(LABEL_VALUE_PATTERN, value)
+        ):
+            raise ConfigError(
+                f"{variable}: {part!r} is not key=value (key: lower-case letters, digits, '.', '_', '-'; "
+                "value: letters, digits, '.', '_', '-')"
+            )
+        labels[key] = value
+    if len(labels) > MAX_LABELS:
+        raise ConfigError(f"{variable}: at most {MAX_LABELS} labels, got {len(labels)}")
+    return labels
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
@@ -119,6 +155,9 @@ def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
             raise ConfigError(
                 f"OCRDASH_ENROLLMENT_TOKEN_FILE cannot be read ({token_file}): {exc.strerror or exc}"
             ) from None
+    heartbeat = int(_number(env, "OCRDASH_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS, integer=True))
+    if heartbeat > 86_400:
+        raise ConfigError(f"OCRDASH_HEARTBEAT_SECONDS must be at most 86400 (a day), got {heartbeat}")
     return AgentConfig(
         broker_url=broker_url,
         host_name=host_name,
@@ -130,4 +169,6 @@ def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
         broker_folder=broker_folder,
         dashboard_public_key=env.get("OCRDASH_DASHBOARD_PUBLIC_KEY", "").strip(),
         enrollment_token=token,
+        heartbeat_seconds=heartbeat,
+        labels=parse_labels(env.get("OCRDASH_HOST_LABELS", "")),
     )

@@ -16,6 +16,7 @@ from workers.schema import (
     INGEST_TASK,
     ErrorReport,
     FreeReport,
+    HeartbeatReport,
     InventoryReport,
     PruneReport,
     PurgeReport,
@@ -25,7 +26,9 @@ from workers.schema import (
 if TYPE_CHECKING:
     from workers.trust import AgentTrust
 
-AnyReport = InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | ErrorReport
+AnyReport = (
+    InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport
+)
 
 
 def send_report(app: Celery, report: AnyReport, trust: AgentTrust, queue: str = INGEST_QUEUE) -> None:

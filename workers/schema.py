@@ -42,6 +42,12 @@ class AgentTask(StrEnum):
 HOST_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
+# Host labels (``env=prod``): keys and values kept to characters that read the same in a URL,
+# a selector (``env=prod,region=eu``) and a page. One definition for the agent and the dashboard.
+LABEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+LABEL_VALUE_PATTERN = r"^[A-Za-z0-9._-]{0,63}$"
+MAX_LABELS = 32
+
 HostName = Annotated[str, Field(pattern=HOST_NAME_PATTERN)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 # Relative POSIX path inside the model root. Its safety (no "..", not absolute, no symlink
@@ -269,6 +275,32 @@ class FreeReport(_Report):
     freed: bool
 
 
+class HeartbeatReport(_Report):
+    """A host saying "still here", every ``interval_seconds``: small on purpose.
+
+    No file list (that is the inventory's job): the dashboard turns it into one UPDATE of the
+    host's row, so 10,000 hosts every 30 s cost no snapshot and no audit event. ``labels`` are
+    what the host's own configuration says about it (``OCRDASH_HOST_LABELS``); the dashboard
+    shows them apart and never lets them alone put a host into a campaign.
+    """
+
+    kind: Literal["heartbeat"] = "heartbeat"
+    interval_seconds: Annotated[int, Field(ge=1, le=86_400)]
+    model_dir_state: ModelDirState
+    disk_total: NonNegative | None = None
+    disk_free: NonNegative | None = None
+    aspose_version: str = Field(default="", max_length=64)
+    # Orders waiting on the host's own queue, when the broker could say (None otherwise).
+    backlog: NonNegative | None = None
+    labels: Annotated[
+        dict[
+            Annotated[str, Field(pattern=LABEL_KEY_PATTERN)],
+            Annotated[str, Field(pattern=LABEL_VALUE_PATTERN)],
+        ],
+        Field(max_length=MAX_LABELS),
+    ] = {}
+
+
 class ErrorReport(_Report):
     """An order the agent could not carry out (malformed, expired, crashed)."""
 
@@ -278,7 +310,7 @@ class ErrorReport(_Report):
 
 
 Report = Annotated[
-    InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | ErrorReport,
+    InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport,
     Field(discriminator="kind"),
 ]
 _REPORT = TypeAdapter(Report)
@@ -320,6 +352,6 @@ def parse_order(
 
 def parse_report(
     data: Any,
-) -> InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | ErrorReport:
+) -> InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport:
     """Validate a report dict; raises SchemaError with a readable reason."""
     return _parse(_REPORT, data, "report")

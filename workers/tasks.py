@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_ready
 
 from workers import __version__
 from workers.aspose_backend import AsposeSession
@@ -250,11 +249,7 @@ def register_tasks(app: Celery, config: AgentConfig) -> None:
     for task in AgentTask:
         make(task.value)
 
-    @worker_ready.connect(weak=False)
-    def announce(sender: Any = None, **_: Any) -> None:
-        # The dashboard learns of a new (or restarted) host from its first inventory. Sent as an
-        # order to our own queue, so it runs under the same time limits and idempotency as any other.
-        if sender is not None and getattr(sender, "app", app) is not app:
-            return
-        order = trust.startup_order(startup_order(config))
-        app.send_task(AgentTask.INVENTORY.value, args=[order], queue=config.queue)
+    # The startup inventory (at every broker (re)connect) and the heartbeat: workers/presence.py.
+    from workers.presence import install
+
+    install(app, config, trust)

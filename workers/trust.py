@@ -29,6 +29,7 @@ from workers.schema import (
     Enrollment,
     ErrorReport,
     FreeReport,
+    HeartbeatReport,
     InventoryOrder,
     InventoryReport,
     PruneReport,
@@ -60,7 +61,9 @@ AGENT_KEY_FILE = "agent.key"
 # The startup inventory is answered at once; an hour covers a worker that is slow to start.
 STARTUP_ORDER_TTL = timedelta(hours=1)
 
-AnyReport = InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | ErrorReport
+AnyReport = (
+    InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport
+)
 
 
 def self_signer(host: str) -> str:

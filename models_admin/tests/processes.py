@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,7 +55,7 @@ def database_url() -> str:
 
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own process group, so stop() also ends the children it forks."""
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         return subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -84,17 +84,45 @@ def unique_host_name(prefix: str) -> str:
 
 
 @dataclass
+class Agent:
+    """One OCR host's agent process, which a test may stop and start again."""
+
+    host: str
+    models_dir: Path
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            # Append: a restarted agent's log follows the first run's.
+            self.process = start(
+                [sys.executable, "-m", "workers", "agent", "--loglevel", "INFO"], self.env, self.log
+            )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+
+@dataclass
 class Fleet:
-    """One running OCR host and the ingest worker that stores what it reports."""
+    """Running OCR hosts and the ingest worker that stores what they report."""
 
     host: str
     models_dir: Path
     ingest_queue: str
     broker: str
     logs: list[Path]
+    agents: dict[str, Agent] = field(default_factory=dict)
 
     def wait_for(self, what: str, check: Callable[[], T], timeout: float = WAIT) -> T:
         return wait_for(what, check, self.logs, timeout)
+
+    @property
+    def agent(self) -> Agent:
+        return self.agents[self.host]
 
 
 def _clean_env() -> dict[str, str]:
@@ -104,21 +132,28 @@ def _clean_env() -> dict[str, str]:
 
 @contextmanager
 def running_fleet(
-    host: str, models_dir: Path, logs_dir: Path, *, token: str | None = None
+    host: str,
+    models_dir: Path,
+    logs_dir: Path,
+    *,
+    token: str | None = None,
+    agent_env: dict[str, str] | None = None,
+    more_hosts: dict[str, Path] | None = None,
 ) -> Iterator[Fleet]:
-    """Start the ingest worker and ``host``'s agent on ``models_dir``; stop both and drop their queues.
+    """Start the ingest worker and ``host``'s agent on ``models_dir`` (and one agent per entry of
+    ``more_hosts``); stop them all and drop their queues.
 
-    The agent is installed as a real host would be: the dashboard's public key pinned and a
-    one-time enrollment ``token`` (a fresh one bound to ``host`` when not given).
+    Each agent is installed as a real host would be: the dashboard's public key pinned and a
+    one-time enrollment ``token`` (a fresh one bound to its host when not given); ``agent_env``
+    adds settings to every agent (a short heartbeat, labels).
     """
     if connection.vendor != "postgresql":
         pytest.skip("the ingest worker process needs a database server it can share with the test")
-    if token is None:
-        _row, token = trust.create_token("installer", label="end-to-end test", host_name=host)
+    hosts = {host: models_dir, **(more_hosts or {})}
     ingest_queue = f"ocrdash.ingest.{host}"
     broker = settings.CELERY_BROKER_URL
     base = _clean_env()
-    ingest_log, agent_log = logs_dir / "ingest.log", logs_dir / "agent.log"
+    ingest_log = logs_dir / "ingest.log"
     ingest = start(
         [
             *(sys.executable, "-m", "celery", "-A", "ocrdash", "worker", "--queues", ingest_queue),
@@ -133,27 +168,37 @@ def running_fleet(
         },
         ingest_log,
     )
+    agents: dict[str, Agent] = {}
     try:
-        agent = start(
-            [sys.executable, "-m", "workers", "agent", "--loglevel", "INFO"],
-            {
-                **base,
-                "OCRDASH_BROKER_URL": broker,
-                "OCRDASH_HOST_NAME": host,
-                "OCRDASH_MODELS_DIR": str(models_dir),
-                "OCRDASH_STATE_DIR": str(logs_dir / "state"),
-                "OCRDASH_INGEST_QUEUE": ingest_queue,
-                "OCRDASH_DASHBOARD_PUBLIC_KEY": trust.dashboard_public_key(),
-                "OCRDASH_ENROLLMENT_TOKEN": token,
-            },
-            agent_log,
-        )
-        try:
-            yield Fleet(host, models_dir, ingest_queue, broker, [ingest_log, agent_log])
-        finally:
-            stop(agent)
+        for name, folder in hosts.items():
+            if token is None or name != host:
+                _row, host_token = trust.create_token("installer", label="end-to-end test", host_name=name)
+            else:
+                host_token = token
+            state = logs_dir / "state" if name == host else logs_dir / f"state-{name}"
+            agents[name] = Agent(
+                name,
+                folder,
+                {
+                    **base,
+                    "OCRDASH_BROKER_URL": broker,
+                    "OCRDASH_HOST_NAME": name,
+                    "OCRDASH_MODELS_DIR": str(folder),
+                    "OCRDASH_STATE_DIR": str(state),
+                    "OCRDASH_INGEST_QUEUE": ingest_queue,
+                    "OCRDASH_DASHBOARD_PUBLIC_KEY": trust.dashboard_public_key(),
+                    "OCRDASH_ENROLLMENT_TOKEN": host_token,
+                    **(agent_env or {}),
+                },
+                logs_dir / ("agent.log" if name == host else f"agent-{name}.log"),
+            )
+            agents[name].start()
+        logs = [ingest_log, *(a.log for a in agents.values())]
+        yield Fleet(host, models_dir, ingest_queue, broker, logs, agents)
     finally:
+        for agent in agents.values():
+            agent.stop()
         stop(ingest)
         with Connection(broker) as conn:
-            for queue in (ingest_queue, host_queue(host)):
+            for queue in (ingest_queue, *(host_queue(name) for name in hosts)):
                 conn.SimpleQueue(queue).queue.delete()

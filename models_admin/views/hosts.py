@@ -53,6 +53,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "new_key": host.candidate_key,
             "key_revoked": host.keys.filter(revoked_at__isnull=False).exists(),
             "presence": presence(host),
+            "offline_after_minutes": settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"],
             "files": files,
             "busy": busy,
             "snapshots": snapshots,

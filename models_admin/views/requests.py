@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from .. import history, workflow
+from ..fleet import presence
 from ..forms import DecisionForm, RequestFilterForm, RestoreForm
 from ..models import PruneRequest
 from ..roles import Action
@@ -79,6 +80,7 @@ def detail(request: HttpRequest, request_id) -> HttpResponse:
             and prune.mode == "quarantine"
             and prune.state in RESTORABLE,
             "restores": list(prune.restores.order_by("-created_at")),
+            "waiting": presence.waiting_note(prune, now),
             "nav": "requests",
         },
     )

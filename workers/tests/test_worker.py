@@ -115,8 +115,11 @@ def agent(
                     conn.SimpleQueue(queue).queue.delete()
 
 
-def reports(broker: Broker, running: Running, count: int, request_id: str | None = None) -> list[Any]:
-    """The next ``count`` reports on the ingest queue (for ``request_id``, if given)."""
+def reports(
+    broker: Broker, running: Running, count: int, request_id: str | None = None, *, heartbeats: bool = False
+) -> list[Any]:
+    """The next ``count`` reports on the ingest queue (for ``request_id``, if given; heartbeats
+    only when asked)."""
     found: list[Any] = []
     deadline = time.monotonic() + WAIT
     with Connection(broker.url, transport_options=broker.options) as conn:
@@ -141,6 +144,8 @@ def reports(broker: Broker, running: Running, count: int, request_id: str | None
                     args[0], agent_key, expected_signer=running.host, expected_purpose=INGEST_TASK
                 )
                 report = parse_report(verified.body)
+                if report.kind == "heartbeat" and not heartbeats:
+                    continue  # the agent's presence beats are tested on their own
                 if request_id is None or report.request_id == request_id:
                     found.append(report)
         finally:

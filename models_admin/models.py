@@ -345,6 +345,7 @@ class AuditEvent(models.Model):
         QUARANTINE_PURGED = "quarantine_purged", "Quarantine purged"
         AGENT_ERROR = "agent_error", "Agent error"
         LOGIN_FAILED = "login_failed", "Login failed"
+        LOGIN_LOCKED_OUT = "login_locked_out", "Login locked out"
         SETTINGS_CHANGED = "settings_changed", "Settings changed"
         SNAPSHOTS_COMPACTED = "snapshots_compacted", "Snapshots compacted"
         # Trust (trust.py): a message whose signature, key, host or time did not check out.

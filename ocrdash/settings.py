@@ -1,14 +1,19 @@
 """Settings for ocrdash, read from the environment (see .env.example and the README's table).
 
-The defaults run the demo on a fresh clone: SQLite and a broker in a local folder, so nothing
-but Python is needed. Production sets DATABASE_URL (PostgreSQL), CELERY_BROKER_URL (Redis),
-DJANGO_SECRET_KEY, DJANGO_DEBUG=false and DJANGO_ALLOWED_HOSTS.
+They fail closed: DEBUG is off unless DJANGO_DEBUG=true, a missing or placeholder
+DJANGO_SECRET_KEY stops every process at start, and outside DEBUG the transport settings
+(HTTPS redirect, HSTS, secure cookies) are on unless switched off one by one. The demo
+(scripts/demo.py) and the tests (settings_test.py) set what they need explicitly. Without a
+DATABASE_URL or CELERY_BROKER_URL the dashboard uses an SQLite file and a broker folder.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+from csp.constants import NONE, SELF
+
+from .secret_key import checked_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -17,14 +22,28 @@ env = environ.Env()
 # A .env file beside manage.py is read if present (production puts real values there).
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is false")
-    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = checked_secret_key(env.str("DJANGO_SECRET_KEY", default=""))
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# ---------------------------------------------------------------- HTTPS (manage.py check --deploy)
+# Behind a TLS proxy, name the header it sets to "https" (X-Forwarded-Proto): only then can
+# Django tell an HTTPS request from a plain one. The proxy must overwrite a client's own copy.
+_proxy_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="").strip()
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+# How many proxies in front add themselves to X-Forwarded-For: the client's address (for
+# login lockouts) is then read from that header; 0 trusts only the connection's address,
+# since a header a client can write itself would let a guesser pose as any address.
+TRUSTED_PROXY_COUNT = env.int("DJANGO_TRUSTED_PROXY_COUNT", default=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -39,11 +58,14 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "django_celery_beat",
+    "axes",
+    "csp",
     "models_admin",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Serves static files in production without a separate web server.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -54,7 +76,29 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Every page needs a login; the few public ones (login itself) are listed in the view.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# ---------------------------------------------------------------- Content-Security-Policy
+# Scripts only from our own static files (no inline <script>, no inline handlers, no eval):
+# an injected string can then never run. Inline style *attributes* stay allowed: they cannot
+# run code, and the templates size a few bars and inputs with them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 ROOT_URLCONF = "ocrdash.urls"
 WSGI_APPLICATION = "ocrdash.wsgi.application"
@@ -97,6 +141,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out user name or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login lockout (django-axes): after this many failures a user name is locked, and so is an
+# address, each on its own, for the lockout time; a success resets the count. Attempts made
+# while locked are not recorded, so a guesser cannot keep the lock (or the rows) growing.
+AXES_FAILURE_LIMIT = env.int("OCRDASH_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("OCRDASH_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_SENSITIVE_PARAMETERS = ["password", "csrfmiddlewaretoken"]
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
+)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "ocrdash-fleet"
 LOGOUT_REDIRECT_URL = "login"
@@ -120,20 +183,29 @@ STORAGES = {
     },
 }
 
-SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Throttles (the API's, per user and per address) count in this cache: give several web
+# processes one Redis (OCRDASH_CACHE_URL=redis://...) or each counts on its own.
+_cache_url = env.str("OCRDASH_CACHE_URL", default="")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+        if _cache_url
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("OCRDASH_LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes logs every login at INFO; its warnings (failures, lockouts) stay.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "models_admin.api.throttling.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -141,6 +213,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "models_admin.api.errors.exception_handler",
+    # Per signed-in user (token or session) and per address for anonymous callers; a caller
+    # over the rate gets 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("OCRDASH_API_ANON_RATE", default="30/minute"),
+        "user": env.str("OCRDASH_API_USER_RATE", default="600/minute"),
+    },
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 
 # ---------------------------------------------------------------- Celery

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import secrets
 import sys
 import time
 from datetime import timedelta
@@ -249,6 +250,9 @@ def main() -> None:
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrdash.settings")
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost")
+    # The settings refuse to start without a real key; the test client speaks plain HTTP.
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
     import django
 
     django.setup()

@@ -33,6 +33,7 @@ import io
 import logging
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -255,8 +256,33 @@ class Supervisor:
 # ---------------------------------------------------------------- the dashboard side
 
 
+def private_file(path: Path) -> Path:
+    """Make ``path`` (if missing) and leave it 0600: the demo's database and secrets are nobody else's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    path.chmod(0o600)
+    return path
+
+
+def demo_secret_key(var: Path) -> str:
+    """The demo's own DJANGO_SECRET_KEY, made once per demo folder (0600) and reused by reruns.
+
+    The settings refuse to start without a real key; a random one per folder keeps the demo's
+    sessions valid across reruns without a key anybody else knows.
+    """
+    path = var / "keys" / "django-secret-key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    private_file(path)
+    key = path.read_text().strip()
+    if not key:
+        key = secrets.token_urlsafe(50)
+        path.write_text(key + "\n")
+    return key
+
+
 def base_env(var: Path) -> dict[str, str]:
-    """Environment shared by every process: one database, one broker."""
+    """Environment shared by every process: one database, one broker, one secret key."""
     env = dict(os.environ)
     broker = os.environ.get("CELERY_BROKER_URL", "").strip() or "filesystem://"
     env.update(
@@ -269,7 +295,10 @@ def base_env(var: Path) -> dict[str, str]:
             # One key for web, ingest, beat and this runner: an order signed by any of them
             # must verify against the one public key the agents pinned.
             "OCRDASH_SIGNING_KEY_FILE": str(var / "keys" / "dashboard.key"),
+            # The demo is a development server on 127.0.0.1 over plain HTTP: asked for here,
+            # never a default (the settings fail closed without it).
             "DJANGO_DEBUG": "true",
+            "DJANGO_SECRET_KEY": demo_secret_key(var),
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
         }
@@ -285,9 +314,10 @@ def setup_django(env: dict[str, str]) -> None:
         "CELERY_BROKER_URL",
         "OCRDASH_BROKER_FOLDER",
         "OCRDASH_SIGNING_KEY_FILE",
+        "DJANGO_SECRET_KEY",
+        "DJANGO_DEBUG",
     ):
         os.environ[key] = env[key]
-    os.environ["DJANGO_DEBUG"] = "true"
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import django
@@ -513,6 +543,7 @@ def start_processes(
             "DATABASE_URL",
             "DJANGO_SETTINGS_MODULE",
             "DJANGO_DEBUG",
+            "DJANGO_SECRET_KEY",
             "OCRDASH_SIGNING_KEY_FILE",
             "OCRDASH_ENROLLMENT_TOKEN",
         ):
@@ -562,6 +593,8 @@ def run(args: argparse.Namespace) -> int:
     for host in HOSTS:
         seed_host(var, host)
     env = base_env(var)
+    # SQLite gives its -wal and -shm files the database file's mode: 0600 for all three.
+    private_file(var / "ocrdash.sqlite3")
     names = [h.name for h in HOSTS]
     sup = Supervisor(var / "logs")
     code = 0

@@ -6,6 +6,8 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from models_admin.roles import Action, can
 
+from .throttling import AddressThrottle
+
 
 class RolePermission(BasePermission):
     """Reads need Action.VIEW; a write needs the view's ``action`` (required on every write view).
@@ -17,6 +19,9 @@ class RolePermission(BasePermission):
     message = "your role does not allow this"
 
     def has_permission(self, request, view) -> bool:
+        if not request.user.is_authenticated:
+            # DRF's throttles would run only after this refusal: count anonymous calls here.
+            AddressThrottle().refuse_if_over(request, view)
         if request.method in SAFE_METHODS:
             needed = Action.VIEW
         else:

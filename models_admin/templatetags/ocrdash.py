@@ -177,3 +177,14 @@ def timedelta_days(value) -> str:
 def signed_size(value: int) -> str:
     sign = "+" if value >= 0 else "\N{MINUS SIGN}"
     return f"{sign}{filesizeformat(abs(value))}"
+
+
+@register.filter
+def duration_words(value) -> str:
+    """A timedelta as "15 minutes" / "2 hours" (the login lockout page)."""
+    seconds = int(value.total_seconds()) if hasattr(value, "total_seconds") else int(value or 0)
+    if seconds % 3600 == 0 and seconds >= 3600:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 
@@ -14,6 +13,7 @@ from django.utils import timezone
 from ..forms import AuditFilter
 from ..models import AuditEvent, ReceivedReport
 from ..roles import Action
+from ..security.spreadsheet import csv_lines
 from . import require
 
 CSV_COLUMNS = ["at", "actor", "action", "host", "object_type", "object_id", "details"]
@@ -36,29 +36,21 @@ def index(request: HttpRequest) -> HttpResponse:
     )
 
 
-class _Echo:
-    """csv.writer wants a file; this one hands each line back to the streaming response."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv_rows(events) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(CSV_COLUMNS)
     # iterator(): an export of years of history must not load it all into memory.
-    for e in events.iterator(chunk_size=2000):
-        yield writer.writerow(
-            [
-                e.at.isoformat(),
-                e.actor,
-                e.action,
-                e.host,
-                e.object_type,
-                e.object_id,
-                json.dumps(e.details, sort_keys=True),
-            ]
-        )
+    rows = (
+        [
+            e.at.isoformat(),
+            e.actor,
+            e.action,
+            e.host,
+            e.object_type,
+            e.object_id,
+            json.dumps(e.details, sort_keys=True),
+        ]
+        for e in events.iterator(chunk_size=2000)
+    )
+    return csv_lines(CSV_COLUMNS, rows)
 
 
 def export_csv(request: HttpRequest) -> StreamingHttpResponse:

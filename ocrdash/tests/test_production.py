@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -61,3 +63,54 @@ def test_collectstatic_with_debug_off_fills_a_fresh_folder(tmp_path):
     css = (target / manifest["models_admin/vendor/bootstrap/bootstrap.min.css"]).read_text()
     hashed_map = Path(manifest["models_admin/vendor/bootstrap/bootstrap.min.css.map"]).name
     assert f"sourceMappingURL={hashed_map}" in css
+
+
+def _env_example_key() -> str:
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.startswith("DJANGO_SECRET_KEY="):
+            return line.partition("=")[2].strip()
+    raise AssertionError(".env.example sets no DJANGO_SECRET_KEY")
+
+
+def _settings(env: dict[str, str], expression: str) -> subprocess.CompletedProcess[str]:
+    code = f"import django; django.setup(); from django.conf import settings; print({expression})"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_debug_is_off_unless_asked_for():
+    env = production_env()
+    del env["DJANGO_DEBUG"]
+    done = _settings(env, "settings.DEBUG, settings.SECURE_SSL_REDIRECT, settings.SESSION_COOKIE_SECURE")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True", "True"]
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (None, "is not set"),
+        ("", "is not set"),
+        ("placeholder", "placeholder"),
+        ("insecure-development-key-do-not-use-in-production", "placeholder"),
+        ("short-but-random-9f8e7d6c", "too short"),
+        ("a" * 60, "too short or too simple"),
+    ],
+)
+@pytest.mark.parametrize("debug", ["false", "true"])
+def test_a_missing_placeholder_or_short_secret_key_refuses_to_start(key, problem, debug):
+    env = production_env(DJANGO_DEBUG=debug)
+    if key is None:
+        del env["DJANGO_SECRET_KEY"]
+    else:
+        env["DJANGO_SECRET_KEY"] = _env_example_key() if key == "placeholder" else key
+    done = manage("check", env=env, timeout=120)
+    assert done.returncode != 0
+    message = done.stderr.strip().splitlines()[-1]
+    assert "DJANGO_SECRET_KEY" in message and problem in message, message
+
+
+def test_a_real_secret_key_starts():
+    done = manage("check", env=production_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -1,0 +1,2 @@
+"""Defences that belong to no one feature: login lockout audit, spreadsheet-safe CSV, bounded
+query parameters."""

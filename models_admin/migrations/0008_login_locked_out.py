@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('models_admin', '0006_host_key_candidate'),
+        ('models_admin', '0007_presence_and_labels'),
     ]
 
     operations = [

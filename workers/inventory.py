@@ -21,7 +21,7 @@ from workers import __version__
 from workers.aspose_backend import AsposeSession, ModelDirNotFound, aspose_version
 from workers.hashing import HashCache, HashStats
 from workers.prune import QUARANTINE_DIR
-from workers.schema import FileEntry, HostFacts, InventoryReport, ModelDirState
+from workers.schema import FileEntry, HostFacts, InventoryReport, ModelDirState, wire_path
 from workers.state import StateDB
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -63,6 +63,8 @@ class _Progress:
 
 
 def _walk(dir_fd: int, prefix: str, cache: HashCache, files: list[FileEntry], problems: list[str]) -> None:
+    # Names are os's str form (undecodable bytes as surrogateescape); what leaves the walk is
+    # the schema's wire form, which carries any byte name losslessly.
     with os.scandir(dir_fd) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
@@ -75,18 +77,20 @@ def _walk(dir_fd: int, prefix: str, cache: HashCache, files: list[FileEntry], pr
             continue  # removed while we walked
         if stat.S_ISLNK(st.st_mode):
             files.append(
-                FileEntry(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=None, is_symlink=True)
+                FileEntry(
+                    path=wire_path(rel), size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=None, is_symlink=True
+                )
             )
         elif stat.S_ISDIR(st.st_mode):
             try:
                 sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
             except OSError as exc:
-                problems.append(f"{rel}: {exc.strerror}")
+                problems.append(f"{wire_path(rel)}: {exc.strerror}")
                 continue
             try:
                 _walk(sub, f"{rel}/", cache, files, problems)
             except OSError as exc:
-                problems.append(f"{rel}: {exc.strerror}")
+                problems.append(f"{wire_path(rel)}: {exc.strerror}")
             finally:
                 os.close(sub)
         elif stat.S_ISREG(st.st_mode):
@@ -100,7 +104,7 @@ def _file_entry(
     try:
         fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
-        problems.append(f"{rel}: {exc.strerror}")
+        problems.append(f"{wire_path(rel)}: {exc.strerror}")
     else:
         try:
             fst = os.fstat(fd)
@@ -108,10 +112,10 @@ def _file_entry(
                 st = fst  # describe the file we hashed, not the directory entry seen a moment ago
                 sha256 = cache.sha256_fd(fd)
         except OSError as exc:
-            problems.append(f"{rel}: {exc.strerror}")
+            problems.append(f"{wire_path(rel)}: {exc.strerror}")
         finally:
             os.close(fd)
-    return FileEntry(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256)
+    return FileEntry(path=wire_path(rel), size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=sha256)
 
 
 def _mark_known(files: list[FileEntry], known: set[str]) -> list[FileEntry]:
@@ -134,24 +138,24 @@ def scan(session: AsposeSession, db: StateDB, *, progress: ProgressCallback | No
     try:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
-        state, error = ModelDirState.MISSING, f"model folder does not exist: {root}"
+        state, error = ModelDirState.MISSING, f"model folder does not exist: {wire_path(str(root))}"
     except OSError as exc:
-        state, error = ModelDirState.UNREADABLE, f"model folder cannot be opened: {root}: {exc.strerror}"
+        state, error = ModelDirState.UNREADABLE, f"model folder cannot be opened: {wire_path(str(root))}: {exc.strerror}"
     else:
         bar = _Progress(progress, desc="hashing models")
         cache.progress = bar
         try:
             _walk(root_fd, "", cache, files, problems)
         except OSError as exc:
-            state, error = ModelDirState.UNREADABLE, f"model folder cannot be read: {root}: {exc.strerror}"
+            state, error = ModelDirState.UNREADABLE, f"model folder cannot be read: {wire_path(str(root))}: {exc.strerror}"
         finally:
             bar.close()
             os.close(root_fd)
     if state is ModelDirState.OK:
         try:
-            files = _mark_known(files, set(session.list_local()))
+            files = _mark_known(files, {wire_path(k) for k in session.list_local()})
         except ModelDirNotFound:
-            state, error = ModelDirState.MISSING, f"model folder vanished during the scan: {root}"
+            state, error = ModelDirState.MISSING, f"model folder vanished during the scan: {wire_path(str(root))}"
         if problems:
             error = "; ".join(problems)[:2000]
     return Scan(facts=host_facts(root, state, error), files=files, stats=cache.stats, problems=problems)
@@ -164,7 +168,7 @@ def host_facts(root: Path, state: ModelDirState, error: str = "") -> HostFacts:
         total, free = usage.total, usage.free
     return HostFacts(
         hostname=socket.gethostname(),
-        model_dir=str(root),
+        model_dir=wire_path(str(root)),
         model_dir_state=state,
         model_dir_error=error,
         disk_total=total,

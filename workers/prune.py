@@ -31,7 +31,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from workers.hashing import HashCache
-from workers.schema import FileIdentity, ItemOutcome, Outcome, PruneMode
+from workers.schema import FileIdentity, ItemOutcome, Outcome, PruneMode, fs_path, wire_path
 from workers.state import StateDB
 
 QUARANTINE_DIR = ".ocrdash-quarantine"
@@ -62,8 +62,16 @@ def check_request_id(request_id: str) -> str:
     return request_id
 
 
-def split_relpath(path: str) -> list[str]:
-    """The components of a path from an order, or _Stop(REFUSED) for anything but a plain relative path."""
+def split_relpath(wire: str) -> list[str]:
+    """The components of a path from an order, or _Stop(REFUSED) for anything but a plain relative path.
+
+    ``wire`` is the schema's wire form; the components are os's str form of the real byte
+    names (surrogateescape), ready for ``os`` calls relative to a directory descriptor.
+    """
+    try:
+        path = fs_path(wire)
+    except ValueError as exc:
+        raise _refuse(f"path {exc}") from None
     if "\x00" in path:
         raise _refuse("path contains a NUL byte")
     if path.startswith("/"):
@@ -85,10 +93,10 @@ def _open_dir(name: str, dir_fd: int) -> int:
     try:
         return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
-        raise _Stop(Outcome.SKIPPED_MISSING, f"folder {name!r} does not exist") from None
+        raise _Stop(Outcome.SKIPPED_MISSING, f"folder '{wire_path(name)}' does not exist") from None
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise _refuse(f"{name!r} on the path is a symlink or not a folder") from None
+            raise _refuse(f"'{wire_path(name)}' on the path is a symlink or not a folder") from None
         raise
 
 
@@ -105,7 +113,7 @@ def _dir_chain(root_fd: int, parts: Iterable[str], *, create: bool = False) -> I
             fd = _open_dir(name, fd)
             stack.callback(os.close, fd)
             if os.fstat(fd).st_dev != root_st.st_dev:
-                raise _refuse(f"folder {name!r} is on another file system")
+                raise _refuse(f"folder '{wire_path(name)}' is on another file system")
         yield fd
 
 
@@ -351,7 +359,7 @@ def _quarantined_files(dir_fd: int, prefix: str = "") -> list[str]:
                 finally:
                     os.close(sub)
             else:
-                found.append(f"{prefix}{entry.name}")
+                found.append(wire_path(f"{prefix}{entry.name}"))
     return found
 
 

@@ -8,18 +8,31 @@ JSON (``model_dump(mode="json")``), so no pickled object ever reaches a worker.
 Why pydantic: every field gets checked on arrival with a readable reason ("files.3.size:
 Input should be greater than or equal to 0"), which the dashboard stores and shows for a
 rejected report instead of crashing a worker.
+
+Version 2 (file names are bytes): a Linux file name is any bytes but ``/`` and NUL, not
+text, so a path crosses the broker in its *wire form*: the name decoded as UTF-8, with every
+byte that is not part of valid UTF-8, every control character (U+0000-U+001F, U+007F) and the
+backslash itself written as an escape (``\\xNN`` for a byte, ``\\\\`` for a backslash).
+``caf\\xe9_model.bin`` is the Latin-1 ``café_model.bin`` of an old zip file. The form is
+lossless (``path_bytes`` gives the exact name back), injective (one name, one wire form: a
+non-canonical escape is refused), readable on a page as it is, and it is plain Unicode that
+JSON, PostgreSQL text and sqlite hold without surprises. Hostile input is refused with a
+reason naming the field: lone surrogates, NUL, non-finite numbers, integers outside int64,
+and paths that are absolute, contain ``.`` or ``..`` components or end in ``/``.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Queues and task names: sent by name, so neither side imports the other's task code.
 INGEST_QUEUE = "ocrdash.ingest"
@@ -50,11 +63,123 @@ MAX_LABELS = 32
 
 HostName = Annotated[str, Field(pattern=HOST_NAME_PATTERN)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
-# Relative POSIX path inside the model root. Its safety (no "..", not absolute, no symlink
-# on the way) is decided on the host by workers.prune, the one place that opens it; the
-# schema only bounds its size so a report cannot carry megabytes of path.
-RelPath = Annotated[str, Field(min_length=1, max_length=4096)]
-NonNegative = Annotated[int, Field(ge=0)]
+# PostgreSQL's bigint, sqlite's INTEGER and every JSON reader we care about stop here.
+INT64_MAX = 2**63 - 1
+NonNegative = Annotated[int, Field(ge=0, le=INT64_MAX)]
+# The longest path Linux opens (PATH_MAX), in bytes of the real name.
+MAX_PATH_BYTES = 4096
+
+# ---------------------------------------------------------------- file names (wire form)
+
+# Characters the wire form never holds literally: controls, backslash (both escaped) and the
+# surrogates that Python's surrogateescape uses for undecodable bytes.
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")
+_ESCAPE_TOKEN = re.compile(r"\\(?:x([0-9a-f]{2})|(\\))")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    # A surrogate here is an undecodable byte carried by surrogateescape (U+DC80-U+DCFF).
+    return f"\\x{code - 0xDC00 if code >= 0xDC80 else code:02x}"
+
+
+def wire_path(name: str | bytes) -> str:
+    """The wire form of a file name or path: from the raw bytes, or from a str as ``os`` gives it.
+
+    A str is taken as Python's file system form (undecodable bytes as surrogateescape
+    surrogates), which is what ``os.scandir``/``os.fwalk`` return for str arguments.
+    """
+    text = os.fsdecode(name) if isinstance(name, bytes) else name
+    if not _NEEDS_ESCAPE.search(text):
+        return text
+    if isinstance(name, str):
+        # Through the bytes, so that the wire form depends on the name alone; a surrogate
+        # that surrogateescape did not make (only hostile text has one) goes as its 3 bytes.
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogatepass")
+        text = raw.decode("utf-8", "surrogateescape")
+    return _NEEDS_ESCAPE.sub(_escape_char, text)
+
+
+def path_bytes(wire: str) -> bytes:
+    """The exact bytes of the name behind a wire form; ValueError for a malformed one."""
+    if "\\" not in wire:
+        if _NEEDS_ESCAPE.search(wire):
+            raise ValueError("holds a control character or a lone surrogate; escape it as \\xNN")
+        return wire.encode("utf-8")
+    out = bytearray()
+    pos = 0
+    for match in _ESCAPE_TOKEN.finditer(wire):
+        chunk = wire[pos : match.start()]
+        if "\\" in chunk:
+            raise ValueError("holds a backslash that is not an escape (write \\\\ or \\xNN)")
+        out += chunk.encode("utf-8", "strict")
+        out += bytes([int(match.group(1), 16)]) if match.group(1) else b"\\"
+        pos = match.end()
+    rest = wire[pos:]
+    if "\\" in rest:
+        raise ValueError("holds a backslash that is not an escape (write \\\\ or \\xNN)")
+    out += rest.encode("utf-8", "strict")
+    raw = bytes(out)
+    if wire_path(raw) != wire:
+        raise ValueError("is not in canonical wire form (escape only what must be escaped)")
+    return raw
+
+
+def fs_path(wire: str) -> str:
+    """The str that ``os`` functions take for the name behind a wire form (surrogateescape)."""
+    return os.fsdecode(path_bytes(wire))
+
+
+def _check_relpath(wire: str) -> str:
+    try:
+        raw = path_bytes(wire)
+    except UnicodeEncodeError:
+        raise ValueError("holds a lone surrogate (not valid Unicode)") from None
+    if len(raw) > MAX_PATH_BYTES:
+        raise ValueError(f"is longer than {MAX_PATH_BYTES} bytes")
+    if b"\x00" in raw:
+        raise ValueError("holds a NUL byte")
+    if raw.startswith(b"/"):
+        raise ValueError("is absolute; a path is relative to the model folder")
+    parts = raw.split(b"/")
+    if b".." in parts:
+        raise ValueError("holds a '..' component")
+    if raw.endswith(b"/"):
+        raise ValueError("ends in '/'; a path names a file")
+    if b"" in parts or b"." in parts:
+        raise ValueError("is not in normal form (an empty or '.' component)")
+    return wire
+
+
+def _check_text(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("holds a NUL character")
+    return text
+
+
+# Relative POSIX path inside the model root, in wire form: checked here to be plain (relative,
+# no '..', no empty component, no NUL), and checked again on the host by workers.prune, the one
+# place that opens it component by component without following symlinks.
+RelPath = Annotated[str, Field(min_length=1, max_length=4 * MAX_PATH_BYTES), AfterValidator(_check_relpath)]
+
+
+# Text fields refuse NUL (PostgreSQL text cannot hold it) and are bounded; pydantic itself
+# refuses lone surrogates.
+_NO_NUL = AfterValidator(_check_text)
+Id = Annotated[str, Field(min_length=1, max_length=64), _NO_NUL]
+Short = Annotated[str, Field(max_length=64), _NO_NUL]
+Name = Annotated[str, Field(max_length=255), _NO_NUL]
+Detail = Annotated[str, Field(max_length=2000), _NO_NUL]
+Reason = Annotated[str, Field(max_length=4000), _NO_NUL]
+Key = Annotated[str, Field(min_length=1, max_length=200), _NO_NUL]
+DirPath = Annotated[str, Field(max_length=4 * MAX_PATH_BYTES), _NO_NUL]
+
 
 
 def host_queue(host: str) -> str:
@@ -70,11 +195,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class _Message(BaseModel):
-    # Unknown fields are an error, not silently dropped: a typo in a producer must show up.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# Unknown fields are an error, not silently dropped: a typo in a producer must show up.
+# NaN and infinities have no JSON form and no place in a size or a retention.
+_STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+
+class _Message(BaseModel):
+    model_config = _STRICT
+
+    schema_version: Literal[2] = SCHEMA_VERSION
     host: HostName
     sent_at: datetime = Field(default_factory=utcnow)
 
@@ -88,7 +217,7 @@ class _Message(BaseModel):
 class FileIdentity(BaseModel):
     """A file as the approver saw it. The agent acts only if the file on disk still matches."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     path: RelPath
     size: NonNegative
@@ -102,7 +231,7 @@ class PruneMode(StrEnum):
 
 
 class _Order(_Message):
-    request_id: Annotated[str, Field(min_length=1, max_length=64)]
+    request_id: Id
     # Orders carry their own deadline besides the broker expiry: a host that comes back
     # after a week must not act on a week of stale orders, whatever the transport did.
     expires_at: datetime | None = None
@@ -126,13 +255,13 @@ class RestoreOrder(_Order):
     """Move back what ``prune_request_id`` quarantined (all of it, or the listed paths)."""
 
     kind: Literal["restore"] = "restore"
-    prune_request_id: Annotated[str, Field(min_length=1, max_length=64)]
+    prune_request_id: Id
     paths: list[RelPath] | None = None
 
 
 class PurgeOrder(_Order):
     kind: Literal["purge"] = "purge"
-    retention_days: Annotated[float, Field(ge=0)] = 7
+    retention_days: Annotated[float, Field(ge=0, le=100_000)] = 7
 
 
 class MaintainOrder(_Order):
@@ -171,7 +300,7 @@ class ModelDirState(StrEnum):
 class FileEntry(BaseModel):
     """One file under the model root, as the walk found it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     path: RelPath
     size: NonNegative
@@ -183,16 +312,17 @@ class FileEntry(BaseModel):
 
 
 class HostFacts(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
-    hostname: str = Field(max_length=255)
-    model_dir: str = Field(max_length=4096)
+    hostname: Name
+    # Absolute, in the same wire form as a path (the folder's name may not be UTF-8 either).
+    model_dir: DirPath
     model_dir_state: ModelDirState
-    model_dir_error: str = Field(default="", max_length=2000)
+    model_dir_error: Detail = ""
     disk_total: NonNegative | None = None
     disk_free: NonNegative | None = None
-    aspose_version: str = Field(default="", max_length=64)
-    agent_version: str = Field(default="", max_length=64)
+    aspose_version: Short = ""
+    agent_version: Short = ""
 
 
 class Outcome(StrEnum):
@@ -213,19 +343,19 @@ SUCCESS_OUTCOMES = frozenset({Outcome.QUARANTINED, Outcome.DELETED, Outcome.REST
 
 
 class ItemOutcome(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
     path: RelPath
     outcome: Outcome
-    detail: str = Field(default="", max_length=2000)
+    detail: Detail = ""
     bytes_reclaimed: NonNegative = 0
 
 
 class _Report(_Message):
-    report_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(default_factory=new_id)
-    agent_version: str = Field(default="", max_length=64)
+    report_id: Id = Field(default_factory=new_id)
+    agent_version: Short = ""
     # The order this report answers, if any.
-    request_id: Annotated[str, Field(max_length=64)] | None = None
+    request_id: Short | None = None
 
 
 class Enrollment(BaseModel):
@@ -235,10 +365,10 @@ class Enrollment(BaseModel):
     the report id (see ``workers.signing.enrollment_proof``), so it enrolls nothing else.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _STRICT
 
-    public_key: str = Field(min_length=1, max_length=200)
-    proof: str = Field(min_length=1, max_length=200)
+    public_key: Key
+    proof: Key
 
 
 class InventoryReport(_Report):
@@ -252,20 +382,20 @@ class InventoryReport(_Report):
 class PruneReport(_Report):
     kind: Literal["prune"] = "prune"
     mode: PruneMode
-    outcomes: list[ItemOutcome]
+    outcomes: Annotated[list[ItemOutcome], Field(max_length=100_000)]
     freed: bool
 
 
 class RestoreReport(_Report):
     kind: Literal["restore"] = "restore"
-    prune_request_id: str
-    outcomes: list[ItemOutcome]
+    prune_request_id: Id
+    outcomes: Annotated[list[ItemOutcome], Field(max_length=100_000)]
     freed: bool
 
 
 class PurgeReport(_Report):
     kind: Literal["purge"] = "purge"
-    purged_requests: list[str]
+    purged_requests: Annotated[list[Id], Field(max_length=100_000)]
     bytes_purged: NonNegative
     freed: bool
 
@@ -305,8 +435,8 @@ class ErrorReport(_Report):
     """An order the agent could not carry out (malformed, expired, crashed)."""
 
     kind: Literal["error"] = "error"
-    task: str = Field(max_length=200)
-    reason: str = Field(max_length=4000)
+    task: Annotated[str, Field(max_length=200), _NO_NUL]
+    reason: Reason
 
 
 Report = Annotated[
@@ -320,11 +450,22 @@ class SchemaError(ValueError):
     """A message that does not match the schema; ``str()`` is a reason fit to show a person."""
 
 
+# pydantic's wording for these says what failed, not why it matters.
+_MESSAGES = {
+    "string_unicode": "holds a lone surrogate (not valid Unicode)",
+    "finite_number": "must be a finite number (NaN and infinities are refused)",
+}
+
+
 def _explain(exc: ValidationError) -> str:
     parts = []
-    for err in exc.errors()[:5]:
+    for err in exc.errors(include_url=False, include_input=False)[:5]:
         loc = ".".join(str(p) for p in err["loc"]) or "message"
-        parts.append(f"{loc}: {err['msg']}")
+        msg = _MESSAGES.get(err["type"], err["msg"])
+        if err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        # A field name of an unknown key is the sender's text: show it escaped, bounded.
+        parts.append(f"{wire_path(loc)[:200]}: {msg}")
     more = exc.error_count() - 5
     if more > 0:
         parts.append(f"and {more} more")
@@ -335,12 +476,19 @@ def _parse(adapter: TypeAdapter[Any], data: Any, what: str) -> Any:
     if not isinstance(data, dict):
         raise SchemaError(f"{what} must be a JSON object, got {type(data).__name__}")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise SchemaError(f"unsupported schema_version {version!r} (this side speaks {SCHEMA_VERSION})")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        shown = repr(version)[:40] if isinstance(version, int | float | str | None) else type(version).__name__
+        raise SchemaError(
+            f"unsupported schema_version {wire_path(shown)} (this side speaks {SCHEMA_VERSION}); "
+            "update the older side"
+        )
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
         raise SchemaError(_explain(exc)) from None
+    except (RecursionError, ValueError, TypeError) as exc:
+        # Never a traceback for hostile input: nesting too deep, or a value pydantic chokes on.
+        raise SchemaError(f"{what} cannot be read: {type(exc).__name__}") from None
 
 
 def parse_order(

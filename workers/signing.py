@@ -104,28 +104,49 @@ class KeyFileError(SignatureError):
 # ---------------------------------------------------------------- canonical form
 
 
-def _check_json(value: Any, where: str) -> None:
+# Deeper than any message we send; a hostile message nested deeper is refused, not recursed.
+_MAX_DEPTH = 32
+
+
+def _is_utf8(text: str) -> bool:
+    # A lone surrogate has no UTF-8 form: the canonical bytes could not be built.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_json(value: Any, where: str, depth: int = 0) -> None:
     # json.dumps would quietly turn an int key into a string (so {1: a} and {"1": a} would
     # share a signature) and would reject a datetime only deep in the encoder; refuse both
     # here with the path to the bad value, so a producer bug is found at once.
-    if value is None or isinstance(value, bool | str | int):
+    if depth > _MAX_DEPTH:
+        raise TypeError(f"{where[:200]}: nested more than {_MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        if not value.isascii() and not _is_utf8(value):
+            raise TypeError(f"{where[:200]}: a string holds a lone surrogate (not valid Unicode)")
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise TypeError(f"{where}: {value!r} has no JSON form")
+            raise TypeError(f"{where[:200]}: {value!r} has no JSON form")
         return
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check_json(item, f"{where}.{i}")
+            _check_json(item, f"{where}.{i}", depth + 1)
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise TypeError(f"{where}: key {key!r} is not a string")
-            _check_json(item, f"{where}.{key}")
+                raise TypeError(f"{where[:200]}: key {key!r:.100} is not a string")
+            if not key.isascii() and not _is_utf8(key):
+                raise TypeError(f"{where[:200]}: a key holds a lone surrogate (not valid Unicode)")
+            _check_json(item, f"{where}.{key[:100]}", depth + 1)
         return
     raise TypeError(
-        f"{where}: {type(value).__name__} is not JSON; sign the dict that crosses the broker "
+        f"{where[:200]}: {type(value).__name__} is not JSON; sign the dict that crosses the broker "
         "(model_dump(mode='json')), where datetimes are already ISO strings"
     )
 
@@ -376,8 +397,10 @@ def verify(
     body = {k: v for k, v in message.items() if k != SIGNATURE_FIELD}
     try:
         signed = _signed_input(body, signer=sig["signer"], purpose=sig["purpose"], nonce=sig["nonce"])
-    except TypeError as exc:
-        raise SignatureError(f"not a JSON message: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        # Hostile input (a lone surrogate, NaN, a 5,000-digit integer, deep nesting) is a
+        # rejection with a reason, never an exception out of verify().
+        raise SignatureError(f"not a JSON message: {str(exc)[:300]!r}") from None
     try:
         public_key.verify(value, signed)
     except InvalidSignature:

@@ -37,7 +37,7 @@ def test_audit_filters_by_host_actor_action_and_time(client_for, viewer):
 def test_rejected_reports_are_listed_with_their_reason(client_for, viewer, make_host):
     make_host("ocr-9")
     ingest_report(signed_report({"schema_version": 7, "host": "ocr-9", "kind": "free", "report_id": "r-1"}))
-    ingest_report({"schema_version": 1, "host": "ocr-9", "kind": "free", "report_id": "r-2"})
+    ingest_report({"schema_version": 2, "host": "ocr-9", "kind": "free", "report_id": "r-2"})
 
     rows = client_for(viewer).get("/api/reports/rejected/").json()["results"]
 

@@ -156,7 +156,7 @@ def test_a_duplicate_report_id_changes_nothing(make_host):
     ("payload", "reason"),
     [
         ({"schema_version": 99, "host": "ocr-1", "kind": "free", "report_id": "r-99"}, "unsupported"),
-        ({"schema_version": 1, "host": "ocr-1", "kind": "free", "report_id": "r-x"}, "freed"),
+        ({"schema_version": 2, "host": "ocr-1", "kind": "free", "report_id": "r-x"}, "freed"),
     ],
 )
 def test_it_rejects_malformed_signed_reports_with_a_reason(make_host, payload, reason):

@@ -112,7 +112,7 @@ def test_prune_and_restore_are_followed_by_a_fresh_inventory(agent: Agent, model
     "payload, reason",
     [
         ({"schema_version": 99, "host": HOST, "request_id": "x", "kind": "free"}, "schema_version"),
-        ({"schema_version": 1, "host": HOST, "request_id": "x", "kind": "free", "items": []}, "malformed"),
+        ({"schema_version": 2, "host": HOST, "request_id": "x", "kind": "free", "items": []}, "malformed"),
         (FreeOrder(host="someone-else", request_id="x").to_json(), "someone-else"),
         (FreeOrder(host=HOST, request_id="x").to_json() | {"kind": "inventory"}, "signed for"),
     ],
@@ -175,7 +175,7 @@ def test_missing_model_folder_is_reported_not_raised(
 ) -> None:
     [report] = Agent(config(tmp_path / "gone", state_dir, dashboard_key)).handle(
         AgentTask.INVENTORY,
-        signed({"schema_version": 1, "host": HOST, "request_id": "i", "kind": "inventory"}),
+        signed({"schema_version": 2, "host": HOST, "request_id": "i", "kind": "inventory"}),
     )
     assert isinstance(report, InventoryReport)
     assert report.facts.model_dir_state == "missing"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from workers.hashing import HashCache
-from workers.prune import QUARANTINE_DIR, Pruner, purge, restore
+from workers.prune import QUARANTINE_DIR, Pruner, _Stop, purge, restore, split_relpath
 from workers.schema import FileIdentity, Outcome, PruneMode
 from workers.state import StateDB
 from workers.tests.conftest import write
@@ -66,8 +66,12 @@ def test_delete_mode_unlinks(models_dir: Path, pruner: Pruner) -> None:
 @pytest.mark.parametrize("path", ["/etc/passwd", "../outside.bin", "a/../../outside.bin", "./x", "a//b"])
 def test_traversal_and_absolute_paths_are_refused(models_dir: Path, pruner: Pruner, path: str) -> None:
     outside = write(models_dir.parent / "outside.bin", b"x")
-    result = one(pruner, fake_identity(path))
-    assert result.outcome is Outcome.REFUSED
+    # The schema refuses such a path on arrival; the pruner refuses it again on its own.
+    with pytest.raises(ValueError):
+        fake_identity(path)
+    with pytest.raises(_Stop) as stop:
+        split_relpath(path)
+    assert stop.value.outcome is Outcome.REFUSED
     assert outside.exists()
 
 
@@ -186,7 +190,7 @@ def test_file_held_open_by_another_process_is_skipped(models_dir: Path, pruner: 
 def test_rerun_reports_the_same_and_touches_nothing(models_dir: Path, db: StateDB) -> None:
     write(models_dir / "a.bin", b"a")
     write(models_dir / "b.bin", b"b")
-    items = [identity(models_dir, "a.bin"), identity(models_dir, "b.bin"), fake_identity("../x")]
+    items = [identity(models_dir, "a.bin"), identity(models_dir, "b.bin"), fake_identity(f"{QUARANTINE_DIR}/x")]
     first = Pruner(models_dir, db).prune("req", items, PruneMode.DELETE)
     assert [r.outcome for r in first] == [Outcome.DELETED, Outcome.DELETED, Outcome.REFUSED]
     # A new file with the same name and identity appears: the recorded request must not delete it.
@@ -220,8 +224,8 @@ def test_restore_puts_files_back_and_never_overwrites(models_dir: Path, db: Stat
     assert (models_dir / QUARANTINE_DIR / "p1" / "b.bin").read_bytes() == b"b"
     # Same restore request again: same outcomes, nothing moved.
     assert {o.path: o.outcome for o in restore(models_dir, db, "rs1", "p1")} == outcomes
-    assert restore(models_dir, db, "rs2", "p1", ["nope.bin", "../x"])[0].outcome is Outcome.SKIPPED_MISSING
-    assert restore(models_dir, db, "rs2", "p1", ["nope.bin", "../x"])[1].outcome is Outcome.REFUSED
+    assert restore(models_dir, db, "rs2", "p1", ["nope.bin", f"{QUARANTINE_DIR}/x"])[0].outcome is Outcome.SKIPPED_MISSING
+    assert restore(models_dir, db, "rs2", "p1", ["nope.bin", f"{QUARANTINE_DIR}/x"])[1].outcome is Outcome.REFUSED
 
 
 def test_purge_respects_retention(models_dir: Path, db: StateDB, pruner: Pruner, tmp_path: Path) -> None:

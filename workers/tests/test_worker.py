@@ -216,7 +216,7 @@ def test_malformed_order_is_reported_not_retried(
         AgentTask.PRUNE.value,
         args=[
             sign_order(
-                {"schema_version": 1, "host": agent.host, "request_id": "bad-1", "kind": "prune"},
+                {"schema_version": 2, "host": agent.host, "request_id": "bad-1", "kind": "prune"},
                 dashboard_key,
             )
         ],

@@ -28,13 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -225,12 +226,12 @@ def refuse(data: Any, refusal: Refused, report: AnyReport | None = None) -> Inge
         kind = _short_str(fields.get("kind"), 32)
     if refusal.security:
         host_name = refusal.host or host_name
-        reason = f"security: {refusal.reason}"
+        reason = storable(f"security: {refusal.reason}")
         log.warning(
             "refused report %s claiming host %s: %s", report_id or "?", host_name or "?", refusal.reason
         )
     else:
-        reason = refusal.reason
+        reason = storable(refusal.reason)
         log.warning("rejected report %s from %s: %s", report_id, host_name or "?", reason)
     try:
         with transaction.atomic():
@@ -240,11 +241,11 @@ def refuse(data: Any, refusal: Refused, report: AnyReport | None = None) -> Inge
                     Action.SECURITY_REJECTED,
                     host=host_name[:128],
                     obj=row,
-                    reason=refusal.reason[:500],
+                    reason=storable(refusal.reason)[:500],
                     claimed_host=host_name,
                     claimed_report_id=report_id or "",
                     kind=kind,
-                    signer=trust.claimed_signer(data),
+                    signer=storable(trust.claimed_signer(data)),
                     fingerprint=refusal.fingerprint,
                 )
             else:
@@ -271,15 +272,22 @@ def reject(data: Any, reason: str) -> IngestResult:
 def _store_rejected(
     data: Any, report_id: str | None, host_name: str, kind: str, reason: str
 ) -> ReceivedReport:
-    return ReceivedReport.objects.create(
-        report_id=report_id,
-        host_name=host_name,
-        host=Host.objects.filter(name=host_name).first() if host_name else None,
-        kind=kind,
-        status=ReceivedReport.Status.REJECTED,
-        reason=reason[:4000],
-        payload=bounded_payload(data),
-    )
+    fields = {
+        "report_id": report_id,
+        "host_name": host_name,
+        "host": Host.objects.filter(name=host_name).first() if host_name else None,
+        "kind": kind,
+        "status": ReceivedReport.Status.REJECTED,
+        "reason": reason[:4000],
+    }
+    try:
+        with transaction.atomic():
+            return ReceivedReport.objects.create(**fields, payload=bounded_payload(data))
+    except DataError:
+        # bounded_payload escapes all we know PostgreSQL refuses; should anything else slip
+        # through, the rejection is still kept, with the payload's repr instead of its JSON.
+        payload = {"unstorable": storable(repr(data))[:MAX_STORED_PAYLOAD_CHARS]}
+        return ReceivedReport.objects.create(**fields, payload=payload)
 
 
 # ---------------------------------------------------------------- rejected payloads
@@ -288,8 +296,9 @@ def _store_rejected(
 def bounded_payload(data: Any) -> Any:
     """A JSON-storable, size-bounded copy of a payload for a rejected report.
 
-    Lists are cut to their first items and long strings shortened; NUL characters are dropped
-    because PostgreSQL's jsonb cannot hold them (a hostile payload must not crash the store).
+    Lists are cut to their first items and long strings shortened; what PostgreSQL's jsonb
+    cannot hold (NUL, lone surrogates, NaN and infinities) is written as visible escapes, so
+    a hostile payload is kept and shown instead of crashing the store.
     """
     trimmed = _trim(trust.redacted(data), depth=0)
     text = json.dumps(trimmed, default=str)
@@ -311,13 +320,23 @@ def _trim(value: Any, depth: int) -> Any:
     if isinstance(value, str):
         value = _clean(value)
         return value if len(value) <= _MAX_STRING_CHARS else value[:_MAX_STRING_CHARS] + "…"
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     return _clean(repr(value))[:_MAX_STRING_CHARS]
 
 
-def _clean(text: str) -> str:
-    return text.replace("\x00", "")
+def storable(text: str) -> str:
+    """``text`` as PostgreSQL text and jsonb hold it: NUL and lone surrogates as visible escapes."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_clean = storable
 
 
 def _short_str(value: Any, limit: int) -> str:

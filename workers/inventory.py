@@ -78,7 +78,11 @@ def _walk(dir_fd: int, prefix: str, cache: HashCache, files: list[FileEntry], pr
         if stat.S_ISLNK(st.st_mode):
             files.append(
                 FileEntry(
-                    path=wire_path(rel), size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=None, is_symlink=True
+                    path=wire_path(rel),
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    sha256=None,
+                    is_symlink=True,
                 )
             )
         elif stat.S_ISDIR(st.st_mode):
@@ -140,14 +144,20 @@ def scan(session: AsposeSession, db: StateDB, *, progress: ProgressCallback | No
     except FileNotFoundError:
         state, error = ModelDirState.MISSING, f"model folder does not exist: {wire_path(str(root))}"
     except OSError as exc:
-        state, error = ModelDirState.UNREADABLE, f"model folder cannot be opened: {wire_path(str(root))}: {exc.strerror}"
+        state, error = (
+            ModelDirState.UNREADABLE,
+            f"model folder cannot be opened: {wire_path(str(root))}: {exc.strerror}",
+        )
     else:
         bar = _Progress(progress, desc="hashing models")
         cache.progress = bar
         try:
             _walk(root_fd, "", cache, files, problems)
         except OSError as exc:
-            state, error = ModelDirState.UNREADABLE, f"model folder cannot be read: {wire_path(str(root))}: {exc.strerror}"
+            state, error = (
+                ModelDirState.UNREADABLE,
+                f"model folder cannot be read: {wire_path(str(root))}: {exc.strerror}",
+            )
         finally:
             bar.close()
             os.close(root_fd)
@@ -155,7 +165,10 @@ def scan(session: AsposeSession, db: StateDB, *, progress: ProgressCallback | No
         try:
             files = _mark_known(files, {wire_path(k) for k in session.list_local()})
         except ModelDirNotFound:
-            state, error = ModelDirState.MISSING, f"model folder vanished during the scan: {wire_path(str(root))}"
+            state, error = (
+                ModelDirState.MISSING,
+                f"model folder vanished during the scan: {wire_path(str(root))}",
+            )
         if problems:
             error = "; ".join(problems)[:2000]
     return Scan(facts=host_facts(root, state, error), files=files, stats=cache.stats, problems=problems)

@@ -181,7 +181,6 @@ Key = Annotated[str, Field(min_length=1, max_length=200), _NO_NUL]
 DirPath = Annotated[str, Field(max_length=4 * MAX_PATH_BYTES), _NO_NUL]
 
 
-
 def host_queue(host: str) -> str:
     """The queue a host's agent consumes."""
     return f"{HOST_QUEUE_PREFIX}{host}"
@@ -477,7 +476,9 @@ def _parse(adapter: TypeAdapter[Any], data: Any, what: str) -> Any:
         raise SchemaError(f"{what} must be a JSON object, got {type(data).__name__}")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION or isinstance(version, bool):
-        shown = repr(version)[:40] if isinstance(version, int | float | str | None) else type(version).__name__
+        shown = (
+            repr(version)[:40] if isinstance(version, int | float | str | None) else type(version).__name__
+        )
         raise SchemaError(
             f"unsupported schema_version {wire_path(shown)} (this side speaks {SCHEMA_VERSION}); "
             "update the older side"

@@ -6,6 +6,7 @@ How the worker processes share this test's database and queues: see ``processes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,3 +95,71 @@ def test_report_propose_approve_prune_and_report_back(loop: Fleet, operator, app
     ]:
         assert expected in trail, expected
     assert (A.REQUEST_APPROVED, approver2.username) not in trail
+
+
+LATIN1_NAME = b"caf\xe9_model.bin"  # "café_model.bin" as an old zip file wrote it: not UTF-8
+
+
+@pytest.fixture
+def byte_loop(tmp_path: Path) -> Iterator[Fleet]:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "en_ocr_v1.gguf").write_bytes(b"english model v1")
+    with open(bytes(models) + b"/" + LATIN1_NAME, "wb") as fh:
+        fh.write(b"latin-1 named model")
+    with running_fleet(unique_host_name("bytes"), models, tmp_path) as fleet:
+        yield fleet
+
+
+def test_a_file_name_that_is_not_utf8_is_inventoried_pruned_and_restored(
+    byte_loop: Fleet, operator, approver
+):
+    """Case 4: a non-UTF-8 name once froze the host's inventory and failed every prune of it."""
+    name, models, wait_for = byte_loop.host, byte_loop.models_dir, byte_loop.wait_for
+    raw_path = bytes(models) + b"/" + LATIN1_NAME
+    host = wait_for(
+        "the first inventory",
+        lambda: Host.objects.filter(name=name, current_snapshot__isnull=False).first(),
+    )
+    # Readable on the page, lossless underneath.
+    assert set(host.current_snapshot.files.values_list("path", flat=True)) == {
+        "en_ocr_v1.gguf",
+        "caf\\xe9_model.bin",
+    }
+    host = workflow.accept_host(host, approver)
+    files = list(host.current_snapshot.files.filter(path="caf\\xe9_model.bin"))
+    request = workflow.propose(host=host, files=files, reason="old zip leftovers", user=operator)
+    workflow.approve(request.id, approver, "ok")
+    request = wait_for(
+        "the prune to finish",
+        lambda: PruneRequest.objects.filter(id=request.id, finished_at__isnull=False).first(),
+    )
+    assert request.state == PruneRequest.State.COMPLETED, list(request.items.values("outcome", "detail"))
+    assert request.items.get().outcome == "quarantined"
+    quarantined = bytes(models) + f"/{QUARANTINE_DIR}/{request.id.hex}/".encode() + LATIN1_NAME
+    assert not os.path.exists(raw_path)
+    with open(quarantined, "rb") as fh:
+        assert fh.read() == b"latin-1 named model"
+
+    restore = workflow.propose_restore(prune_request=request, user=operator, reason="needed after all")
+    workflow.approve(restore.id, approver, "ok")
+    restore = wait_for(
+        "the restore to finish",
+        lambda: PruneRequest.objects.filter(id=restore.id, finished_at__isnull=False).first(),
+    )
+    assert restore.state == PruneRequest.State.COMPLETED, list(restore.items.values("outcome", "detail"))
+    with open(raw_path, "rb") as fh:
+        assert fh.read() == b"latin-1 named model"
+    host = wait_for(
+        "the inventory after the restore",
+        lambda: (
+            Host.objects.filter(
+                name=name,
+                current_snapshot__files__path="caf\\xe9_model.bin",
+                current_snapshot__report_id__gt="",
+            )
+            .exclude(current_snapshot=host.current_snapshot)
+            .first()
+        ),
+    )
+    assert host.last_error == ""

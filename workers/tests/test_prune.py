@@ -190,7 +190,11 @@ def test_file_held_open_by_another_process_is_skipped(models_dir: Path, pruner: 
 def test_rerun_reports_the_same_and_touches_nothing(models_dir: Path, db: StateDB) -> None:
     write(models_dir / "a.bin", b"a")
     write(models_dir / "b.bin", b"b")
-    items = [identity(models_dir, "a.bin"), identity(models_dir, "b.bin"), fake_identity(f"{QUARANTINE_DIR}/x")]
+    items = [
+        identity(models_dir, "a.bin"),
+        identity(models_dir, "b.bin"),
+        fake_identity(f"{QUARANTINE_DIR}/x"),
+    ]
     first = Pruner(models_dir, db).prune("req", items, PruneMode.DELETE)
     assert [r.outcome for r in first] == [Outcome.DELETED, Outcome.DELETED, Outcome.REFUSED]
     # A new file with the same name and identity appears: the recorded request must not delete it.
@@ -224,8 +228,14 @@ def test_restore_puts_files_back_and_never_overwrites(models_dir: Path, db: Stat
     assert (models_dir / QUARANTINE_DIR / "p1" / "b.bin").read_bytes() == b"b"
     # Same restore request again: same outcomes, nothing moved.
     assert {o.path: o.outcome for o in restore(models_dir, db, "rs1", "p1")} == outcomes
-    assert restore(models_dir, db, "rs2", "p1", ["nope.bin", f"{QUARANTINE_DIR}/x"])[0].outcome is Outcome.SKIPPED_MISSING
-    assert restore(models_dir, db, "rs2", "p1", ["nope.bin", f"{QUARANTINE_DIR}/x"])[1].outcome is Outcome.REFUSED
+    assert (
+        restore(models_dir, db, "rs2", "p1", ["nope.bin", f"{QUARANTINE_DIR}/x"])[0].outcome
+        is Outcome.SKIPPED_MISSING
+    )
+    assert (
+        restore(models_dir, db, "rs2", "p1", ["nope.bin", f"{QUARANTINE_DIR}/x"])[1].outcome
+        is Outcome.REFUSED
+    )
 
 
 def test_purge_respects_retention(models_dir: Path, db: StateDB, pruner: Pruner, tmp_path: Path) -> None:

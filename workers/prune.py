@@ -31,7 +31,15 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 from workers.hashing import HashCache
-from workers.schema import FileIdentity, ItemOutcome, Outcome, PruneMode, fs_path, wire_path
+from workers.schema import (
+    FileIdentity,
+    ItemOutcome,
+    Outcome,
+    PruneMode,
+    PurgedRequest,
+    fs_path,
+    wire_path,
+)
 from workers.state import StateDB
 
 QUARANTINE_DIR = ".ocrdash-quarantine"
@@ -419,53 +427,71 @@ def _restore_one(root_fd: int, prune_request_id: str, path: str) -> tuple[Outcom
 # ---------------------------------------------------------------- purge
 
 
-def _tree_bytes(dir_fd: int) -> int:
-    total = 0
+def _tree_size(dir_fd: int) -> tuple[int, int]:
+    """(bytes, files) of the regular files under ``dir_fd``, never following a symlink."""
+    total = count = 0
     with os.scandir(dir_fd) as it:
         for entry in it:
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
                 try:
-                    total += _tree_bytes(sub)
+                    size, files = _tree_size(sub)
                 finally:
                     os.close(sub)
+                total, count = total + size, count + files
             elif stat.S_ISREG(st.st_mode):
-                total += st.st_size
-    return total
+                total, count = total + st.st_size, count + 1
+    return total, count
 
 
-def purge(root: Path, db: StateDB, retention_days: float, now: float | None = None) -> tuple[list[str], int]:
-    """Delete quarantine folders older than the retention; returns (request ids, bytes freed).
+def purge_requests(
+    root: Path,
+    db: StateDB,
+    retention_days: float,
+    now: float | None = None,
+    only: Iterable[str] | None = None,
+) -> list[PurgedRequest]:
+    """Delete quarantine folders older than the retention (or exactly the ``only`` ones).
 
     The age of a request's quarantine is when its first item was recorded; without a record
-    (another agent's state folder), the folder's mtime.
+    (another agent's state folder), the folder's mtime. ``only`` is an approver's early
+    purge: those folders go whatever their age, and no other does.
     """
     now = time.time() if now is None else now
-    purged: list[str] = []
-    freed = 0
+    wanted = None if only is None else {check_request_id(rid) for rid in only}
+    purged: list[PurgedRequest] = []
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
             with _dir_chain(root_fd, [QUARANTINE_DIR]) as base_fd:
                 for name in sorted(os.listdir(base_fd)):
+                    if wanted is not None and name not in wanted:
+                        continue
                     st = os.stat(name, dir_fd=base_fd, follow_symlinks=False)
                     if not stat.S_ISDIR(st.st_mode):
                         continue
                     since = db.request_time("prune", name) or st.st_mtime
-                    if now - since < retention_days * 86400:
+                    if wanted is None and now - since < retention_days * 86400:
                         continue
                     sub = os.open(name, _DIR_FLAGS, dir_fd=base_fd)
                     try:
-                        size = _tree_bytes(sub)
+                        size, files = _tree_size(sub)
                     finally:
                         os.close(sub)
                     # rmtree with dir_fd works through descriptors and does not follow symlinks.
                     shutil.rmtree(name, dir_fd=base_fd)
-                    purged.append(name)
-                    freed += size
+                    purged.append(
+                        PurgedRequest(request_id=wire_path(name)[:64], bytes_purged=size, files=files)
+                    )
         except _Stop:  # no quarantine folder (or it is a symlink): nothing of ours to purge
-            return [], 0
+            return []
     finally:
         os.close(root_fd)
-    return purged, freed
+    return purged
+
+
+def purge(root: Path, db: StateDB, retention_days: float, now: float | None = None) -> tuple[list[str], int]:
+    """``purge_requests`` by retention only, as (request ids, bytes freed)."""
+    done = purge_requests(root, db, retention_days, now=now)
+    return [p.request_id for p in done], sum(p.bytes_purged for p in done)

@@ -27,7 +27,7 @@ from workers import __version__
 from workers.aspose_backend import AsposeSession
 from workers.config import AgentConfig
 from workers.inventory import inventory_report, scan
-from workers.prune import Pruner, purge, restore
+from workers.prune import Pruner, purge_requests, restore
 from workers.reporting import AnyReport, send_report
 from workers.schema import (
     ORDER_TASKS,
@@ -173,8 +173,18 @@ class Agent:
             ]
         if isinstance(order, PurgeOrder):
             with self.session() as session:
-                purged, size = purge(session.get_local_path(), self.db, order.retention_days)
-            return [PurgeReport(**common, purged_requests=purged, bytes_purged=size, freed=session.freed)]
+                done = purge_requests(
+                    session.get_local_path(), self.db, order.retention_days, only=order.prune_request_ids
+                )
+            return [
+                PurgeReport(
+                    **common,
+                    purged_requests=[p.request_id for p in done],
+                    bytes_purged=sum(p.bytes_purged for p in done),
+                    purged=done,
+                    freed=session.freed,
+                )
+            ]
         if isinstance(order, MaintainOrder):
             return self.maintain(order)
         raise TypeError(f"no handler for {type(order).__name__}")

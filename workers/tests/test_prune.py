@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from workers.hashing import HashCache
-from workers.prune import QUARANTINE_DIR, Pruner, _Stop, purge, restore, split_relpath
+from workers.prune import QUARANTINE_DIR, Pruner, _Stop, purge, purge_requests, restore, split_relpath
 from workers.schema import FileIdentity, Outcome, PruneMode
 from workers.state import StateDB
 from workers.tests.conftest import write
@@ -249,6 +249,26 @@ def test_purge_respects_retention(models_dir: Path, db: StateDB, pruner: Pruner,
     assert purged == (["p1"], 4)
     assert not (models_dir / QUARANTINE_DIR / "p1").exists()
     assert outside.exists()
+
+
+def test_an_early_purge_removes_exactly_the_named_requests(
+    models_dir: Path, db: StateDB, pruner: Pruner
+) -> None:
+    write(models_dir / "a.bin", b"aaaa")
+    with open(bytes(models_dir) + b"/caf\xe9.bin", "wb") as fh:
+        fh.write(b"latin")
+    write(models_dir / "b.bin", b"bb")
+    pruner.prune("p1", [identity(models_dir, "a.bin")], PruneMode.QUARANTINE)
+    st = os.lstat(bytes(models_dir) + b"/caf\xe9.bin")
+    latin = FileIdentity(
+        path="caf\\xe9.bin", size=5, mtime_ns=st.st_mtime_ns, sha256=hashlib.sha256(b"latin").hexdigest()
+    )
+    assert one(pruner, latin, rid="p2").outcome is Outcome.QUARANTINED
+    pruner.prune("p3", [identity(models_dir, "b.bin")], PruneMode.QUARANTINE)
+    done = purge_requests(models_dir, db, retention_days=7, only=["p2", "p3", "never-was"])
+    assert [(p.request_id, p.bytes_purged, p.files) for p in done] == [("p2", 5, 1), ("p3", 2, 1)]
+    assert (models_dir / QUARANTINE_DIR / "p1" / "a.bin").exists()
+    assert not (models_dir / QUARANTINE_DIR / "p2").exists()
 
 
 def test_rescan_for_prune_uses_hash_cache(models_dir: Path, db: StateDB) -> None:

@@ -127,6 +127,7 @@ def sort_header(context, field: str, label: str, numeric: bool = False) -> str:
     request = context["request"]
     current = context.get("sort") or "name"
     query = request.GET.copy()
+    query.pop("page", None)  # a new order starts on its first page
     query["sort"] = f"-{field}" if current == field else field
     arrow = " ▲" if current == field else " ▼" if current == f"-{field}" else ""
     return format_html(

@@ -28,6 +28,9 @@ def test_it_lists_hosts_with_totals_and_pending_counts(client_for, viewer, opera
         "bytes": 9_000,
         "pending": 1,
         "pending_hosts": 0,
+        "errors": 0,
+        "offline": 0,
+        "low_disk": 0,
     }
 
 
@@ -146,3 +149,65 @@ def test_it_asks_the_same_number_of_queries_for_2_or_20_hosts(
     assert len(response.context["hosts"]) == 20
     with django_assert_num_queries(len(few_rows)):
         client.get(reverse("ocrdash-fleet-rows"))
+
+
+def test_hosts_that_need_attention_come_first(client_for, viewer, make_host):
+    make_host("a-fine")
+    broken = make_host("b-error")
+    Host.objects.filter(pk=broken.pk).update(last_error="inventory: permission denied")
+    silent = make_host("c-offline")
+    Host.objects.filter(pk=silent.pk).update(last_seen=timezone.now() - timedelta(days=2))
+    full = make_host("d-full")
+    Host.objects.filter(pk=full.pk).update(disk_total=1000, disk_free=50)
+    make_host("e-pending", status=Host.Status.PENDING)
+    make_host("f-fine")
+    beating = make_host("c-beats-missed")  # three 30-s beats missed: offline long before the silence limit
+    Host.objects.filter(pk=beating.pk).update(
+        heartbeat_seconds=30, last_seen=timezone.now() - timedelta(minutes=2)
+    )
+    alive = make_host("g-beating")
+    Host.objects.filter(pk=alive.pk).update(
+        heartbeat_seconds=30, last_seen=timezone.now() - timedelta(seconds=20)
+    )
+
+    response = client_for(viewer).get(reverse("ocrdash-fleet"))
+
+    assert [h.name for h in response.context["hosts"]] == [
+        "b-error", "c-beats-missed", "c-offline", "d-full", "e-pending", "a-fine", "f-fine", "g-beating"
+    ]  # fmt: skip
+    totals = response.context["totals"]
+    assert (totals["errors"], totals["offline"], totals["low_disk"], totals["pending_hosts"]) == (1, 2, 1, 1)
+    assert "Hosts that need someone come first" in response.content.decode()
+
+
+def test_it_pages_the_fleet_and_the_poller_sends_one_page(client_for, viewer, make_host):
+    from models_admin.views.fleet import PAGE_SIZE
+
+    for i in range(PAGE_SIZE + 5):
+        Host.objects.create(name=f"ocr-{i:03d}", status=Host.Status.ACTIVE, last_seen=timezone.now())
+    client = client_for(viewer)
+
+    first = client.get(reverse("ocrdash-fleet"))
+    second = client.get(reverse("ocrdash-fleet"), {"page": 2})
+    rows = client.get(reverse("ocrdash-fleet-rows"), {"page": 2})
+
+    assert len(first.context["hosts"]) == PAGE_SIZE
+    assert [h.name for h in second.context["hosts"]] == [
+        f"ocr-{i:03d}" for i in range(PAGE_SIZE, PAGE_SIZE + 5)
+    ]
+    assert first.context["totals"]["hosts"] == PAGE_SIZE + 5
+    assert "Page 1 of 2" in first.content.decode() and "Next" in first.content.decode()
+    tbody = rows.json()["tbody"]
+    assert tbody.count("<tr") == 5 and "ocr-000" not in tbody
+
+
+def test_the_fleet_page_costs_the_same_queries_at_any_size(client_for, viewer, make_host):
+    client = client_for(viewer)
+    make_host("ocr-1")
+    with CaptureQueriesContext(connection) as small:
+        client.get(reverse("ocrdash-fleet"))
+    for i in range(120):
+        Host.objects.create(name=f"more-{i:03d}", status=Host.Status.ACTIVE, last_seen=timezone.now())
+    with CaptureQueriesContext(connection) as large:
+        client.get(reverse("ocrdash-fleet"))
+    assert len(large) == len(small)

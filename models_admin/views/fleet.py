@@ -1,9 +1,28 @@
-"""Fleet overview: every host at a glance, kept fresh by polling a fragment endpoint."""
+"""Fleet overview: every host at a glance, a page at a time, problems first, kept fresh by
+polling a fragment endpoint for the page on screen."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.core.paginator import Paginator
+from django.db.models import (
+    Case,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -14,6 +33,11 @@ from ..models import Host, PruneRequest
 from ..roles import Action
 from . import require
 
+# Rows per page: the page and its 10-second poller cost the same at 3 hosts and at 10,000.
+PAGE_SIZE = 50
+# Disk this full (percent used) is a problem worth listing first; the bar turns red here too.
+LOW_DISK_USED_PERCENT = 90
+
 SORTS = {
     "name": "name",
     "size": "total_bytes",
@@ -22,52 +46,99 @@ SORTS = {
     "models": "file_count",
     "pending": "pending_count",
 }
+# The default order: hosts that need someone first, in this order, then by name.
+ATTENTION = ("error", "offline", "low disk", "waiting for approval")
 
 
-def fleet_hosts(form: FleetFilterForm) -> tuple[QuerySet[Host], str]:
-    """Hosts for the overview, filtered and sorted; one query however many hosts (the
-    pending counts are annotated, never asked per row)."""
-    data = form.cleaned_data if form.is_valid() else {}
-    hosts = Host.objects.annotate(
-        pending_count=Count("prune_requests", filter=Q(prune_requests__state=PruneRequest.State.PROPOSED))
+def _problems(now) -> dict[str, Q]:
+    """What makes a host need attention, as conditions the database evaluates."""
+    # Host.offline_after in SQL: three missed beats for a host that heartbeats, the configured
+    # silence for one that does not.
+    silence = timedelta(minutes=settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"])
+    beats = ExpressionWrapper(
+        F("heartbeat_seconds") * timedelta(seconds=Host.MISSED_BEATS_OFFLINE), output_field=DurationField()
     )
+    offline = Q(heartbeat_seconds__isnull=True, last_seen__lt=now - silence) | Q(
+        heartbeat_seconds__isnull=False, last_seen__lt=Value(now) - beats
+    )
+    return {
+        "error": ~Q(last_error="") | Q(model_dir_state__in=[Host.DirState.MISSING, Host.DirState.UNREADABLE]),
+        "offline": offline,
+        "low disk": Q(disk_total__gt=0, disk_free__lt=F("disk_total") * (100 - LOW_DISK_USED_PERCENT) / 100),
+        "waiting for approval": Q(status=Host.Status.PENDING) | Q(pending_count__gt=0),
+    }
+
+
+def fleet_hosts(form: FleetFilterForm, now=None) -> tuple[QuerySet[Host], str]:
+    """Hosts for the overview, filtered and sorted in the database; one query however many
+    hosts (the pending counts are a correlated subquery, never asked per row)."""
+    now = now or timezone.now()
+    data = form.cleaned_data if form.is_valid() else {}
+    pending = (
+        PruneRequest.objects.filter(host=OuterRef("pk"), state=PruneRequest.State.PROPOSED)
+        .order_by()
+        .values("host")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    hosts = Host.objects.annotate(pending_count=Coalesce(Subquery(pending), 0))
     if not data.get("retired"):
         hosts = hosts.exclude(status=Host.Status.RETIRED)
     if data.get("q"):
         hosts = hosts.filter(name__icontains=data["q"])
     if data.get("status"):
         hosts = hosts.filter(status=data["status"])
+    problems = _problems(now)
     if data.get("errors"):
-        hosts = hosts.filter(
-            ~Q(last_error="") | Q(model_dir_state__in=[Host.DirState.MISSING, Host.DirState.UNREADABLE])
-        )
+        hosts = hosts.filter(problems["error"])
     if data.get("min_size") is not None:
         hosts = hosts.filter(total_bytes__gte=data["min_size"])
-    sort = data.get("sort") or "name"
-    field = SORTS.get(sort.lstrip("-"), "name")
+    sort = data.get("sort") or ""
+    if sort.lstrip("-") not in SORTS:
+        rank = Case(
+            *(When(condition, then=Value(i)) for i, condition in enumerate(problems.values())),
+            default=Value(len(problems)),
+            output_field=IntegerField(),
+        )
+        return hosts.annotate(attention=rank).order_by("attention", "name"), "attention"
+    field = SORTS[sort.lstrip("-")]
     descending = sort.startswith("-")
     # Hosts that never reported have no last_seen / free: they sort last either way.
     expression = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
     return hosts.order_by(expression, "name"), sort
 
 
-def _context(request: HttpRequest) -> dict:
-    form = FleetFilterForm(request.GET)
-    hosts, sort = fleet_hosts(form)
-    hosts = list(hosts)
-    now = timezone.now()
-    for host in hosts:
-        host.presence = presence(host, now)
+def fleet_totals(now=None) -> dict[str, int]:
+    """The cards above the table, from two aggregate queries (never from the listed rows)."""
+    problems = _problems(now or timezone.now())
     totals = Host.objects.exclude(status=Host.Status.RETIRED).aggregate(
-        hosts=Count("id"), files=Sum("file_count"), bytes=Sum("total_bytes")
+        hosts=Count("id"),
+        files=Coalesce(Sum("file_count"), 0),
+        bytes=Coalesce(Sum("total_bytes"), 0),
+        pending_hosts=Count("id", filter=Q(status=Host.Status.PENDING)),
+        errors=Count("id", filter=problems["error"]),
+        offline=Count("id", filter=problems["offline"]),
+        low_disk=Count("id", filter=problems["low disk"]),
     )
     totals["pending"] = PruneRequest.objects.filter(state=PruneRequest.State.PROPOSED).count()
-    totals["pending_hosts"] = sum(1 for h in hosts if h.status == Host.Status.PENDING)
+    return totals
+
+
+def _context(request: HttpRequest) -> dict:
+    form = FleetFilterForm(request.GET)
+    now = timezone.now()
+    hosts, sort = fleet_hosts(form, now)
+    page = Paginator(hosts, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    for host in rows:
+        host.presence = presence(host, now)
     return {
         "form": form,
-        "hosts": hosts,
+        "hosts": rows,
+        "page": page,
         "sort": sort,
-        "totals": totals,
+        "attention": ATTENTION,
+        "totals": fleet_totals(now),
         "filtered": bool(form.is_valid() and any(v for k, v in form.cleaned_data.items() if k != "sort")),
         "offline_after": settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"],
         "missing_after_hours": settings.OCRDASH["HOST_MISSING_AFTER_MINUTES"] / 60,
@@ -85,7 +156,8 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 def rows(request: HttpRequest) -> JsonResponse:
-    """The overview's <tbody> and totals, rendered, for the page's poller (same filters)."""
+    """The overview's <tbody> and totals, rendered, for the page's poller: the same filters
+    and the same page, so a refresh costs one page of rows whatever the fleet's size."""
     require(request, Action.VIEW)
     context = _context(request)
     return JsonResponse(

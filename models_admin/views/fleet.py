@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import (
     Case,
     Count,
@@ -55,8 +56,10 @@ def _problems(now) -> dict[str, Q]:
     # Host.offline_after in SQL: three missed beats for a host that heartbeats, the configured
     # silence for one that does not.
     silence = timedelta(minutes=settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"])
+    # A duration is an interval on PostgreSQL and a count of microseconds on SQLite (the demo).
+    per_second = timedelta(seconds=1) if connection.features.has_native_duration_field else 1_000_000
     beats = ExpressionWrapper(
-        F("heartbeat_seconds") * timedelta(seconds=Host.MISSED_BEATS_OFFLINE), output_field=DurationField()
+        F("heartbeat_seconds") * Host.MISSED_BEATS_OFFLINE * Value(per_second), output_field=DurationField()
     )
     offline = Q(heartbeat_seconds__isnull=True, last_seen__lt=now - silence) | Q(
         heartbeat_seconds__isnull=False, last_seen__lt=Value(now) - beats

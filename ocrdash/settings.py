@@ -210,7 +210,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "models_admin.api.pagination.CappedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "models_admin.api.errors.exception_handler",
     # Per signed-in user (token or session) and per address for anonymous callers; a caller
@@ -273,6 +273,8 @@ OCRDASH = {
     "STALE_PREFIX": env.str("OCRDASH_STALE_PREFIX", default="old_"),
     # A report sent further than this from the dashboard's clock (either way) is refused.
     "MAX_CLOCK_SKEW_SECONDS": env.float("OCRDASH_MAX_CLOCK_SKEW_SECONDS", default=300),
+    # The most rows one API page returns, whatever ?limit= asks.
+    "API_MAX_PAGE_SIZE": env.int("OCRDASH_API_MAX_PAGE_SIZE", default=500),
     # How long a new enrollment token stays usable.
     "ENROLLMENT_TOKEN_HOURS": env.float("OCRDASH_ENROLLMENT_TOKEN_HOURS", default=24),
 }

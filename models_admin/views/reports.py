@@ -9,7 +9,14 @@ from datetime import date, timedelta
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -18,6 +25,7 @@ from .. import reports, schedules
 from ..compaction import Retention
 from ..models import Host
 from ..roles import Action, can
+from ..security.params import validate_report_date
 from ..security.spreadsheet import csv_lines
 from . import require
 
@@ -32,8 +40,8 @@ DELETIONS_PAGE = 100
 class RangeForm(forms.Form):
     """Date range and hosts, shared by the reports page and the deletions audit."""
 
-    start = forms.DateField(required=False, label="From")
-    end = forms.DateField(required=False, label="To")
+    start = forms.DateField(required=False, label="From", validators=[validate_report_date])
+    end = forms.DateField(required=False, label="To", validators=[validate_report_date])
     host = forms.MultipleChoiceField(required=False, label="Hosts")
 
     def __init__(self, *args, **kwargs) -> None:
@@ -74,6 +82,15 @@ def _presets() -> list[dict]:
         {"label": "This quarter", "start": quarter_start, "end": today},
         {"label": "1 year", "start": today - timedelta(days=364), "end": today},
     ]
+
+
+def _status(form: forms.Form) -> int:
+    """400 for a query the page could not use (it shows why, with the default range)."""
+    return 400 if form.is_bound and not form.is_valid() else 200
+
+
+def _query_errors(form: forms.Form) -> str:
+    return "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
 
 
 def _range(form: RangeForm) -> tuple[date, date, list[str]]:
@@ -141,6 +158,7 @@ def index(request: HttpRequest) -> HttpResponse:
             "chart_data": chart_data,
             "nav": "reports",
         },
+        status=_status(form),
     )
 
 
@@ -183,6 +201,7 @@ def deletions(request: HttpRequest) -> HttpResponse:
             "query": query.urlencode(),
             "nav": "reports",
         },
+        status=_status(form),
     )
 
 
@@ -199,7 +218,10 @@ def deletions_export(request: HttpRequest, fmt: str) -> HttpResponse:
     require(request, Action.VIEW)
     if fmt not in ("csv", "json"):
         raise Http404("export as csv or json")
-    _, f = _deletion_filter(request)
+    form, f = _deletion_filter(request)
+    if _status(form) == 400:
+        # A file named for a range that is not the one asked for would mislead: refuse.
+        return HttpResponseBadRequest(_query_errors(form), content_type="text/plain; charset=utf-8")
     qs = reports.deletions(f)
     stamp = f"{f.start:%Y%m%d}-{f.end:%Y%m%d}"
     if fmt == "csv":

@@ -146,6 +146,15 @@ def test_make_demo_shows_three_hosts_and_stops_cleanly(tmp_path):
         assert "Model folder missing" in page
         assert "ocr-west-1: the operator proposed pruning its old_ models" in demo.output
         assert len(processes_mentioning(str(var))) >= 6  # web, ingest, beat, three agents
+        # Nobody else on the machine reads the demo's database, its keys or its tokens.
+        secrets_made = [
+            var / "ocrdash.sqlite3",
+            var / "keys" / "django-secret-key",
+            var / "keys" / "dashboard.key",
+        ]
+        secrets_made += list(var.glob("ocrdash.sqlite3-*")) + list(var.glob("hosts/*/state/agent.key"))
+        for path in secrets_made:
+            assert path.stat().st_mode & 0o777 == 0o600, f"{path} is {oct(path.stat().st_mode & 0o777)}"
     finally:
         code = demo.stop(signal.SIGINT)
     assert code == 0, demo.output

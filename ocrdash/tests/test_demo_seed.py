@@ -59,3 +59,15 @@ def test_it_changes_one_file_once_after_the_first_scan(tmp_path):
     assert demo.change_after_first_scan(tmp_path, host) is False
     assert _digest(changed) == after
     assert demo.change_after_first_scan(tmp_path, demo.HOSTS[1]) is False
+
+
+def test_the_demo_database_and_its_secret_key_are_0600(tmp_path):
+    key = demo.demo_secret_key(tmp_path)
+    assert len(key) >= 50 and demo.demo_secret_key(tmp_path) == key, "made once, then reused"
+    database = tmp_path / "ocrdash.sqlite3"
+    database.write_bytes(b"")
+    database.chmod(0o644)  # as an older demo left it
+    demo.private_file(database)
+    for path in (tmp_path / "keys" / "django-secret-key", database):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700

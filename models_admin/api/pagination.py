@@ -1,0 +1,41 @@
+"""The API's pages: a capped size, and a 400 for a limit or offset that is not a page.
+
+DRF's LimitOffsetPagination had no ``max_limit`` (``?limit=1000000`` returned everything) and
+passes any integer to the database (``?limit=10**23`` was a 500: bigint out of range). A
+limit above the cap is lowered to it (the ``next`` link carries on); a limit or offset that is
+not a whole number in range answers 400 with the rule.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+
+from models_admin.security.params import MAX_OFFSET
+
+
+class CappedLimitOffsetPagination(LimitOffsetPagination):
+    @property
+    def max_limit(self) -> int:  # type: ignore[override]
+        return settings.OCRDASH["API_MAX_PAGE_SIZE"]
+
+    def _whole(self, request, name: str, low: int, high: int | None) -> int | None:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            rule = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+            raise ValidationError({name: [f"{name} must be {rule}"]})
+        return value
+
+    def get_limit(self, request) -> int | None:
+        limit = self._whole(request, self.limit_query_param, 1, MAX_OFFSET)
+        return self.default_limit if limit is None else min(limit, self.max_limit)
+
+    def get_offset(self, request) -> int:
+        return self._whole(request, self.offset_query_param, 0, MAX_OFFSET) or 0

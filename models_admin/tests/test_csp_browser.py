@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.utils import timezone
 from django.test import override_settings
+from django.utils import timezone
 
 from .browser import artifacts, chromium_page, login
 from .history_factories import host, prune, snapshot
@@ -40,7 +40,8 @@ def test_the_main_pages_and_the_admin_live_with_the_csp(live_server, monkeypatch
         response = page.goto(f"{base}/accounts/login/")
         assert "script-src 'self'" in response.headers["content-security-policy"]
         page.evaluate(
-            "() => { const s = document.createElement('script'); s.textContent = 'window.x = 1'; document.body.append(s); }"
+            "() => { const s = document.createElement('script');"
+            " s.textContent = 'window.x = 1'; document.body.append(s); }"
         )
         page.wait_for_timeout(200)
         assert _violations(page), "an inline script must be refused and seen"

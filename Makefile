@@ -10,9 +10,9 @@ PORT ?= 8000
 
 help:
 	@echo "make demo       run the whole system on this machine (SQLite, no servers needed)"
-	@echo "make test       ruff, then the whole test suite (needs PostgreSQL and Redis)"
+	@echo "make test       make lint, then the whole test suite (needs PostgreSQL and Redis)"
 	@echo "make test-fast  the suite without the slow end-to-end and browser tests"
-	@echo "make lint       ruff check and ruff format --check"
+	@echo "make lint       ruff check, ruff format --check and mypy"
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make clean-demo forget the demo's database, broker folder and model folders"
 
@@ -46,13 +46,13 @@ demo: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: $(BIN)/.installed
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/pytest
 
 test-fast: $(BIN)/.installed

@@ -41,8 +41,7 @@ class HostAdmin(admin.ModelAdmin):
 
 class ModelFileInline(admin.TabularInline):
     model = ModelFile
-    fields = ["path", "size", "mtime_ns", "sha256", "known_to_aspose", "is_symlink"]
-    readonly_fields = fields
+    fields = readonly_fields = ("path", "size", "mtime_ns", "sha256", "known_to_aspose", "is_symlink")
     extra = 0
     can_delete = False
     show_change_link = False
@@ -59,8 +58,15 @@ class SnapshotAdmin(ReadOnlyAdmin):
 
 class PruneItemInline(admin.TabularInline):
     model = PruneItem
-    fields = ["path", "size", "sha256", "known_to_aspose", "outcome", "detail", "bytes_reclaimed"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "path",
+        "size",
+        "sha256",
+        "known_to_aspose",
+        "outcome",
+        "detail",
+        "bytes_reclaimed",
+    )
     extra = 0
     can_delete = False
     max_num = 0

@@ -118,12 +118,16 @@ def compact_host(host_id: int, now: datetime, retention: Retention, actor: str =
         )
         if len(rows) < 2:
             return None
-        protected = {rows[-1][0], host.current_snapshot_id}
-        protected |= set(
-            PruneRequest.objects.filter(host=host, snapshot__isnull=False).values_list(
+        protected = {rows[-1][0]}
+        if host.current_snapshot_id is not None:
+            protected.add(host.current_snapshot_id)
+        protected |= {
+            sid
+            for sid in PruneRequest.objects.filter(host=host, snapshot__isnull=False).values_list(
                 "snapshot_id", flat=True
             )
-        )
+            if sid is not None
+        }
         plan = plan_host(rows, protected, now, retention)
         if not plan.delete:
             return None

@@ -21,6 +21,7 @@ from workers.schema import (
     FileIdentity,
     FreeOrder,
     InventoryOrder,
+    PruneMode,
     PruneOrder,
     RestoreOrder,
     host_queue,
@@ -72,6 +73,8 @@ def build_request_order(request: PruneRequest) -> PruneOrder | RestoreOrder:
     """The order for a prune or restore request, naming each file by its approved identity."""
     host = request.host.name
     if request.kind == PruneRequest.Kind.RESTORE:
+        if request.restore_of_id is None:
+            raise ValueError(f"restore request {request.id} names no prune request")  # a bug, not input
         return RestoreOrder(
             host=host,
             request_id=request.id.hex,
@@ -83,7 +86,7 @@ def build_request_order(request: PruneRequest) -> PruneOrder | RestoreOrder:
         host=host,
         request_id=request.id.hex,
         expires_at=order_deadline(),
-        mode=request.mode,
+        mode=PruneMode(request.mode),
         items=[
             FileIdentity(path=i.path, size=i.size, mtime_ns=i.mtime_ns, sha256=i.sha256)
             for i in request.items.all()

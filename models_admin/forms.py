@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import django_filters
 from django import forms
@@ -41,7 +43,9 @@ class SizeField(forms.CharField):
 class FleetFilterForm(forms.Form):
     q = forms.CharField(required=False, label="Name")
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Host.Status.choices])
-    errors = forms.BooleanField(required=False, label="Only with errors")
+    # The form metaclass moves declared fields into base_fields, so this does not hide
+    # Form.errors; the name is the page's query parameter.
+    errors = forms.BooleanField(required=False, label="Only with errors")  # type: ignore[assignment]
     min_size = SizeField(required=False, label="Min. size")
     retired = forms.BooleanField(required=False, label="Show retired")
     sort = forms.CharField(required=False)
@@ -50,23 +54,28 @@ class FleetFilterForm(forms.Form):
 class ProposeForm(forms.Form):
     """Files picked by hand on a host page. ``files`` are ModelFile ids of its current snapshot."""
 
-    files = forms.TypedMultipleChoiceField(
+    # As FleetFilterForm.errors: a declared field, not Form.files (uploads), once the class is built.
+    files = forms.TypedMultipleChoiceField(  # type: ignore[assignment]
         coerce=int, choices=(), error_messages={"required": "select at least one file"}
     )
     reason = forms.CharField(max_length=2000, error_messages={"required": "a request needs a reason"})
 
-    def __init__(self, *args, file_ids: list[int] = (), **kwargs):
+    def __init__(self, *args: Any, file_ids: Sequence[int] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["files"].choices = [(i, i) for i in file_ids]
+        field = self.fields["files"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(i, i) for i in file_ids]
 
 
 class PolicyProposeForm(forms.Form):
     policy = forms.ChoiceField(choices=())
     reason = forms.CharField(required=False, max_length=2000)
 
-    def __init__(self, *args, policies: list[tuple[str, str]] = (), **kwargs):
+    def __init__(self, *args: Any, policies: Sequence[tuple[str, str]] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["policy"].choices = list(policies)
+        field = self.fields["policy"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = list(policies)
 
 
 class DecisionForm(forms.Form):

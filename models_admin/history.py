@@ -7,7 +7,6 @@ whatever the number of files, because the host page calls them for hosts holding
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -92,7 +91,7 @@ def change_summaries(snapshots: Sequence[Snapshot]) -> dict[int, ChangeSummary]:
     for f in ModelFile.objects.filter(snapshot_id__in=ids).only("snapshot_id", "path", *_IDENTITY):
         files[f.snapshot_id].append(f)
     result = {}
-    for before, after in itertools.pairwise(chain):
+    for before, after in zip(chain, ordered, strict=False):  # each snapshot after the one before it
         d = diff_files(files[before.id] if before else [], files[after.id])
         result[after.id] = ChangeSummary(len(d.added), len(d.removed), len(d.changed), first=before is None)
     return result

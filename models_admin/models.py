@@ -200,7 +200,9 @@ class PruneRequest(models.Model):
 
     OPEN_STATES = (State.PROPOSED, State.APPROVED, State.DISPATCHED)
 
-    Mode = models.TextChoices("Mode", [(m.name, m.value) for m in PruneMode])
+    # Django's functional form, built from the schema's enum so the two cannot drift; the stubs
+    # know only its one-member form.
+    Mode = models.TextChoices("Mode", [(m.name, m.value) for m in PruneMode])  # type: ignore[call-overload]
 
     # UUIDs in public URLs and in orders: nothing to enumerate, nothing to guess.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -258,7 +260,9 @@ class PruneRequest(models.Model):
 class PruneItem(models.Model):
     """One file of a request, by identity, and how it ended on the host."""
 
-    Outcome = models.TextChoices("Outcome", [("PENDING", "pending")] + [(o.name, o.value) for o in Outcome])
+    Outcome = models.TextChoices(  # type: ignore[call-overload]  # as Mode above
+        "Outcome", [("PENDING", "pending")] + [(o.name, o.value) for o in Outcome]
+    )
 
     request = models.ForeignKey(PruneRequest, on_delete=models.CASCADE, related_name="items")
     path = models.CharField(max_length=4096)
@@ -417,7 +421,7 @@ class AuditEvent(models.Model):
             action=action,
             actor=actor,
             host=host,
-            object_type=obj._meta.model_name if obj is not None else "",
+            object_type=(obj._meta.model_name or "") if obj is not None else "",
             object_id=str(obj.pk) if obj is not None else "",
             details=details,
         )

@@ -52,10 +52,10 @@ class Param:
             if self.minimum is not None and value < self.minimum:
                 raise PolicyError(f"{self.name} must be at least {self.minimum}, got {value}")
             return value
-        value = str(raw).strip()
-        if not value:
+        text = str(raw).strip()
+        if not text:
             raise PolicyError(f"{self.name} must not be empty")
-        return value
+        return text
 
 
 class Policy(ABC):
@@ -73,8 +73,14 @@ class Policy(ABC):
         return {p.name: p.clean(raw[p.name]) if p.name in raw else p.default() for p in self.params}
 
     @abstractmethod
-    def select(self, files: Sequence[ModelFile], now: datetime, **params: Any) -> list[ModelFile]:
-        """The files of one snapshot this rule proposes for deletion."""
+    def select(self, files: Sequence[ModelFile], now: datetime, *args: Any, **params: Any) -> list[ModelFile]:
+        """The files of one snapshot this rule proposes for deletion.
+
+        A subclass names its own parameters as keyword-only arguments, one per ``Param`` of
+        ``params`` (``*, days: int``); callers pass what ``clean_params`` returned. The
+        ``*args: Any, **params: Any`` here is what lets a type checker accept each of those
+        narrower signatures as an override.
+        """
 
     def describe(self, params: Mapping[str, Any]) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
@@ -101,7 +107,7 @@ class NamePrefix(Policy):
         Param("prefix", str, lambda: settings.OCRDASH["STALE_PREFIX"], "file name prefix, case-sensitive"),
     )
 
-    def select(self, files, now, *, prefix: str):
+    def select(self, files: Sequence[ModelFile], now: datetime, *, prefix: str) -> list[ModelFile]:
         return [f for f in files if f.name.startswith(prefix)]
 
 
@@ -111,7 +117,7 @@ class OlderThan(Policy):
     description = "Files not modified for more than a number of days (by the file's mtime)."
     params = (Param("days", int, lambda: 90, "minimum age in days", minimum=0),)
 
-    def select(self, files, now, *, days: int):
+    def select(self, files: Sequence[ModelFile], now: datetime, *, days: int) -> list[ModelFile]:
         cutoff_ns = int((now - timedelta(days=days)).timestamp() * 1_000_000_000)
         return [f for f in files if f.mtime_ns < cutoff_ns]
 
@@ -124,7 +130,7 @@ class NotKnownToAspose(Policy):
         "Aggressive: this includes every model your own code loads by path."
     )
 
-    def select(self, files, now):
+    def select(self, files: Sequence[ModelFile], now: datetime) -> list[ModelFile]:
         return [f for f in files if not f.known_to_aspose]
 
 
@@ -157,7 +163,7 @@ class KeepLatest(Policy):
     )
     params = (Param("keep", int, lambda: 1, "files to keep per family", minimum=1),)
 
-    def select(self, files, now, *, keep: int):
+    def select(self, files: Sequence[ModelFile], now: datetime, *, keep: int) -> list[ModelFile]:
         families: dict[str, list[ModelFile]] = defaultdict(list)
         for f in files:
             families[model_family(f.path)].append(f)

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
@@ -185,6 +186,8 @@ def reclaimed_per_week(start: date, end: date, hosts: Iterable[str] | None = Non
         "request__host__name", "finished_at", "bytes_reclaimed"
     )
     for host, finished_at, reclaimed in rows.iterator(chunk_size=5000):
+        if finished_at is None:  # reclaimed_items are finished ones; the column is nullable
+            continue
         bucket = per_week[week_start(local_day(finished_at))]
         bucket["bytes"] += reclaimed
         bucket["files"] += 1
@@ -225,7 +228,7 @@ def requests_per_week(start: date, end: date, hosts: Iterable[str] | None = None
     if hosts:
         qs = qs.filter(host__name__in=list(hosts))
     week_list = weeks(start, end)
-    out = {
+    out: dict[date, dict[str, Any]] = {
         w: {"week": w, "proposed": 0, "approved": 0, "rejected": 0, "expired": 0, "pending": 0}
         for w in week_list
     }
@@ -242,7 +245,7 @@ def requests_per_week(start: date, end: date, hosts: Iterable[str] | None = None
         elif decided_at is not None:
             closed_at, verdict = decided_at, "approved"
         else:
-            closed_at, verdict = None, None
+            closed_at, verdict = None, ""
         if closed_at is not None and range_start <= closed_at < range_end:
             out[week_start(local_day(closed_at))][verdict] += 1
         for w, week_end in ends:
@@ -380,6 +383,7 @@ def timeline_steps(snapshots: Sequence[Snapshot]) -> list[TimelineStep]:
         .first()
     )
     steps = []
+    prev_id: int | None
     for i, snap in enumerate(snapshots):
         if i + 1 < len(snapshots):
             prev_id, prev_bytes = snapshots[i + 1].id, snapshots[i + 1].total_bytes

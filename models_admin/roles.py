@@ -8,7 +8,7 @@ here looks only at the group that grants the action.
 
 from enum import StrEnum
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 
 
 class Role(StrEnum):
@@ -41,7 +41,8 @@ GRANTS: dict[Action, frozenset[Role]] = {
 
 
 def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
-    if not user.is_authenticated or not user.is_active:
+    # PermissionsMixin: the user model has groups and is_superuser (django.contrib.auth's User).
+    if not user.is_authenticated or not user.is_active or not isinstance(user, PermissionsMixin):
         return frozenset()
     if user.is_superuser:
         return frozenset(Role)
@@ -50,7 +51,8 @@ def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
     if cached is None:
         names = set(user.groups.values_list("name", flat=True))
         cached = frozenset(r for r in Role if r.value in names)
-        user._ocrdash_roles = cached
+        # The user object lives for one request, so the cache does too.
+        setattr(user, "_ocrdash_roles", cached)  # noqa: B010
     return cached
 
 

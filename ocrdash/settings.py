@@ -234,7 +234,7 @@ BROKER_FOLDER = Path(env.str("OCRDASH_BROKER_FOLDER", default=str(VAR_DIR / "bro
 if CELERY_BROKER_URL.startswith("filesystem://"):
     from workers.broker import filesystem_transport_options
 
-    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_transport_options(BROKER_FOLDER)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = dict(filesystem_transport_options(BROKER_FOLDER))
 else:
     # Longer than the slowest task (a full re-hash of a host's models), so an unacked task
     # is not handed to a second worker while the first still runs it.

@@ -7,9 +7,10 @@ process declared.
 """
 
 from pathlib import Path
+from typing import Any
 
 
-def filesystem_transport_options(folder: Path) -> dict[str, str]:
+def filesystem_transport_options(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     queue_dir = folder / "queue"
     control_dir = folder / "control"

@@ -391,7 +391,7 @@ def restore(
         for path in paths:
             if path in recorded:
                 outcome, detail, _ = recorded[path]
-                outcomes.append(ItemOutcome(path=path, outcome=outcome, detail=detail))
+                outcomes.append(ItemOutcome(path=path, outcome=Outcome(outcome), detail=detail))
                 continue
             try:
                 outcome, detail = _restore_one(root_fd, prune_request_id, path)

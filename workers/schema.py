@@ -28,11 +28,12 @@ import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-SCHEMA_VERSION = 2
+# Final, so that mypy reads it as the literal the messages declare (schema_version: Literal[...]).
+SCHEMA_VERSION: Final = 2
 
 # Queues and task names: sent by name, so neither side imports the other's task code.
 INGEST_QUEUE = "ocrdash.ingest"

@@ -87,6 +87,7 @@ class Agent:
         The signature is checked first, so nothing below runs for a message the dashboard
         did not send to this host (not even the schema check: a forged order learns nothing).
         """
+        payload: dict[str, Any] | None
         try:
             payload = self.trust.check_order(task, message)
         except OrderRefused as exc:
@@ -145,7 +146,7 @@ class Agent:
 
     def _run(self, order: AnyOrder) -> list[AnyReport]:
         host, rid = self.config.host_name, order.request_id
-        common = {"host": host, "request_id": rid, "agent_version": __version__}
+        common: dict[str, Any] = {"host": host, "request_id": rid, "agent_version": __version__}
         if isinstance(order, InventoryOrder):
             return [self.inventory(rid)]
         if isinstance(order, FreeOrder):

@@ -22,6 +22,7 @@ class RolePermission(BasePermission):
         if not request.user.is_authenticated:
             # DRF's throttles would run only after this refusal: count anonymous calls here.
             AddressThrottle().refuse_if_over(request, view)
+        needed: Action | None
         if request.method in SAFE_METHODS:
             needed = Action.VIEW
         else:

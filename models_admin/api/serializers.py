@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from models_admin.models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest, ReceivedReport, Snapshot
@@ -77,7 +79,9 @@ class PruneItemSerializer(serializers.ModelSerializer):
 class PruneRequestSerializer(serializers.ModelSerializer):
     host = serializers.CharField(source="host.name")
     requested_by = serializers.CharField(source="requested_by_name")
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
     restore_of = serializers.UUIDField(source="restore_of_id", allow_null=True)
     item_count = serializers.SerializerMethodField()
 
@@ -159,6 +163,8 @@ class RestoreSerializer(serializers.Serializer):
 
 
 class EnrollmentTokenRequestSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    # The serializer metaclass moves declared fields into _declared_fields: this is a field
+    # called label, not Field.label.
+    label = serializers.CharField(max_length=200, required=False, allow_blank=True)  # type: ignore[assignment]
     host_name = serializers.RegexField(HOST_NAME_PATTERN, max_length=128, required=False, allow_blank=True)
     hours = serializers.FloatField(min_value=0.1, max_value=24 * 365, required=False)

@@ -7,7 +7,7 @@ through workflow/policies, which write the audit rows in the same transaction.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
 from django.db.models import Count
@@ -26,14 +26,14 @@ from . import filters, serializers
 from .permissions import RolePermission
 
 
-class _Api:
-    """Mixin for every API view: role permission, and no login redirect."""
+class _Api(APIView):
+    """Base of every API view: role permission, and no login redirect."""
 
-    permission_classes: ClassVar = [RolePermission]
+    permission_classes = [RolePermission]
     action_required: Action | None = None
 
     @classmethod
-    def as_view(cls, **initkwargs):
+    def as_view(cls, **initkwargs: Any) -> Any:
         return login_not_required(super().as_view(**initkwargs))
 
 
@@ -81,6 +81,8 @@ class HostInventory(_Api, generics.ListAPIView):
 
     def get_queryset(self):
         host = _host(self.kwargs["name"])
+        if host.current_snapshot_id is None:
+            return ModelFile.objects.none()
         return ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).order_by("path")
 
 
@@ -174,11 +176,10 @@ class HostPropose(_Api, APIView):
         host = _host(name)
         data = _validated(serializers.ProposeSerializer, request.data)
         wanted = list(dict.fromkeys(data["files"]))
-        files = list(
-            ModelFile.objects.filter(snapshot_id=host.current_snapshot_id, path__in=wanted).select_related(
-                "snapshot"
-            )
-        )
+        files: list[ModelFile] = []
+        if host.current_snapshot_id is not None:
+            current = ModelFile.objects.filter(snapshot_id=host.current_snapshot_id, path__in=wanted)
+            files = list(current.select_related("snapshot"))
         if unknown := sorted(set(wanted) - {f.path for f in files}):
             shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
             raise ValidationError({"files": [f"not in the current inventory of {host.name}: {shown}"]})

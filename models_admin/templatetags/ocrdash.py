@@ -18,7 +18,7 @@ register = template.Library()
 
 # One colour per meaning, everywhere: green = done/fine, yellow = waits for a person,
 # blue = in flight, red = went wrong, grey = over without effect.
-STATE_COLOURS = {
+STATE_COLOURS: dict[str, str] = {
     PruneRequest.State.PROPOSED: "warning",
     PruneRequest.State.APPROVED: "info",
     PruneRequest.State.DISPATCHED: "primary",

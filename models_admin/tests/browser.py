@@ -41,9 +41,10 @@ def chromium_page(monkeypatch: pytest.MonkeyPatch, *, width: int = 1280, height:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": width, "height": height})
         page.set_default_timeout(15_000)
-        page.errors = []
-        page.on("pageerror", lambda e: page.errors.append(str(e)))
-        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+        errors: list[str] = []
+        page.errors = errors  # type: ignore[attr-defined]  # read by the tests, see the docstring
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         try:
             yield page
         finally:

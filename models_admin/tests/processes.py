@@ -34,7 +34,7 @@ WAIT = 90.0  # the agent's first start loads Aspose's bundled runtime
 T = TypeVar("T")
 
 
-def wait_for(what: str, check: Callable[[], T], logs: list[Path], timeout: float = WAIT) -> T:
+def wait_for(what: str, check: Callable[[], T | None], logs: list[Path], timeout: float = WAIT) -> T:
     """Poll until check() returns something truthy; fail with the workers' logs otherwise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -117,7 +117,7 @@ class Fleet:
     logs: list[Path]
     agents: dict[str, Agent] = field(default_factory=dict)
 
-    def wait_for(self, what: str, check: Callable[[], T], timeout: float = WAIT) -> T:
+    def wait_for(self, what: str, check: Callable[[], T | None], timeout: float = WAIT) -> T:
         return wait_for(what, check, self.logs, timeout)
 
     @property

@@ -51,13 +51,13 @@ def dead_broker():
     saved = app.conf.broker_url
 
     def reset_pools():
-        app._pool = None
-        app.amqp._producer_pool = None
+        app._pool = None  # type: ignore[attr-defined]  # Celery's private connection pools
+        app.amqp._producer_pool = None  # type: ignore[attr-defined]
 
-    app.conf.broker_url = f"redis://127.0.0.1:{port}/15"
+    app.conf.update(broker_url=f"redis://127.0.0.1:{port}/15")
     reset_pools()
     yield
-    app.conf.broker_url = saved
+    app.conf.update(broker_url=saved)
     reset_pools()
 
 

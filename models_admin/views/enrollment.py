@@ -35,15 +35,15 @@ class TokenForm(forms.Form):
 
 def _page(request: HttpRequest, form: TokenForm, **extra) -> HttpResponse:
     now = timezone.now()
-    tokens = list(EnrollmentToken.objects.select_related("used_by_host")[:LISTED_TOKENS])
-    for token in tokens:
-        token.current_state = token.state(now)
+    tokens = EnrollmentToken.objects.select_related("used_by_host")[:LISTED_TOKENS]
+    # (token, its state now) pairs: the state is worked out here, not hung on the instance.
+    rows = [(token, token.state(now)) for token in tokens]
     response = render(
         request,
         "models_admin/enrollment.html",
         {
             "form": form,
-            "tokens": tokens,
+            "tokens": rows,
             "public_key": trust.dashboard_public_key(),
             "fingerprint": trust.dashboard_fingerprint(),
             "default_hours": settings.OCRDASH["ENROLLMENT_TOKEN_HOURS"],

@@ -87,10 +87,15 @@ def diff(request: HttpRequest, name: str) -> HttpResponse:
 @require_POST
 def propose(request: HttpRequest, name: str) -> HttpResponse:
     host = get_host_for_user(request, name, Action.PROPOSE)
-    current = list(ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).select_related("snapshot"))
+    current = (
+        list(ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).select_related("snapshot"))
+        if host.current_snapshot_id is not None
+        else []
+    )
     form = ProposeForm(request.POST, file_ids=[f.id for f in current])
     if not form.is_valid():
-        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors).capitalize())
+        text = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+        messages.error(request, text.capitalize())
         return redirect("ocrdash-host", name=host.name)
     chosen = set(form.cleaned_data["files"])
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, timedelta
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -17,6 +18,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -44,17 +46,20 @@ class RangeForm(forms.Form):
     end = forms.DateField(required=False, label="To", validators=[validate_report_date])
     host = forms.MultipleChoiceField(required=False, label="Hosts")
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         names = Host.objects.order_by("name").values_list("name", flat=True)
         # "" is the page's "All hosts"; ?host= may repeat to pick several (links, exports).
-        self.fields["host"].choices = [("", "All hosts")] + [(n, n) for n in names]
+        field = self.fields["host"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "All hosts")] + [(n, n) for n in names]
 
     def clean_host(self) -> list[str]:
         return [h for h in self.cleaned_data["host"] if h]
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         end = data.get("end") or timezone.localdate()
         start = data.get("start") or end - timedelta(days=DEFAULT_DAYS - 1)
         if start > end:
@@ -213,7 +218,7 @@ def _csv_lines(qs) -> Iterator[str]:
 
 
 @require_GET
-def deletions_export(request: HttpRequest, fmt: str) -> HttpResponse:
+def deletions_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
     """The deletions audit with the page's filters, as CSV or JSON (totals included in JSON)."""
     require(request, Action.VIEW)
     if fmt not in ("csv", "json"):
@@ -224,6 +229,7 @@ def deletions_export(request: HttpRequest, fmt: str) -> HttpResponse:
         return HttpResponseBadRequest(_query_errors(form), content_type="text/plain; charset=utf-8")
     qs = reports.deletions(f)
     stamp = f"{f.start:%Y%m%d}-{f.end:%Y%m%d}"
+    response: HttpResponseBase
     if fmt == "csv":
         response = StreamingHttpResponse(_csv_lines(qs), content_type="text/csv; charset=utf-8")
     else:
@@ -264,8 +270,9 @@ class RetentionForm(forms.Form):
     weekly_after_days = forms.IntegerField(min_value=1, max_value=3650)
     enabled = forms.BooleanField(required=False)
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         try:
             data["retention"] = Retention(data["daily_after_days"], data["weekly_after_days"])
         except (KeyError, ValueError) as exc:
@@ -294,7 +301,7 @@ def settings_page(request: HttpRequest) -> HttpResponse:
 
 
 def _form_errors(request: HttpRequest, form: forms.Form) -> None:
-    text = "; ".join(e for errors in form.errors.values() for e in errors)
+    text = "; ".join(str(e) for errors in form.errors.values() for e in errors)
     messages.error(request, text[:1].upper() + text[1:])
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_POST
 from .. import history, workflow
 from ..fleet import presence
 from ..forms import DecisionForm, RequestFilterForm, RestoreForm
-from ..models import PruneRequest
+from ..models import PruneItem, PruneRequest
 from ..roles import Action
 from . import flash_error, require
 
@@ -54,15 +55,26 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "models_admin/requests.html", {"form": form, "page": page, "nav": "requests"})
 
 
-def detail(request: HttpRequest, request_id) -> HttpResponse:
+@dataclass(frozen=True)
+class ItemRow:
+    """One file on the request page: the item and what the page works out about it."""
+
+    item: PruneItem
+    last_copy: bool  # no other host holds a file with this hash
+    modified: datetime
+    age: timedelta
+
+
+def detail(request: HttpRequest, request_id: str) -> HttpResponse:
     prune = _get_request_for_user(request, request_id)
     items = list(prune.items.all())
     elsewhere = history.hashes_elsewhere(prune.host, (i.sha256 for i in items))
     now = timezone.now()
+    rows = []
     for item in items:
-        item.last_copy = prune.kind == PruneRequest.Kind.PRUNE and item.sha256 not in elsewhere
-        item.modified = datetime.fromtimestamp(item.mtime_ns / 1e9, tz=UTC)
-        item.age = now - item.modified
+        modified = datetime.fromtimestamp(item.mtime_ns / 1e9, tz=UTC)
+        last_copy = prune.kind == PruneRequest.Kind.PRUNE and item.sha256 not in elsewhere
+        rows.append(ItemRow(item, last_copy=last_copy, modified=modified, age=now - modified))
     own = prune.requested_by_id is not None and prune.requested_by_id == request.user.pk
     return render(
         request,
@@ -70,8 +82,9 @@ def detail(request: HttpRequest, request_id) -> HttpResponse:
         {
             "prune": prune,
             "items": items,
+            "rows": rows,
             "total_bytes": sum(i.size for i in items),
-            "last_copies": sum(1 for i in items if i.last_copy),
+            "last_copies": sum(1 for row in rows if row.last_copy),
             "known_count": sum(1 for i in items if i.known_to_aspose),
             "own_request": own,
             # Outcomes exist once the order left; before that the column would only say "pending".

@@ -12,6 +12,7 @@ def load():
     if "ocrdash_demo" in sys.modules:
         return sys.modules["ocrdash_demo"]
     spec = importlib.util.spec_from_file_location("ocrdash_demo", DEMO_SCRIPT)
+    assert spec is not None and spec.loader is not None, DEMO_SCRIPT
     module = importlib.util.module_from_spec(spec)
     sys.modules["ocrdash_demo"] = module
     spec.loader.exec_module(module)

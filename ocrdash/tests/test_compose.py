@@ -278,7 +278,7 @@ def test_dashboard_processes_share_one_signing_key(compose):
     folder = str(Path(paths.pop()).parent)
     volumes = set()
     for name in DASHBOARD:
-        mounts = dict(reversed(v.split(":")[:2]) for v in services[name]["volumes"])
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in services[name]["volumes"]}  # target: source
         assert folder in mounts, f"{name} does not mount {folder}"
         volumes.add(mounts[folder])
     assert len(volumes) == 1 and volumes <= set(compose["volumes"]), "one named volume holds the key"

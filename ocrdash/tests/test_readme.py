@@ -24,7 +24,7 @@ def _documented() -> set[str]:
 
 
 def _read_by_code() -> dict[str, Path]:
-    found = {}
+    found: dict[str, Path] = {}
     for package in SOURCES:
         for path in (ROOT / package).rglob("*.py"):
             if "tests" in path.relative_to(ROOT).parts or "migrations" in path.parts:

@@ -19,7 +19,9 @@ from workers.schema import (
     INGEST_TASK,
     AgentTask,
     FileIdentity,
+    HostFacts,
     InventoryReport,
+    ModelDirState,
     PruneOrder,
     parse_order,
 )
@@ -341,8 +343,8 @@ def test_it_accepts_a_fresh_report_and_refuses_a_stale_one(host_key: Ed25519Priv
         verify_report(message, host_key.public_key(), host="ocr-1", now=NOW + SKEW + timedelta(seconds=1))
 
 
-def _facts() -> dict[str, Any]:
-    return {"hostname": "ocr", "model_dir": "models", "model_dir_state": "ok"}
+def _facts() -> HostFacts:
+    return HostFacts(hostname="ocr", model_dir="models", model_dir_state=ModelDirState.OK)
 
 
 # ---------------------------------------------------------------- time windows

@@ -26,7 +26,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kombu import Connection
 
 from workers.broker import filesystem_transport_options
-from workers.schema import INGEST_TASK, AgentTask, MaintainOrder, PruneMode, host_queue, parse_report
+from workers.schema import (
+    INGEST_TASK,
+    AgentTask,
+    FileIdentity,
+    MaintainOrder,
+    PruneMode,
+    host_queue,
+    parse_report,
+)
 from workers.signing import load_private_key, public_key_text, verify
 from workers.tests.conftest import sign_order, write
 from workers.trust import AGENT_KEY_FILE
@@ -164,12 +172,12 @@ def test_maintain_round_trip_replay_and_resend(
     assert {f.path for f in hello.files} == {"en_ocr_v1.gguf", "old_fr_ocr_v1.bin"}
 
     st = old.stat()
-    item = {
-        "path": "old_fr_ocr_v1.bin",
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
-        "sha256": hashlib.sha256(b"fr").hexdigest(),
-    }
+    item = FileIdentity(
+        path="old_fr_ocr_v1.bin",
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        sha256=hashlib.sha256(b"fr").hexdigest(),
+    )
     order = MaintainOrder(
         host=agent.host, request_id=f"r-{uuid.uuid4().hex[:8]}", mode=PruneMode.DELETE, items=[item]
     )

@@ -307,7 +307,7 @@ def test_an_order_that_keeps_killing_its_worker_is_given_up_and_acked(
     ready.quiet(QUIET)
     assert received(agent) == deliveries
     with Connection(REDIS_URL) as conn:
-        client = conn.default_channel.client
+        client = conn.default_channel.client  # type: ignore[attr-defined]  # kombu's Redis channel
         assert client.llen(agent.queue) == 0
         unacked = [json.loads(v) for v in client.hvals("unacked")]
         assert not [u for u in unacked if u[2] == agent.queue]

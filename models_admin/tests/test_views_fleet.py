@@ -105,7 +105,7 @@ def test_it_marks_missing_offline_and_never_seen_hosts(client_for, viewer, make_
     Host.objects.filter(name="ocr-fresh").update(last_seen=timezone.now() - timedelta(minutes=59))
     Host.objects.create(name="ocr-new")
     response = client_for(viewer).get(reverse("ocrdash-fleet"))
-    hosts = {h.name: h.presence for h in response.context["hosts"]}
+    hosts = {h.name: h.presence() for h in response.context["hosts"]}
     assert hosts == {"ocr-old": "missing", "ocr-quiet": "offline", "ocr-fresh": "online", "ocr-new": "never"}
     assert ">offline</span>" in response.content.decode()
 

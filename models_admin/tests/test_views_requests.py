@@ -45,7 +45,7 @@ def test_it_shows_last_copies_and_the_total(client_for, approver, operator, make
     make_host("ocr-2", {"shared.bin": 100})
     prune = _propose(host, operator)
     response = client_for(approver).get(reverse("ocrdash-request", args=[prune.id]))
-    last = {i.path: i.last_copy for i in response.context["items"]}
+    last = {row.item.path: row.last_copy for row in response.context["rows"]}
     assert last == {"shared.bin": False, "only.bin": True}
     assert response.context["total_bytes"] == 300
     assert "1 last copy:" in response.content.decode()

@@ -218,6 +218,8 @@ def refuse(data: Any, refusal: Refused, report: AnyReport | None = None) -> Inge
     report id (the claimed one goes into the event's details).
     """
     fields = data if isinstance(data, Mapping) else {}
+    report_id: str | None
+    kind: str
     if report is not None:
         report_id, host_name, kind = report.report_id, report.host, report.kind
     else:

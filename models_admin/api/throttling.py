@@ -23,6 +23,9 @@ from rest_framework.throttling import SimpleRateThrottle
 
 class AddressThrottle(SimpleRateThrottle):
     scope = "anon"
+    # Set by SimpleRateThrottle.__init__ from the rate (parse_rate); the stubs do not declare them.
+    num_requests: int
+    duration: int
 
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": "address", "ident": self.get_ident(request)}

@@ -73,7 +73,7 @@ def test_the_deletions_export_neutralises_file_names_and_reasons(client_for, vie
     files = [(f"models/{name}", 10, "deleted", 10) for name in ("=x.bin", "+y.bin", "-z.bin", "@w.bin")]
     prune(
         host("ocr-a"),
-        [(name.removeprefix("models/"), *rest) for name, *rest in files],
+        [(name.removeprefix("models/"), size, outcome, freed) for name, size, outcome, freed in files],
         created_at=at("2026-03-02 09:00"),
         decided_by=approver,
         decided_at=at("2026-03-02 10:00"),

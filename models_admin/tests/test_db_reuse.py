@@ -179,5 +179,5 @@ def test_the_ingest_worker_reuses_its_connection_and_reconnects_after_a_restart(
             assert accepted == len(reports)  # nothing lost, nothing stored twice
     finally:
         stop(worker)
-        with Connection(settings.CELERY_BROKER_URL) as conn:
-            conn.SimpleQueue(queue).queue.delete()
+        with Connection(settings.CELERY_BROKER_URL) as broker:
+            broker.SimpleQueue(queue).queue.delete()

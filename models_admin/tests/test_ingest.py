@@ -114,6 +114,7 @@ def test_an_unchanged_inventory_writes_no_audit_event_but_updates_the_host(make_
 
     host = Host.objects.get(name="ocr-1")
     assert AuditEvent.objects.count() == events  # nothing changed on disk: nothing to audit
+    assert seen_before is not None and host.last_seen is not None
     assert host.disk_free == 300 and host.last_seen > seen_before
     assert ReceivedReport.objects.filter(status=ReceivedReport.Status.ACCEPTED).count() == 2
 

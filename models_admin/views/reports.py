@@ -95,7 +95,7 @@ def _status(form: forms.Form) -> int:
 
 
 def _query_errors(form: forms.Form) -> str:
-    return "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+    return "; ".join(f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items())
 
 
 def _range(form: RangeForm) -> tuple[date, date, list[str]]:

@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import override_settings
 from django.utils import timezone
+from playwright.sync_api import Dialog
 
 from .browser import artifacts, chromium_page, login
 from .history_factories import host, prune, snapshot
@@ -79,7 +80,12 @@ def test_the_main_pages_and_the_admin_live_with_the_csp(live_server, monkeypatch
         # The confirm() that replaced the inline onsubmit still asks before revoking a key.
         page.goto(f"{base}/hosts/{h.name}/")
         asked: list[str] = []
-        page.on("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+
+        def answer(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", answer)
         page.click("button:has-text('Retire host')")
         page.wait_for_timeout(300)
         assert asked and "Retire ocr-csp-1?" in asked[0]

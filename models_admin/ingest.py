@@ -54,6 +54,7 @@ from workers.schema import (
 from workers.signing import SIGNATURE_FIELD
 
 from . import trust, workflow
+from .catalog import summary
 from .fleet import presence
 from .models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
 
@@ -465,21 +466,30 @@ def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Appli
         model_dir_state=dir_state,
         report_id=report.report_id,
     )
+    names = [f.path.rsplit("/", 1)[-1][:255] for f in report.files]
     ModelFile.objects.bulk_create(
         (
             ModelFile(
                 snapshot=snapshot,
                 path=f.path,
-                name=f.path.rsplit("/", 1)[-1][:255],
+                name=name,
                 size=f.size,
                 mtime_ns=f.mtime_ns,
                 sha256=f.sha256 or "",
                 known_to_aspose=f.known_to_aspose,
                 is_symlink=f.is_symlink,
             )
-            for f in report.files
+            for f, name in zip(report.files, names, strict=True)
         ),
         batch_size=BULK_BATCH,
+    )
+    # The models pages' summary follows the host's current files (one read of the old ones).
+    summary.apply(
+        summary.snapshot_rows(current.pk if current is not None else None),
+        (
+            (name, f.sha256 or "", f.size, f.known_to_aspose)
+            for f, name in zip(report.files, names, strict=True)
+        ),
     )
     fields.update(current_snapshot=snapshot, file_count=snapshot.file_count, total_bytes=snapshot.total_bytes)
     return Applied(

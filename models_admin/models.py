@@ -504,3 +504,44 @@ class HostKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host.name} {self.fingerprint}"
+
+
+class ModelSummary(models.Model):
+    """What the fleet holds now under one file name: hosts, copies, bytes.
+
+    Over the current snapshots of every host that is not retired, kept up to date by ingest in
+    the transaction that replaces a host's current snapshot (``catalog/summary.py``), so the
+    models pages read one row per name instead of aggregating every current file row.
+    """
+
+    name = models.CharField(max_length=255, unique=True)
+    hosts = models.IntegerField(default=0)
+    copies = models.IntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    known = models.IntegerField(default=0)  # copies Aspose itself loads
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    """One model identity, a name with one content (sha256): hosts, copies, bytes. Same keeper
+    as ModelSummary; the models pages read versions per name and the hash search from it."""
+
+    name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, blank=True)
+    hosts = models.IntegerField(default=0)
+    copies = models.IntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name", "sha256"]
+        constraints = [models.UniqueConstraint(fields=["name", "sha256"], name="modelversion_identity")]
+        # The hash search of the models pages.
+        indexes = [models.Index(fields=["sha256"], name="modelversion_sha256")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.sha256[:12]}"

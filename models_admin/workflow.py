@@ -25,6 +25,7 @@ from django.utils import timezone
 from workers.schema import SUCCESS_OUTCOMES, ItemOutcome, PruneMode
 
 from . import dispatch
+from .catalog import summary
 from .models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest
 
 log = logging.getLogger(__name__)
@@ -466,6 +467,8 @@ def accept_host(host: Host, user) -> Host:
         if host.active_key is None:
             # Its reports could not be read: orders would go out and no answer come back.
             raise NotAllowed(f"{host.name} has no enrolled key: it must enroll with a token first")
+        if host.status == Host.Status.RETIRED:
+            summary.host_returned(host)  # its current files count on the models pages again
         host.status = Host.Status.ACTIVE
         host.accepted_by = actor_name(user)
         host.accepted_at = timezone.now()
@@ -482,6 +485,7 @@ def retire_host(host: Host, user) -> Host:
             return host
         host.status = Host.Status.RETIRED
         host.save(update_fields=["status"])
+        summary.host_left(host)
         for request in host.prune_requests.filter(state=State.PROPOSED):
             request.state, request.finished_at = State.EXPIRED, timezone.now()
             request.save(update_fields=["state", "finished_at"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -60,9 +61,11 @@ def drop_database(url: str) -> None:
 
 
 def setup_django(database_url: str, broker_url: str) -> None:
+    """Production settings on the benchmark's database (and a random key for this run only)."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "ocrdash.settings"
     os.environ["DATABASE_URL"] = database_url
     os.environ["CELERY_BROKER_URL"] = broker_url
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     import django
 
     django.setup()
@@ -216,7 +219,10 @@ class Workers:
     def __init__(self, processes: int, database_url: str, broker_url: str, queue: str, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "CELERY_", "DJANGO_"))}
         env.update(
-            DJANGO_SETTINGS_MODULE="ocrdash.settings", DATABASE_URL=database_url, CELERY_BROKER_URL=broker_url
+            DJANGO_SETTINGS_MODULE="ocrdash.settings",
+            DJANGO_SECRET_KEY=os.environ["DJANGO_SECRET_KEY"],
+            DATABASE_URL=database_url,
+            CELERY_BROKER_URL=broker_url,
         )
         self.log = log
         with log.open("wb") as out:

@@ -19,6 +19,7 @@ from django.test import Client
 from django.utils import timezone
 from pydantic import BaseModel
 
+from models_admin.catalog import summary
 from models_admin.models import Host, HostKey, ModelFile, Snapshot
 from workers.schema import INGEST_TASK
 from workers.signing import key_fingerprint, public_key_text, sign
@@ -169,6 +170,8 @@ def make_host(db) -> Callable[..., Host]:
         host.current_snapshot = snapshot
         host.file_count, host.total_bytes = snapshot.file_count, snapshot.total_bytes
         host.save()
+        if status != Host.Status.RETIRED:  # as ingest would: the models pages' summary counts it
+            summary.host_returned(host)
         enroll_key(host)
         return host
 

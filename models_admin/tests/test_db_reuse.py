@@ -89,6 +89,7 @@ def _env(database_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "CELERY_", "DJANGO_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="ocrdash.settings",
+        DJANGO_SECRET_KEY=settings.SECRET_KEY,
         DATABASE_URL=database_url,
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
         OCRDASH_SIGNING_KEY_FILE=str(settings.OCRDASH_SIGNING_KEY_FILE),

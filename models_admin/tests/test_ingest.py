@@ -122,8 +122,9 @@ def test_an_unchanged_inventory_writes_no_audit_event_but_updates_the_host(make_
 def test_a_report_takes_a_fixed_handful_of_statements(make_host, django_assert_num_queries):
     make_host("ocr-1", {})
     files = {f"family/model_{i:02}.bin": i for i in range(50)}
-    # Keys, BEGIN, host lock, claim, snapshot, files, host update, audit, COMMIT.
-    with django_assert_num_queries(9):
+    # Keys, BEGIN, host lock, claim, snapshot, files, the old files and two upserts for the
+    # models summary, host update, audit, COMMIT.
+    with django_assert_num_queries(12):
         ingest(inventory("ocr-1", files))
     # Seen again: keys, BEGIN, host lock, claim, snapshot seen, host update, COMMIT.
     with django_assert_num_queries(7):

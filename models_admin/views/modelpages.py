@@ -1,57 +1,98 @@
-"""Models across the fleet: one file name (or one hash) and every host that holds it now."""
+"""Models across the fleet: one file name (or one hash) and every host that holds it now.
+
+Both pages read the per-model summary ingest keeps (``catalog/summary.py``: one row per name
+and per name and content), never an aggregate over every current file row; the model page
+lists its copies a page at a time.
+"""
 
 from __future__ import annotations
 
 import re
 
-from django.db.models import Count, Max, Q, Sum
+from django.core.paginator import Paginator
+from django.db.models import Count, Max, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from .. import history
+from ..models import ModelSummary, ModelVersion
 from ..roles import Action
 from . import require
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Names per page of the index, copies per page of a model.
+INDEX_PAGE = 100
+COPIES_PAGE = 100
 
 
 def index(request: HttpRequest) -> HttpResponse:
     require(request, Action.VIEW)
     q = request.GET.get("q", "").strip()
-    files = history.current_files()
+    names = ModelSummary.objects.filter(copies__gt=0)
     if q:
-        files = files.filter(sha256=q.lower()) if SHA256.match(q.lower()) else files.filter(name__icontains=q)
-    models = (
-        files.values("name")
+        if SHA256.match(q.lower()):
+            names = names.filter(name__in=ModelVersion.objects.filter(sha256=q.lower()).values("name"))
+        else:
+            names = names.filter(name__icontains=q)
+    page = Paginator(names.order_by("name"), INDEX_PAGE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    # Versions and the largest copy of the names on this page: one query over their identities.
+    versions = {
+        v["name"]: v
+        for v in ModelVersion.objects.filter(name__in=[r.name for r in rows], copies__gt=0)
+        .values("name")
         .annotate(
-            hosts=Count("snapshot__host", distinct=True),
-            copies=Count("id"),
-            hashes=Count("sha256", distinct=True),
-            bytes=Sum("size"),
-            largest=Max("size"),
-            known=Count("id", filter=Q(known_to_aspose=True)),
+            hashes=Count("sha256", distinct=True), largest=Max(Coalesce("bytes", 0) / Coalesce("copies", 1))
         )
-        .order_by("name")
-    )
-    return render(request, "models_admin/models.html", {"models": models[:500], "q": q, "nav": "models"})
+        .order_by()
+    }
+    models = [
+        {
+            "name": r.name,
+            "hosts": r.hosts,
+            "copies": r.copies,
+            "bytes": r.bytes,
+            "known": r.known,
+            "hashes": versions.get(r.name, {}).get("hashes", 0),
+            "largest": versions.get(r.name, {}).get("largest", 0),
+        }
+        for r in rows
+    ]
+    context = {"models": models, "page": page, "q": q, "nav": "models"}
+    return render(request, "models_admin/models.html", context)
 
 
 def detail(request: HttpRequest, key: str) -> HttpResponse:
     require(request, Action.VIEW)
     by_hash = bool(SHA256.match(key))
+    identities = ModelVersion.objects.filter(sha256=key) if by_hash else ModelVersion.objects.filter(name=key)
+    identities = identities.filter(copies__gt=0)
+    totals = identities.aggregate(copies=Coalesce(Sum("copies"), 0), bytes=Coalesce(Sum("bytes"), 0))
+    if by_hash:
+        # One content under several names on one host counts once per name: close enough for
+        # a heading, and the list below shows every copy.
+        hosts = identities.aggregate(n=Coalesce(Max("hosts"), 0))["n"]
+    else:
+        summary = ModelSummary.objects.filter(name=key).first()
+        hosts = summary.hosts if summary else 0
     files = history.current_files().select_related("snapshot__host")
     files = files.filter(sha256=key) if by_hash else files.filter(name=key)
-    files = list(files.order_by("snapshot__host__name", "path"))
+    paginator = Paginator(files.order_by("snapshot__host__name", "path"), COPIES_PAGE)
+    paginator.count = totals["copies"]  # known from the summary: no count over the file rows
+    page = paginator.get_page(request.GET.get("page"))
     return render(
         request,
         "models_admin/model.html",
         {
             "key": key,
             "by_hash": by_hash,
-            "files": files,
-            "hosts": len({f.snapshot.host_id for f in files}),
-            "hashes": sorted({f.sha256 for f in files if f.sha256}),
-            "total_bytes": sum(f.size for f in files),
+            "files": list(page.object_list),
+            "page": page,
+            "copies": totals["copies"],
+            "hosts": hosts,
+            "hashes": sorted(v for v in identities.values_list("sha256", flat=True).distinct() if v),
+            "total_bytes": totals["bytes"],
             "nav": "models",
         },
     )

@@ -1,0 +1,1 @@
+"""What the fleet holds now, per model: the summaries the models pages read."""

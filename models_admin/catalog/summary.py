@@ -1,0 +1,144 @@
+"""The per-model summary of what the fleet holds now (ModelSummary, ModelVersion).
+
+Kept by deltas: whenever a host's current files change (a new snapshot, the host retired or
+taken back) the difference between its old and new files is added to the rows of the names
+and identities it touches, in the same transaction. Adding deltas commutes, so two hosts'
+reports may do it at once; each upsert visits its rows sorted by key, so two transactions
+touching the same names lock them in the same order and cannot deadlock.
+
+``rebuild`` recomputes everything from the current snapshots (the migration that made the
+tables, and ``manage.py rebuild_model_summary`` if a summary were ever doubted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, Sum
+
+from ..models import Host, ModelFile, ModelSummary, ModelVersion
+
+# (name, sha256, size, known_to_aspose) of one file.
+Row = tuple[str, str, int, bool]
+
+
+def _tally(rows: Iterable[Row]) -> tuple[dict[str, list[int]], dict[tuple[str, str], list[int]]]:
+    names: dict[str, list[int]] = {}
+    versions: dict[tuple[str, str], list[int]] = {}
+    for name, sha256, size, known in rows:
+        n = names.setdefault(name, [0, 0, 0])
+        n[0], n[1], n[2] = n[0] + 1, n[1] + size, n[2] + bool(known)
+        v = versions.setdefault((name, sha256), [0, 0])
+        v[0], v[1] = v[0] + 1, v[1] + size
+    return names, versions
+
+
+def apply(old: Iterable[Row], new: Iterable[Row]) -> int:
+    """Add what changed between one host's ``old`` and ``new`` current files. Returns the
+    number of summary rows touched (0 when the host holds the same models as before)."""
+    old_names, old_versions = _tally(old)
+    new_names, new_versions = _tally(new)
+    name_rows = []
+    for name in sorted(old_names.keys() | new_names.keys()):
+        o, n = old_names.get(name, [0, 0, 0]), new_names.get(name, [0, 0, 0])
+        if o != n:
+            hosts = (n[0] > 0) - (o[0] > 0)
+            name_rows.append((name, hosts, n[0] - o[0], n[1] - o[1], n[2] - o[2]))
+    version_rows = []
+    for key in sorted(old_versions.keys() | new_versions.keys()):
+        o, n = old_versions.get(key, [0, 0]), new_versions.get(key, [0, 0])
+        if o != n:
+            version_rows.append((*key, (n[0] > 0) - (o[0] > 0), n[0] - o[0], n[1] - o[1]))
+    if name_rows:
+        _upsert(ModelSummary, ["name"], ["hosts", "copies", "bytes", "known"], name_rows)
+    if version_rows:
+        _upsert(ModelVersion, ["name", "sha256"], ["hosts", "copies", "bytes"], version_rows)
+    gone = [row[0] for row in name_rows if row[2] < 0]
+    if gone:
+        # Names no host holds any more leave the index (one statement per table, rare).
+        ModelSummary.objects.filter(name__in=gone, copies__lte=0).delete()
+        ModelVersion.objects.filter(name__in=gone, copies__lte=0).delete()
+    return len(name_rows) + len(version_rows)
+
+
+def _upsert(model, keys: list[str], sums: list[str], rows: list[tuple]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE adding the deltas (PostgreSQL and SQLite alike)."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = keys + sums
+    values = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for row in rows for value in row])
+
+
+def snapshot_rows(snapshot_id: int | None) -> list[Row]:
+    if snapshot_id is None:
+        return []
+    return list(
+        ModelFile.objects.filter(snapshot_id=snapshot_id).values_list(
+            "name", "sha256", "size", "known_to_aspose"
+        )
+    )
+
+
+def host_left(host: Host) -> None:
+    """A host leaves the summary (retired): its current files no longer count."""
+    apply(snapshot_rows(host.current_snapshot_id), [])
+
+
+def host_returned(host: Host) -> None:
+    """A retired host is taken back: its current files count again."""
+    apply([], snapshot_rows(host.current_snapshot_id))
+
+
+def rebuild() -> None:
+    """Recompute both tables from the current snapshots of hosts that are not retired."""
+    current = ModelFile.objects.filter(snapshot_id=F("snapshot__host__current_snapshot_id")).exclude(
+        snapshot__host__status=Host.Status.RETIRED
+    )
+    names = current.values("name").annotate(
+        n_hosts=Count("snapshot__host", distinct=True),
+        n_copies=Count("id"),
+        n_bytes=Sum("size"),
+        n_known=Count("id", filter=Q(known_to_aspose=True)),
+    )
+    versions = current.values("name", "sha256").annotate(
+        n_hosts=Count("snapshot__host", distinct=True), n_copies=Count("id"), n_bytes=Sum("size")
+    )
+    with transaction.atomic():
+        ModelSummary.objects.all().delete()
+        ModelVersion.objects.all().delete()
+        ModelSummary.objects.bulk_create(
+            (
+                ModelSummary(
+                    name=r["name"],
+                    hosts=r["n_hosts"],
+                    copies=r["n_copies"],
+                    bytes=r["n_bytes"],
+                    known=r["n_known"],
+                )
+                for r in names.order_by()
+            ),
+            batch_size=2000,
+        )
+        ModelVersion.objects.bulk_create(
+            (
+                ModelVersion(
+                    name=r["name"],
+                    sha256=r["sha256"],
+                    hosts=r["n_hosts"],
+                    copies=r["n_copies"],
+                    bytes=r["n_bytes"],
+                )
+                for r in versions.order_by()
+            ),
+            batch_size=2000,
+        )
+
+
+__all__ = ["apply", "host_left", "host_returned", "rebuild", "snapshot_rows"]

@@ -27,26 +27,37 @@ from datetime import date, datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from .models import AuditEvent, Host, ModelFile, PruneRequest, Snapshot
+from .models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport, Snapshot
 from .reports import local_day, week_start
 
 DEFAULT_DAILY_AFTER_DAYS = 30
 DEFAULT_WEEKLY_AFTER_DAYS = 180
+# Received-report rows (the idempotency record of every report, and the rejected-reports
+# page) are deleted after this many days. Safe for idempotency: a report older than the
+# clock-skew window (minutes) is refused as stale anyway, so a forgotten id cannot come back.
+DEFAULT_RECEIVED_REPORTS_DAYS = 30
 
 
 @dataclass(frozen=True)
 class Retention:
     daily_after_days: int = DEFAULT_DAILY_AFTER_DAYS
     weekly_after_days: int = DEFAULT_WEEKLY_AFTER_DAYS
+    received_reports_days: int = DEFAULT_RECEIVED_REPORTS_DAYS
 
     def __post_init__(self) -> None:
         if self.daily_after_days < 1:
             raise ValueError("keep every snapshot for at least one day")
         if self.weekly_after_days < self.daily_after_days:
             raise ValueError("weekly thinning must start after daily thinning")
+        if self.received_reports_days < 1:
+            raise ValueError("keep received reports for at least one day")
 
     def as_kwargs(self) -> dict[str, int]:
-        return {"daily_after_days": self.daily_after_days, "weekly_after_days": self.weekly_after_days}
+        return {
+            "daily_after_days": self.daily_after_days,
+            "weekly_after_days": self.weekly_after_days,
+            "received_reports_days": self.received_reports_days,
+        }
 
 
 @dataclass
@@ -168,4 +179,21 @@ def compact_snapshots(
             totals["hosts"] += 1
             for key in ("snapshots_deleted", "identical_merged", "files_deleted"):
                 totals[key] += counts[key]
+    totals["received_reports_deleted"] = forget_received_reports(now, retention)
     return totals
+
+
+def forget_received_reports(now: datetime, retention: Retention, batch: int = 10_000) -> int:
+    """Delete received-report rows older than the retention, a batch per transaction.
+
+    These rows grow with time alone (one per report, 10,000 hosts hourly: 87 million a year)
+    and say nothing the audit trail and the snapshots do not: the audit keeps every change and
+    decision. Batches keep each transaction short while ingest goes on.
+    """
+    cutoff = now - timedelta(days=retention.received_reports_days)
+    deleted = 0
+    while True:
+        ids = list(ReceivedReport.objects.filter(received_at__lt=cutoff).values_list("id", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += ReceivedReport.objects.filter(id__in=ids).delete()[0]

@@ -154,7 +154,13 @@ def test_a_second_run_finds_nothing_to_do():
 
     again = compaction.compact_snapshots(now=NOW, retention=RETENTION)
 
-    assert again == {"hosts": 0, "snapshots_deleted": 0, "identical_merged": 0, "files_deleted": 0}
+    assert again == {
+        "hosts": 0,
+        "snapshots_deleted": 0,
+        "identical_merged": 0,
+        "files_deleted": 0,
+        "received_reports_deleted": 0,
+    }
 
 
 def test_retention_refuses_nonsense():
@@ -162,3 +168,28 @@ def test_retention_refuses_nonsense():
         Retention(daily_after_days=0)
     with pytest.raises(ValueError):
         Retention(daily_after_days=60, weekly_after_days=30)
+
+
+def test_received_reports_older_than_their_retention_are_deleted(db):
+    from django.utils import timezone
+
+    from models_admin.compaction import forget_received_reports
+    from models_admin.models import ReceivedReport
+
+    now = timezone.now()
+    old = [
+        ReceivedReport(
+            report_id=f"old-{i}", kind="inventory", status="accepted", received_at=now - timedelta(days=40)
+        )
+        for i in range(25)
+    ]
+    ReceivedReport.objects.bulk_create(
+        [*old, ReceivedReport(report_id="new", kind="inventory", status="accepted", received_at=now)]
+    )
+    events = AuditEvent.objects.count()
+
+    deleted = forget_received_reports(now, Retention(received_reports_days=30), batch=10)
+
+    assert deleted == 25
+    assert list(ReceivedReport.objects.values_list("report_id", flat=True)) == ["new"]
+    assert AuditEvent.objects.count() == events  # the audit trail is never thinned

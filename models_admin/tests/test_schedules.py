@@ -113,16 +113,22 @@ def test_compaction_is_scheduled_daily_with_the_default_retention_from_the_start
 
 def test_an_approver_sets_the_retention(client_for, approver):
     client_for(approver).post(
-        RETENTION, {"daily_after_days": "14", "weekly_after_days": "120", "enabled": "1"}
+        RETENTION,
+        {"daily_after_days": "14", "weekly_after_days": "120", "received_reports_days": "7", "enabled": "1"},
     )
 
     task = PeriodicTask.objects.get(task=tasks.COMPACT_TASK)
-    assert json.loads(task.kwargs) == {"daily_after_days": 14, "weekly_after_days": 120}
+    assert json.loads(task.kwargs) == {
+        "daily_after_days": 14,
+        "weekly_after_days": 120,
+        "received_reports_days": 7,
+    }
     assert task.enabled and task.interval.every == 24 * 60
-    assert schedules.overview().retention == Retention(14, 120)
+    assert schedules.overview().retention == Retention(14, 120, 7)
     assert AuditEvent.objects.get(action=CHANGED).details["after"] == {
         "daily_after_days": 14,
         "weekly_after_days": 120,
+        "received_reports_days": 7,
         "enabled": True,
     }
 

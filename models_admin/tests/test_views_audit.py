@@ -88,3 +88,17 @@ def test_it_lists_rejected_reports_with_their_reason(client_for, viewer):
     response = client_for(viewer).get(reverse("ocrdash-rejected-reports"))
     assert [r.report_id for r in response.context["page"]] == ["r1"]
     assert "bad v7" in response.content.decode()
+
+
+def test_the_audit_page_counts_no_further_than_its_cap(client_for, viewer, monkeypatch):
+    from models_admin.views import CappedPaginator
+
+    monkeypatch.setattr(CappedPaginator, "cap", 60)
+    AuditEvent.objects.bulk_create(
+        AuditEvent(action=AuditEvent.Action.LOGIN_FAILED, actor=f"u{i}") for i in range(130)
+    )
+
+    response = client_for(viewer).get(reverse("ocrdash-audit"))
+
+    assert response.context["page"].paginator.count == 61  # asked for cap + 1, not 130
+    assert "more than 60" in response.content.decode()

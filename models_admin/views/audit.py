@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -14,7 +13,7 @@ from ..forms import AuditFilter
 from ..models import AuditEvent, ReceivedReport
 from ..roles import Action
 from ..security.spreadsheet import csv_lines
-from . import require
+from . import CappedPaginator, require
 
 CSV_COLUMNS = ["at", "actor", "action", "host", "object_type", "object_id", "details"]
 
@@ -26,7 +25,7 @@ def _filtered(request: HttpRequest) -> AuditFilter:
 def index(request: HttpRequest) -> HttpResponse:
     require(request, Action.VIEW)
     filterset = _filtered(request)
-    page = Paginator(filterset.qs, 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(filterset.qs, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -65,5 +64,5 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
 def rejected_reports(request: HttpRequest) -> HttpResponse:
     require(request, Action.VIEW)
     reports = ReceivedReport.objects.filter(status=ReceivedReport.Status.REJECTED).select_related("host")
-    page = Paginator(reports.order_by("-received_at"), 50).get_page(request.GET.get("page"))
+    page = CappedPaginator(reports.order_by("-received_at"), 50).get_page(request.GET.get("page"))
     return render(request, "models_admin/rejected_reports.html", {"page": page, "nav": "audit"})

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import reports, schedules
-from ..compaction import Retention
+from ..compaction import DEFAULT_RECEIVED_REPORTS_DAYS, Retention
 from ..models import Host
 from ..roles import Action, can
 from ..security.params import validate_report_date
@@ -268,13 +268,19 @@ class HostIntervalForm(IntervalForm):
 class RetentionForm(forms.Form):
     daily_after_days = forms.IntegerField(min_value=1, max_value=3650)
     weekly_after_days = forms.IntegerField(min_value=1, max_value=3650)
+    # Optional so that a form without it (an older page, a script) keeps the default.
+    received_reports_days = forms.IntegerField(min_value=1, max_value=3650, required=False)
     enabled = forms.BooleanField(required=False)
 
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
         try:
-            data["retention"] = Retention(data["daily_after_days"], data["weekly_after_days"])
+            data["retention"] = Retention(
+                data["daily_after_days"],
+                data["weekly_after_days"],
+                data.get("received_reports_days") or DEFAULT_RECEIVED_REPORTS_DAYS,
+            )
         except (KeyError, ValueError) as exc:
             if not self.errors:
                 raise forms.ValidationError(str(exc)) from exc

@@ -1,0 +1,342 @@
+#!/usr/bin/env python
+"""Benchmark of the dashboard's pages and API lists at 10, 1,000 and 10,000 hosts.
+
+Each host holds 50 current files (10,000 hosts: 500,000 current file rows) drawn from a shared
+catalogue of models plus a few of its own, and has a second, older snapshot; some hosts have
+errors, are offline, low on disk, pending or have a request waiting for an approver; every
+host has audit events. The fleet grows in place from one size to the next (same database) and
+every page is fetched as a logged-in approver through Django's test client, so the figures are
+server time (no network, no browser), query count and HTML size.
+
+The floor of each page is its own time at 10 hosts, measured in the same run: the goal is a
+page that costs the same at any fleet size (ratio <= 3x, <= 150 ms, <= 300 KB, constant
+queries).
+
+    python scripts/bench_pages.py                 # 3 runs per page and size
+    python scripts/bench_pages.py --quick         # the same sizes, 2 runs
+    python scripts/bench_pages.py --screenshots DIR   # also screenshots at 10 and 10,000 hosts
+
+It works in its own database (``--database-url``), created, migrated and dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_ingest import create_database, drop_database
+
+SIZES = (10, 1_000, 10_000)
+FILES = 50
+CATALOGUE = 300  # model names shared by the fleet
+OWN = 5  # of each host's files, names only it has
+GOALS = {"ms": 150.0, "ratio": 3.0, "kb": 300.0}
+
+
+def setup(database_url: str) -> None:
+    import secrets
+
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="ocrdash.settings",
+        DATABASE_URL=database_url,
+        # DEBUG serves the static files from the source tree (the screenshots need them) and
+        # keeps HTTP (no HTTPS redirect); every size is measured the same way.
+        DJANGO_DEBUG="true",
+        DJANGO_ALLOWED_HOSTS="testserver,127.0.0.1,localhost",
+    )
+    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def grow(start: int, end: int, rng: random.Random) -> None:
+    """Add hosts ``start`` .. ``end - 1`` with two snapshots each, requests and audit events."""
+    from django.contrib.auth.models import Group, User
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from models_admin.catalog import summary
+    from models_admin.models import AuditEvent, Host, PruneRequest, Snapshot
+
+    now = timezone.now()
+    operator, created = User.objects.get_or_create(username="bench-operator")
+    if created:
+        operator.groups.add(Group.objects.get(name="operator"))
+    with transaction.atomic():
+        hosts = []
+        for i in range(start, end):
+            kind = i % 50
+            hosts.append(
+                Host(
+                    name=f"ocr-{i:05d}",
+                    hostname=f"ocr-{i:05d}.example",
+                    status=Host.Status.PENDING if kind == 7 else Host.Status.ACTIVE,
+                    last_seen=now - (timedelta(days=2) if kind in (3, 4) else timedelta(minutes=kind % 5)),
+                    model_dir="/srv/ocr/Aspose.AI.LLM/models",
+                    model_dir_state=Host.DirState.MISSING if kind == 5 else Host.DirState.OK,
+                    last_error="inventory: permission denied" if kind == 6 else "",
+                    disk_total=2 * 10**12,
+                    disk_free=10**11 if kind == 8 else 10**12 - i * 10**6,
+                    agent_version="0.1.0",
+                    aspose_version="26.10.0",
+                )
+            )
+        hosts = Host.objects.bulk_create(hosts, batch_size=2000)
+        snapshots = []
+        for host in hosts:
+            for age in (30, 0):
+                snapshots.append(
+                    Snapshot(
+                        host=host,
+                        taken_at=now - timedelta(days=age),
+                        last_seen_at=now - timedelta(days=age),
+                        digest=f"{host.pk:032x}{age:032x}",
+                        file_count=FILES,
+                        report_id=f"bench-{host.pk}-{age}",
+                    )
+                )
+        Snapshot.objects.bulk_create(snapshots, batch_size=2000)
+        buffer = io.StringIO()
+        totals = {}
+        for snapshot in snapshots:
+            i = int(snapshot.host.name[4:])
+            names = rng.sample(range(CATALOGUE), FILES - OWN)
+            total = 0
+            for slot in range(FILES):
+                own = slot >= FILES - OWN
+                name = f"host{i:05d}_custom{slot}.gguf" if own else f"model_{names[slot]:03d}.gguf"
+                size = 10**8 + (i * 7919 + slot) % 10**6 if own else 10**8 + names[slot] * 1000
+                sha = hashlib.sha256(name.encode()).hexdigest()
+                total += size
+                path = f"family{slot % 7}/{name}"
+                row = (snapshot.pk, path, name, size, 1_700_000_000_000_000_000 + slot, sha, slot == 0, False)
+                buffer.write("\t".join(map(str, row)) + "\n")
+            totals[snapshot.pk] = total
+        with connection.cursor() as cursor:
+            with cursor.copy(
+                "COPY models_admin_modelfile (snapshot_id, path, name, size, mtime_ns, sha256,"
+                " known_to_aspose, is_symlink) FROM STDIN"
+            ) as copy:
+                copy.write(buffer.getvalue())
+            cursor.execute(
+                "UPDATE models_admin_snapshot s SET total_bytes = t.total FROM"
+                " (SELECT snapshot_id, sum(size) AS total FROM models_admin_modelfile"
+                "  WHERE snapshot_id = ANY(%s) GROUP BY snapshot_id) t WHERE s.id = t.snapshot_id",
+                [list(totals)],
+            )
+            cursor.execute(
+                "UPDATE models_admin_host h SET current_snapshot_id = s.id, file_count = s.file_count,"
+                " total_bytes = s.total_bytes FROM models_admin_snapshot s"
+                " WHERE s.host_id = h.id AND s.report_id = 'bench-' || h.id || '-0' AND h.id = ANY(%s)",
+                [[h.pk for h in hosts]],
+            )
+        PruneRequest.objects.bulk_create(
+            PruneRequest(
+                host=host,
+                reason="old models",
+                requested_by=operator,
+                expires_at=now + timedelta(days=3),
+                created_at=now - timedelta(hours=k % 48),
+            )
+            for k, host in enumerate(hosts)
+            if k % 20 == 0
+        )
+        AuditEvent.objects.bulk_create(
+            (
+                AuditEvent(
+                    at=now - timedelta(minutes=j * 60 + k % 60),
+                    actor=f"agent:{host.name}",
+                    action=AuditEvent.Action.REPORT_INGESTED,
+                    host=host.name,
+                    details={"files": FILES},
+                )
+                for k, host in enumerate(hosts)
+                for j in range(5)
+            ),
+            batch_size=5000,
+        )
+    summary.rebuild()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def pages() -> dict[str, str]:
+    """Label -> path of every page and API list measured."""
+    from models_admin.models import Host, ModelSummary
+
+    host = Host.objects.order_by("name").first()
+    popular = ModelSummary.objects.order_by("-copies").values_list("name", flat=True).first()
+    return {
+        "fleet /": "/",
+        "fleet poller": "/fleet/rows/",
+        "fleet sorted by size": "/?sort=-size",
+        "fleet page 3": "/?page=3",
+        "models index": "/models/",
+        "model detail": f"/models/{popular}/",
+        "host detail": f"/hosts/{host.name}/",
+        "requests": "/requests/",
+        "audit": "/audit/",
+        "reports (90 days)": "/reports/",
+        "api hosts": "/api/hosts/",
+        "api requests": "/api/prune-requests/",
+        "api audit": "/api/audit/",
+    }
+
+
+def measure(client, path: str, runs: int) -> tuple[list[float], int, int]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    times = []
+    for _ in range(runs):
+        with CaptureQueriesContext(connection) as queries:
+            t0 = time.perf_counter()
+            response = client.get(path)
+            times.append((time.perf_counter() - t0) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"{path}: HTTP {response.status_code}")
+    return times, len(queries), len(response.content)
+
+
+class LiveServer:
+    """The dashboard served on 127.0.0.1 for the screenshots (wsgiref in a thread)."""
+
+    def __init__(self) -> None:
+        from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+        from django.core.wsgi import get_wsgi_application
+
+        class Quiet(WSGIRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = make_server("127.0.0.1", 0, get_wsgi_application(), handler_class=Quiet)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def screenshots(folder: Path, size: int, paths: dict[str, str]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    folder.mkdir(parents=True, exist_ok=True)
+    server = LiveServer()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"]
+            )
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{server.url}/accounts/login/")
+            page.fill("input[name=username]", "bench-viewer")
+            page.fill("input[name=password]", "bench-viewer-pass-1")
+            page.click("button[type=submit], input[type=submit]")
+            page.wait_for_load_state("networkidle")
+            for label in ("fleet /", "models index", "model detail"):
+                page.goto(server.url + paths[label])
+                page.wait_for_load_state("networkidle")
+                name = label.split()[0] + ("-detail" if "detail" in label else "")
+                page.screenshot(path=str(folder / f"{name}-{size}-hosts.png"), full_page=True)
+            browser.close()
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="the same sizes, fewer runs")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs per page and size (default 3, --quick 2)"
+    )
+    parser.add_argument("--screenshots", type=Path, default=None, help="a folder for screenshots")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/ocrdash_bench_pages")
+    args = parser.parse_args()
+    runs = args.runs or (2 if args.quick else 3)
+
+    create_database(args.database_url)
+    try:
+        setup(args.database_url)
+        from django.contrib.auth.models import Group, User
+        from django.test import Client
+
+        viewer = User.objects.create(username="bench-viewer")
+        viewer.set_password("bench-viewer-pass-1")  # the screenshots log in through the form
+        viewer.save()
+        viewer.groups.add(*Group.objects.filter(name__in=["viewer", "approver"]))
+        rng = random.Random(11)
+        results: dict[int, dict[str, tuple[list[float], int, int]]] = {}
+        built = 0
+        for size in SIZES:
+            t0 = time.perf_counter()
+            grow(built, size, rng)
+            built = size
+            client = Client()
+            client.force_login(viewer, backend="django.contrib.auth.backends.ModelBackend")
+            paths = pages()
+            for path in paths.values():
+                client.get(path)  # warm: templates compiled, caches filled
+            results[size] = {label: measure(client, path, runs) for label, path in paths.items()}
+            one, five, _ = os.getloadavg()
+            print(
+                f"{size} hosts built in {time.perf_counter() - t0:.0f} s, measured"
+                f" (load average {one:.2f} / {five:.2f} on {os.cpu_count()} cores)"
+            )
+            if args.screenshots and size in (SIZES[0], SIZES[-1]):
+                screenshots(args.screenshots, size, paths)
+        small, large = SIZES[0], SIZES[-1]
+        print(
+            f"\n{'page':<22} {'ms at ' + str(large) + ' (min/med)':>22}"
+            f" {'floor: ' + str(small) + ' hosts':>16} {'ratio':>7} {'ms at 1k':>9}"
+            f" {'queries 10/1k/10k':>18} {'KB at 10k':>10}"
+        )
+        worst_ratio, worst_ms, max_kb = 0.0, 0.0, 0.0
+        for label in results[small]:
+            floor, mid, big = results[small][label], results[SIZES[1]][label], results[large][label]
+            ratio = statistics.median(big[0]) / statistics.median(floor[0])
+            worst_ratio, worst_ms = max(worst_ratio, ratio), max(worst_ms, statistics.median(big[0]))
+            max_kb = max(max_kb, big[2] / 1024)
+            flag = (
+                ""
+                if ratio <= GOALS["ratio"]
+                and statistics.median(big[0]) <= GOALS["ms"]
+                and big[2] / 1024 <= GOALS["kb"]
+                else "  <- over a goal"
+            )
+            print(
+                f"{label:<22} {min(big[0]):9.1f} / {statistics.median(big[0]):9.1f}"
+                f" {statistics.median(floor[0]):16.1f} {ratio:6.2f}x {statistics.median(mid[0]):9.1f}"
+                f" {floor[1]:>6}/{mid[1]}/{big[1]:<6} {big[2] / 1024:9.0f}{flag}"
+            )
+        print(
+            f"SUMMARY worst_ratio_10k_vs_10={worst_ratio:.2f} worst_ms_10k={worst_ms:.0f}"
+            f" max_html_kb={max_kb:.0f}"
+        )
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        drop_database(args.database_url)
+
+
+if __name__ == "__main__":
+    main()

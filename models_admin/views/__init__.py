@@ -12,6 +12,7 @@ from functools import cached_property
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 
@@ -49,7 +50,8 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.cap + 1].count()
+        rows: QuerySet = self.object_list  # type: ignore[assignment]  # always a QuerySet here
+        return rows[: self.cap + 1].count()
 
     @property
     def capped(self) -> bool:

@@ -8,6 +8,7 @@ lists its copies a page at a time.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Sum
@@ -38,7 +39,7 @@ def index(request: HttpRequest) -> HttpResponse:
     page = Paginator(names.order_by("name"), INDEX_PAGE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
     # Versions and the largest copy of the names on this page: one query over their identities.
-    versions = {
+    versions: dict[str, Any] = {
         v["name"]: v
         for v in ModelVersion.objects.filter(name__in=[r.name for r in rows], copies__gt=0)
         .values("name")

@@ -174,7 +174,7 @@ class ModelFile(models.Model):
         return self.path
 
     @property
-    def mtime(self):
+    def mtime(self) -> datetime:
         return datetime.fromtimestamp(self.mtime_ns / 1e9, tz=UTC)
 
     def identity(self) -> dict:

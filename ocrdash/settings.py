@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "django_celery_beat",
     "axes",
     "csp",
@@ -213,6 +215,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "models_admin.api.pagination.CappedLimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "models_admin.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Per signed-in user (token or session) and per address for anonymous callers; a caller
     # over the rate gets 429 with Retry-After.
     "DEFAULT_THROTTLE_CLASSES": [
@@ -224,6 +227,22 @@ REST_FRAMEWORK = {
         "user": env.str("OCRDASH_API_USER_RATE", default="600/minute"),
     },
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+}
+
+# OpenAPI 3 at /api/schema/, Swagger UI at /api/docs/ with its files from the sidecar package.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ocrdash API",
+    "DESCRIPTION": (
+        "Hosts, their model files, prune requests and their approval, the audit. "
+        "Authenticate with `Authorization: Token <key>` (`manage.py create_user NAME --token` "
+        "prints one) or a browser session; each call needs the role of the matching page."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # ---------------------------------------------------------------- Celery

@@ -2,9 +2,12 @@
 
 from django.urls import path
 
-from . import views
+from . import docs, views
 
 urlpatterns = [
+    path("", docs.ApiRoot.as_view(), name="api-root"),
+    path("schema/", docs.ApiSchema.as_view(), name="api-schema"),
+    path("docs/", docs.ApiDocs.as_view(), name="api-docs"),
     path("hosts/", views.HostList.as_view(), name="api-hosts"),
     path("hosts/<str:name>/", views.HostDetail.as_view(), name="api-host"),
     path("hosts/<str:name>/inventory/", views.HostInventory.as_view(), name="api-host-inventory"),

@@ -12,7 +12,9 @@ from typing import Any
 from django.contrib.auth.decorators import login_not_required
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, status
+from rest_framework import serializers as drf
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,6 +37,46 @@ class _Api(APIView):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
         return login_not_required(super().as_view(**initkwargs))
+
+
+# Bodies that are not a model's, named for the schema (/api/schema/).
+ASKED = inline_serializer("Asked", {"host": drf.CharField(), "asked": drf.ChoiceField(["inventory", "free"])})
+REVOKED = inline_serializer(
+    "RevokedKey", {"host": drf.CharField(), "revoked_key": drf.CharField(help_text="the key's fingerprint")}
+)
+TOKEN = inline_serializer(
+    "EnrollmentToken",
+    {
+        "id": drf.UUIDField(),
+        "token": drf.CharField(help_text="shown once: give it to the host (OCRDASH_ENROLLMENT_TOKEN_FILE)"),
+        "fingerprint": drf.CharField(),
+        "label": drf.CharField(),
+        "host_name": drf.CharField(),
+        "expires_at": drf.DateTimeField(),
+        "dashboard_public_key": drf.CharField(),
+    },
+)
+POLICY_RUN = inline_serializer(
+    "PolicyRun",
+    {
+        "policy": drf.CharField(),
+        "params": drf.DictField(),
+        "selected": drf.ListField(child=drf.CharField()),
+        "skipped_busy": drf.ListField(child=drf.CharField()),
+        "skipped_unprunable": drf.ListField(child=drf.CharField()),
+        "request": serializers.PruneRequestDetailSerializer(allow_null=True),
+    },
+)
+POLICIES = inline_serializer(
+    "Policy",
+    {
+        "name": drf.CharField(),
+        "label": drf.CharField(),
+        "description": drf.CharField(),
+        "params": drf.ListField(child=drf.DictField()),
+    },
+    many=True,
+)
 
 
 def _host(name: str) -> Host:
@@ -78,8 +120,11 @@ class HostInventory(_Api, generics.ListAPIView):
 
     serializer_class = serializers.ModelFileSerializer
     filterset_class = None
+    queryset = ModelFile.objects.none()  # the real one needs the URL's host: get_queryset
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no URL kwargs
+            return self.queryset
         host = _host(self.kwargs["name"])
         if host.current_snapshot_id is None:
             return ModelFile.objects.none()
@@ -89,6 +134,7 @@ class HostInventory(_Api, generics.ListAPIView):
 class HostAskInventory(_Api, APIView):
     action_required = Action.REQUEST_INVENTORY
 
+    @extend_schema(request=None, responses={202: ASKED})
     def post(self, request: Request, name: str) -> Response:
         host = _host(name)
         workflow.ask_inventory(host, request.user)
@@ -98,6 +144,7 @@ class HostAskInventory(_Api, APIView):
 class HostAskFree(_Api, APIView):
     action_required = Action.REQUEST_FREE
 
+    @extend_schema(request=None, responses={202: ASKED})
     def post(self, request: Request, name: str) -> Response:
         host = _host(name)
         workflow.ask_free(host, request.user)
@@ -107,6 +154,7 @@ class HostAskFree(_Api, APIView):
 class HostAccept(_Api, APIView):
     action_required = Action.MANAGE_HOSTS
 
+    @extend_schema(request=None, responses=serializers.HostSerializer)
     def post(self, request: Request, name: str) -> Response:
         host = workflow.accept_host(_host(name), request.user)
         return Response(serializers.HostSerializer(host).data)
@@ -115,6 +163,7 @@ class HostAccept(_Api, APIView):
 class HostRetire(_Api, APIView):
     action_required = Action.MANAGE_HOSTS
 
+    @extend_schema(request=None, responses=serializers.HostSerializer)
     def post(self, request: Request, name: str) -> Response:
         host = workflow.retire_host(_host(name), request.user)
         return Response(serializers.HostSerializer(host).data)
@@ -125,6 +174,9 @@ class HostRevokeKey(_Api, APIView):
 
     action_required = Action.MANAGE_HOSTS
 
+    @extend_schema(
+        request=None, responses={200: REVOKED, 409: OpenApiResponse(description="no key to revoke")}
+    )
     def post(self, request: Request, name: str) -> Response:
         host = _host(name)
         try:
@@ -140,6 +192,7 @@ class EnrollmentTokenCreate(_Api, APIView):
 
     action_required = Action.MANAGE_HOSTS
 
+    @extend_schema(request=serializers.EnrollmentTokenRequestSerializer, responses={201: TOKEN})
     def post(self, request: Request) -> Response:
         data = _validated(serializers.EnrollmentTokenRequestSerializer, request.data)
         try:
@@ -172,6 +225,9 @@ class HostPropose(_Api, APIView):
 
     action_required = Action.PROPOSE
 
+    @extend_schema(
+        request=serializers.ProposeSerializer, responses={201: serializers.PruneRequestDetailSerializer}
+    )
     def post(self, request: Request, name: str) -> Response:
         host = _host(name)
         data = _validated(serializers.ProposeSerializer, request.data)
@@ -194,6 +250,7 @@ class HostRunPolicy(_Api, APIView):
 
     action_required = Action.PROPOSE
 
+    @extend_schema(request=serializers.PolicyRunSerializer, responses={200: POLICY_RUN, 201: POLICY_RUN})
     def post(self, request: Request, name: str, policy: str) -> Response:
         host = _host(name)
         data = _validated(serializers.PolicyRunSerializer, request.data)
@@ -215,6 +272,7 @@ class HostRunPolicy(_Api, APIView):
 
 
 class PolicyList(_Api, APIView):
+    @extend_schema(responses=POLICIES)
     def get(self, request: Request) -> Response:
         return Response([p.as_dict() for p in policies.REGISTRY.values()])
 
@@ -243,6 +301,7 @@ class RequestDetail(_Api, generics.RetrieveAPIView):
 class RequestApprove(_Api, APIView):
     action_required = Action.APPROVE
 
+    @extend_schema(request=serializers.CommentSerializer, responses=serializers.PruneRequestDetailSerializer)
     def post(self, request: Request, request_id) -> Response:
         data = _validated(serializers.CommentSerializer, request.data)
         return _request_detail(workflow.approve(_request(request_id).id, request.user, data["comment"]))
@@ -251,6 +310,7 @@ class RequestApprove(_Api, APIView):
 class RequestReject(_Api, APIView):
     action_required = Action.APPROVE
 
+    @extend_schema(request=serializers.CommentSerializer, responses=serializers.PruneRequestDetailSerializer)
     def post(self, request: Request, request_id) -> Response:
         data = _validated(serializers.CommentSerializer, request.data)
         return _request_detail(workflow.reject(_request(request_id).id, request.user, data["comment"]))
@@ -261,6 +321,9 @@ class RequestRestore(_Api, APIView):
 
     action_required = Action.RESTORE
 
+    @extend_schema(
+        request=serializers.RestoreSerializer, responses={201: serializers.PruneRequestDetailSerializer}
+    )
     def post(self, request: Request, request_id) -> Response:
         data = _validated(serializers.RestoreSerializer, request.data)
         restore = workflow.propose_restore(

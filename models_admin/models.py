@@ -545,3 +545,22 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.sha256[:12]}"
+
+
+class ApiToken(models.Model):
+    """A user's API token, kept only as its SHA-256 digest (api/tokens.py).
+
+    DRF's own Token model stores the key itself: anyone who reads the table (a backup, a
+    replica, a leaked dump) could call the API as every user. The key is 256 random bits, so a
+    plain digest is enough (a slow password hash protects guessable secrets, not random ones),
+    and a lookup by digest stays one indexed query. The key is shown once, when issued.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token")
+    digest = models.CharField(max_length=64, unique=True)
+    # The first characters of the key, to tell tokens apart on a page; not enough to use one.
+    prefix = models.CharField(max_length=12)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"API token {self.prefix}... of {self.user}"

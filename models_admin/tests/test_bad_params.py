@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
+
+from models_admin.api.tokens import issue_token
 
 pytestmark = pytest.mark.django_db
 HUGE = "9" * 23
@@ -15,7 +16,7 @@ HUGE = "9" * 23
 
 @pytest.fixture
 def api(viewer) -> Client:
-    return Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=viewer).key}")
+    return Client(HTTP_AUTHORIZATION=f"Token {issue_token(viewer)}")
 
 
 def test_the_api_page_size_is_capped(api, make_host, settings):

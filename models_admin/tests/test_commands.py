@@ -7,8 +7,9 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import AuthenticationFailed
 
+from models_admin.api.tokens import DigestTokenAuthentication
 from models_admin.models import AuditEvent, Host
 from models_admin.roles import Action, can
 
@@ -55,10 +56,14 @@ def test_create_user_refuses_an_empty_password_variable(monkeypatch):
     assert not User.objects.filter(username="x").exists()
 
 
-def test_create_user_prints_the_same_token_each_time():
+def test_create_user_token_is_shown_once_and_a_new_one_replaces_it():
     first = run("create_user", "bot", "--role", "viewer", "--token")
     second = run("create_user", "bot", "--token")
-    assert first == second == Token.objects.get(user__username="bot").key
+    assert first != second and first.startswith("ocd_")
+    auth = DigestTokenAuthentication()
+    assert auth.authenticate_credentials(second)[0].username == "bot"
+    with pytest.raises(AuthenticationFailed):
+        auth.authenticate_credentials(first)
 
 
 def test_create_user_superuser_flag():

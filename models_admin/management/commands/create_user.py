@@ -13,8 +13,8 @@ import os
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
+from models_admin.api.tokens import issue_token
 from models_admin.roles import Role
 
 
@@ -40,7 +40,11 @@ class Command(BaseCommand):
             default=None,
             help="may do everything, including the Django admin",
         )
-        parser.add_argument("--token", action="store_true", help="print the user's API token")
+        parser.add_argument(
+            "--token",
+            action="store_true",
+            help="print a new API token for the user (shown once; it replaces the user's earlier token)",
+        )
 
     def handle(
         self, *args, username: str, role: list[str], password, password_env, email, superuser, token, **kw
@@ -76,5 +80,4 @@ class Command(BaseCommand):
         shown = ", ".join(current + (["superuser"] if user.is_superuser else [])) or "no role"
         self.stderr.write(f"{verb} user {username} ({shown})")
         if token:
-            key, _ = Token.objects.get_or_create(user=user)
-            self.stdout.write(key.key)
+            self.stdout.write(issue_token(user))

@@ -24,7 +24,7 @@ from models_admin import policies, trust, workflow
 from models_admin.models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport
 from models_admin.roles import Action
 
-from . import filters, serializers
+from . import filters, pagination, serializers
 from .permissions import RolePermission
 
 
@@ -338,10 +338,12 @@ class RequestRestore(_Api, APIView):
 class AuditList(_Api, generics.ListAPIView):
     serializer_class = serializers.AuditEventSerializer
     filterset_class = filters.AuditFilter
+    pagination_class = pagination.AuditCursorPagination
     queryset = AuditEvent.objects.order_by("-at", "-id")
 
 
 class RejectedReportList(_Api, generics.ListAPIView):
     serializer_class = serializers.ReceivedReportSerializer
     filterset_class = filters.ReceivedReportFilter
+    pagination_class = pagination.RejectedReportCursorPagination
     queryset = ReceivedReport.objects.filter(status=ReceivedReport.Status.REJECTED).order_by("-received_at")

@@ -39,7 +39,9 @@ def test_the_api_page_size_is_capped(api, make_host, settings):
 )
 def test_a_limit_or_offset_out_of_range_is_a_400_with_the_rule(api, make_host, query, message):
     make_host("ocr-1")
-    for url in ("/api/hosts/", "/api/hosts/ocr-1/inventory/", "/api/audit/"):
+    # The audit pages by cursor: it takes a limit, and refuses any offset (test_api_cursor.py).
+    urls = ["/api/hosts/", "/api/hosts/ocr-1/inventory/"] + (["/api/audit/"] if "limit" in query else [])
+    for url in urls:
         response = api.get(f"{url}?{query}")
         assert response.status_code == 400, url
         assert message in str(response.json()), response.json()

@@ -167,6 +167,9 @@ class ModelFile(models.Model):
         indexes = [
             # Model page: which hosts hold this name / this hash.
             models.Index(fields=["name"], name="modelfile_name"),
+            # A model's page: each host's current snapshot probed for the name, one row each,
+            # in host-name order until the page is full (instead of reading all 50 files).
+            models.Index(fields=["snapshot", "name"], name="modelfile_snapshot_name"),
             models.Index(fields=["sha256"], name="modelfile_sha256"),
         ]
 

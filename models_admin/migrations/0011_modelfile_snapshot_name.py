@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("models_admin", "0009_model_summary"),
+        ("models_admin", "0010_api_token_digests"),
     ]
 
     operations = [

@@ -7,9 +7,22 @@ deleted at all (the database refuses too).
 
 from __future__ import annotations
 
+import apprise
+from django import forms
 from django.contrib import admin
 
-from .models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest, ReceivedReport, Snapshot
+from .models import (
+    AuditEvent,
+    Host,
+    ModelFile,
+    Notification,
+    PruneItem,
+    PruneRequest,
+    ReceivedReport,
+    Snapshot,
+    WebhookChannel,
+)
+from .notifications.events import Event
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -94,3 +107,64 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ["action"]
     search_fields = ["actor", "host", "object_id"]
     date_hierarchy = "at"
+
+
+# ---------------------------------------------------------------- notifications
+
+
+class WebhookChannelForm(forms.ModelForm):
+    """The URL is write-only: typed in once, then shown masked; left empty on a change, it stays."""
+
+    url = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "size": 80}),
+        help_text="Any URL apprise knows: https://hooks.slack.com/services/..., a Teams webhook, "
+        "json://host:port/path for a generic JSON webhook. Stored, never shown again in full.",
+    )
+    events = forms.MultipleChoiceField(
+        choices=Event.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Sent to this webhook.",
+    )
+
+    class Meta:
+        model = WebhookChannel
+        fields = ["name", "url", "events", "enabled"]
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        if not url:
+            if self.instance.pk:
+                return self.instance.url
+            raise forms.ValidationError("A webhook needs its URL.")
+        if apprise.Apprise.instantiate(url) is None:
+            raise forms.ValidationError("apprise does not know this kind of URL.")
+        return url
+
+
+@admin.register(WebhookChannel)
+class WebhookChannelAdmin(admin.ModelAdmin):
+    form = WebhookChannelForm
+    list_display = ["name", "masked_url", "routed_events", "enabled"]
+    readonly_fields = ["masked_url", "created_by", "created_at"]
+
+    @admin.display(description="events")
+    def routed_events(self, obj: WebhookChannel) -> str:
+        labels = dict(Event.choices)
+        return "; ".join(labels.get(e, e) for e in obj.events) or "(none)"
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.created_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    """What was sent to whom, and why a delivery failed: the admins' delivery log."""
+
+    list_display = ["created_at", "event", "kind", "recipient", "status", "attempts", "error", "sent_at"]
+    list_filter = ["status", "kind", "event"]
+    search_fields = ["recipient", "subject", "host"]
+    date_hierarchy = "created_at"

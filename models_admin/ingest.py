@@ -37,6 +37,7 @@ from typing import Any
 
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 
 from workers.schema import (
@@ -45,6 +46,7 @@ from workers.schema import (
     FreeReport,
     HeartbeatReport,
     InventoryReport,
+    ProgressReport,
     PruneReport,
     PurgeReport,
     RestoreReport,
@@ -53,10 +55,11 @@ from workers.schema import (
 )
 from workers.signing import SIGNATURE_FIELD
 
-from . import trust, workflow
+from . import feedback, roles, trust, workflow
 from .catalog import summary
 from .fleet import presence
 from .models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
+from .notifications import Event, notify
 
 log = logging.getLogger(__name__)
 Action = AuditEvent.Action
@@ -70,7 +73,14 @@ _MAX_STRING_CHARS = 1_000
 BULK_BATCH = 2_000
 
 AnyReport = (
-    InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport
+    InventoryReport
+    | PruneReport
+    | RestoreReport
+    | PurgeReport
+    | FreeReport
+    | HeartbeatReport
+    | ProgressReport
+    | ErrorReport
 )
 
 
@@ -165,6 +175,7 @@ def ingest_report(data: Any) -> IngestResult:
                     return IngestResult("accepted", report.report_id, reason=reason)
             now = timezone.now()
             applied = APPLY[report.kind](host, report, now)
+            feedback.answered(host, report)
             _update_host(host, report, applied, now)
             record(report, host, applied, registered)
     except Refused as exc:
@@ -250,6 +261,14 @@ def refuse(data: Any, refusal: Refused, report: AnyReport | None = None) -> Inge
                     kind=kind,
                     signer=storable(trust.claimed_signer(data)),
                     fingerprint=refusal.fingerprint,
+                )
+                notify(
+                    Event.REPORT_REFUSED,
+                    f"A report claiming to come from {host_name or 'an unknown host'} was refused",
+                    path=reverse("ocrdash-rejected-reports"),
+                    host=host_name[:128],
+                    lines=[f"Why: {refusal.reason[:500]}", "Nothing was changed; the report is kept."],
+                    role=roles.Action.MANAGE_HOSTS,
                 )
             else:
                 AuditEvent.record(
@@ -442,6 +461,15 @@ def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Appli
             f"{state_label}: {facts.model_dir_error}" if facts.model_dir_error else state_label
         )
         fields["last_error_at"] = now
+        if host.model_dir_state == Host.DirState.OK:
+            notify(
+                Event.MODEL_DIR_GONE,
+                f"{host.name}: {state_label.lower()}",
+                path=reverse("ocrdash-host", args=[host.name]),
+                host=host.name,
+                lines=[fields["last_error"]],
+                role=roles.Action.MANAGE_HOSTS,
+            )
     elif host.model_dir_state != Host.DirState.OK and host.last_error_at is not None:
         # The folder is back: its old complaint no longer describes the host.
         fields["last_error"], fields["last_error_at"] = "", None
@@ -586,4 +614,8 @@ APPLY: dict[str, Applier] = {
 # Kinds applied without a ReceivedReport row, a host lock or an audit event, after the same
 # parse and authentication: a heartbeat is one UPDATE, idempotent by its own signed send time
 # (fleet/presence.py). apply(report, now) -> (status, reason).
-UNCLAIMED: dict[str, Callable[[Any, datetime], tuple[str, str]]] = {"heartbeat": presence.apply_heartbeat}
+# A progress report is a gauge likewise: only a newer one moves its order's bar (feedback.py).
+UNCLAIMED: dict[str, Callable[[Any, datetime], tuple[str, str]]] = {
+    "heartbeat": presence.apply_heartbeat,
+    "progress": feedback.apply_progress,
+}

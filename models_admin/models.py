@@ -567,3 +567,213 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"API token {self.prefix}... of {self.user}"
+
+
+# ---------------------------------------------------------------- notifications (notifications/)
+
+
+class NotificationPreference(models.Model):
+    """How one user wants to hear of one event: by email, or not at all.
+
+    No row means the default (email); ``event`` holds a ``notifications.Event`` value, kept
+    free of ``choices`` so that adding an event needs no migration.
+    """
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        NONE = "none", "Nothing"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    event = models.CharField(max_length=64)
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.EMAIL)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "event"], name="notificationpreference_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.event}: {self.channel}"
+
+
+class NotificationProfile(models.Model):
+    """A user's digest mode: at most one email per ``digest_minutes`` (0: one email per event)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_profile"
+    )
+    digest_minutes = models.PositiveIntegerField(default=0)
+    last_digest_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: digest every {self.digest_minutes} min"
+
+
+class WebhookChannel(models.Model):
+    """A webhook (any URL apprise knows: Slack, Teams, json://...) and the events routed to it.
+
+    The URL often *is* the credential (a Slack hook URL lets anyone post), so it is stored
+    but never shown back in full: pages and the admin show ``masked_url`` only.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    url = models.TextField()
+    # Values of notifications.Event routed to this channel.
+    events = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def masked_url(self) -> str:
+        from .notifications.channels import mask_url
+
+        return mask_url(self.url)
+
+
+class Notification(models.Model):
+    """One message to one recipient (a user's address or a webhook), and how its delivery went.
+
+    Rows are written after the change they tell of committed, then delivered by a Celery task
+    on the notify queue; ``status`` and ``error`` say what happened, for the admins.
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "Webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        DIGEST = "digest", "Waiting for the next digest"
+        SENDING = "sending", "Sending"
+        RETRYING = "retrying", "Failed, will retry"
+        SENT = "sent", "Sent"
+        IN_DIGEST = "in_digest", "Sent in a digest"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    webhook = models.ForeignKey(
+        WebhookChannel, null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+    )
+    # An email address, or the webhook's masked URL: never the secret itself.
+    recipient = models.CharField(max_length=400)
+    host = models.CharField(max_length=128, blank=True)
+    subject = models.CharField(max_length=255)
+    body = models.TextField()
+    url = models.CharField(max_length=2000, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # For an event that went out in a digest: the digest's own row.
+    digest = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="parts")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The sweep: what is due again (retrying, pending that was never enqueued).
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due"),
+            # The digest sweep and a user's own list.
+            models.Index(fields=["user", "status"], name="notification_user_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.recipient} ({self.status})"
+
+
+class PresenceAlert(models.Model):
+    """The presence (online/offline/missing) a host was last notified in, so each change is told once."""
+
+    host = models.OneToOneField(Host, on_delete=models.CASCADE, related_name="+")
+    presence = models.CharField(max_length=16)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.host_id}: {self.presence}"
+
+
+# ---------------------------------------------------------------- live feedback (feedback.py)
+
+
+class HostAction(models.Model):
+    """An order sent to a host outside a prune request (inventory now, free, purge) and its answer.
+
+    Keyed by the order's request id, which the host's answering report echoes: that is how the
+    host page shows "asked → running → done, with the result" without anyone reloading.
+    """
+
+    class Kind(models.TextChoices):
+        INVENTORY = "inventory", "Inventory"
+        FREE = "free", "Free resources"
+        PURGE = "purge", "Purge quarantine"
+
+    class State(models.TextChoices):
+        ASKED = "asked", "Asked, waiting for the host"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    request_id = models.CharField(max_length=64, unique=True)
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="actions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ASKED)
+    asked_by = models.CharField(max_length=150)
+    asked_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # What the answer said, in words (shown as it is): "12 files, 8.5 GB", "resources freed".
+    result = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-asked_at"]
+        indexes = [models.Index(fields=["host", "-asked_at"], name="hostaction_host_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.host_id}: {self.state}"
+
+
+class Progress(models.Model):
+    """The latest progress report of one order (ProgressReport): one row per request id, upserted.
+
+    Not audited and not kept as a received report: it is a gauge, replaced every few seconds,
+    and the order's final report is what the history records.
+    """
+
+    request_id = models.CharField(max_length=64, unique=True)
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    phase = models.CharField(max_length=16)
+    done_bytes = models.BigIntegerField(default=0)
+    total_bytes = models.BigIntegerField(null=True, blank=True)
+    done_items = models.PositiveIntegerField(default=0)
+    total_items = models.PositiveIntegerField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    # The agent's send time: an older report arriving late never moves the bar back.
+    sent_at = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["host", "-updated_at"], name="progress_host_time")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: {self.phase}"
+
+    @property
+    def percent(self) -> int | None:
+        if self.total_bytes:
+            return min(100, int(100 * self.done_bytes / self.total_bytes))
+        if self.total_items:
+            return min(100, int(100 * self.done_items / self.total_items))
+        return None

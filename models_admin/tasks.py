@@ -18,6 +18,7 @@ from workers.schema import INGEST_TASK
 
 from . import ingest, workflow
 from .models import Host
+from .notifications import tasks as _notification_tasks  # noqa: F401  (registers ocrdash.notify.*)
 
 log = logging.getLogger(__name__)
 

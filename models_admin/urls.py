@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from .notifications import views as notification_views
 from .views import audit, auth, enrollment, fleet, history, hosts, modelpages, reports, requests
 
 urlpatterns = [
@@ -9,6 +10,7 @@ urlpatterns = [
     path("fleet/rows/", fleet.rows, name="ocrdash-fleet-rows"),
     path("hosts/<str:name>/", hosts.detail, name="ocrdash-host"),
     path("hosts/<str:name>/diff/", hosts.diff, name="ocrdash-host-diff"),
+    path("hosts/<str:name>/live/", hosts.live, name="ocrdash-host-live"),
     path("hosts/<str:name>/propose/", hosts.propose, name="ocrdash-host-propose"),
     path("hosts/<str:name>/propose-policy/", hosts.propose_by_policy, name="ocrdash-host-propose-policy"),
     path("hosts/<str:name>/inventory/", hosts.ask_inventory, name="ocrdash-host-inventory"),
@@ -25,6 +27,7 @@ urlpatterns = [
     path("models/<str:key>/", modelpages.detail, name="ocrdash-model"),
     path("requests/", requests.index, name="ocrdash-requests"),
     path("requests/<uuid:request_id>/", requests.detail, name="ocrdash-request"),
+    path("requests/<uuid:request_id>/live/", requests.live, name="ocrdash-request-live"),
     path("requests/<uuid:request_id>/approve/", requests.approve, name="ocrdash-request-approve"),
     path("requests/<uuid:request_id>/reject/", requests.reject, name="ocrdash-request-reject"),
     path("requests/<uuid:request_id>/restore/", requests.restore, name="ocrdash-request-restore"),
@@ -32,6 +35,7 @@ urlpatterns = [
     path("audit/export.csv", audit.export_csv, name="ocrdash-audit-export"),
     path("audit/rejected-reports/", audit.rejected_reports, name="ocrdash-rejected-reports"),
     path("account/", auth.account, name="ocrdash-account"),
+    path("account/notifications/", notification_views.preferences, name="ocrdash-notification-preferences"),
     # history and reports
     path("hosts/<str:name>/timeline/", history.timeline, name="ocrdash-host-timeline"),
     path("models/<str:key>/lifecycle/", history.lifecycle, name="ocrdash-model-lifecycle"),

@@ -24,9 +24,11 @@ from django.utils import timezone
 
 from workers.schema import SUCCESS_OUTCOMES, ItemOutcome, PruneMode
 
-from . import dispatch
+from . import dispatch, feedback, roles
 from .catalog import summary
 from .models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest
+from .notifications import Event
+from .notifications.send import notify_request
 
 log = logging.getLogger(__name__)
 State = PruneRequest.State
@@ -150,6 +152,7 @@ def propose(
             files=len(files),
             bytes=sum(f.size for f in files),
         )
+        notify_request(Event.REQUEST_WAITING, request, role=roles.Action.APPROVE, exclude=[user])
     return request
 
 
@@ -183,6 +186,7 @@ def propose_restore(*, prune_request: PruneRequest, user, reason: str) -> PruneR
             reason=reason,
             files=len(items),
         )
+        notify_request(Event.REQUEST_WAITING, request, role=roles.Action.APPROVE, exclude=[user])
     return request
 
 
@@ -212,6 +216,7 @@ def approve(request_id, user, comment: str = "") -> PruneRequest:
             comment=request.decision_comment,
             requested_by=request.requested_by_name,
         )
+        notify_request(Event.REQUEST_APPROVED, request, users=[request.requested_by_id])
         transaction.on_commit(lambda: dispatch_request(request.id))
     return request
 
@@ -234,6 +239,7 @@ def reject(request_id, user, comment: str = "") -> PruneRequest:
             obj=request,
             comment=request.decision_comment,
         )
+        notify_request(Event.REQUEST_REJECTED, request, users=[request.requested_by_id], exclude=[user])
     return request
 
 
@@ -351,6 +357,8 @@ def _finish_without_answer(request: PruneRequest, now: datetime, reason: str) ->
         AuditEvent.record(
             Action.REQUEST_FINISHED, host=request.host.name, obj=request, state=State.FAILED, reason=reason
         )
+        request.refresh_from_db()
+        notify_request(Event.REQUEST_PROBLEM, request, users=[request.requested_by_id, request.decided_by_id])
     return True
 
 
@@ -420,6 +428,10 @@ def record_outcomes(
         bytes_reclaimed=request.bytes_reclaimed,
         report_id=report_id,
     )
+    if request.state == State.COMPLETED:
+        notify_request(Event.REQUEST_FINISHED, request, users=[request.requested_by_id])
+    else:
+        notify_request(Event.REQUEST_PROBLEM, request, users=[request.requested_by_id, request.decided_by_id])
     return request
 
 
@@ -447,6 +459,7 @@ def _send_host_order(host: Host, user, order, action: str) -> None:
     except dispatch.DispatchError as exc:
         raise WorkflowError(str(exc)) from exc
     AuditEvent.record(action, actor=actor_name(user), host=host.name, obj=host, request_id=order.request_id)
+    feedback.asked(host, user, order.kind, order.request_id)
 
 
 def ask_inventory(host: Host, user) -> None:

@@ -14,6 +14,8 @@ from workers.schema import HOST_QUEUE_PREFIX, INGEST_QUEUE, AgentTask, host_queu
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrdash.settings")
 
 DASHBOARD_QUEUE = "ocrdash.dashboard"
+# Notifications have a queue of their own: a slow or dead mail server never delays ingest.
+NOTIFY_QUEUE = "ocrdash.notify"
 _AGENT_TASKS = frozenset(t.value for t in AgentTask)
 
 app = Celery("ocrdash")
@@ -33,6 +35,8 @@ def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
         return {"queue": INGEST_QUEUE}
     if name.startswith("ocrdash.dashboard."):
         return {"queue": DASHBOARD_QUEUE}
+    if name.startswith("ocrdash.notify."):
+        return {"queue": NOTIFY_QUEUE}
     return None
 
 
@@ -57,4 +61,4 @@ def _close_old_connections(sender: Any = None, **kwargs: Any) -> None:
     close_old_connections()
 
 
-__all__ = ("DASHBOARD_QUEUE", "HOST_QUEUE_PREFIX", "app")
+__all__ = ("DASHBOARD_QUEUE", "HOST_QUEUE_PREFIX", "NOTIFY_QUEUE", "app")

@@ -295,7 +295,25 @@ OCRDASH = {
     "API_MAX_PAGE_SIZE": env.int("OCRDASH_API_MAX_PAGE_SIZE", default=500),
     # How long a new enrollment token stays usable.
     "ENROLLMENT_TOKEN_HOURS": env.float("OCRDASH_ENROLLMENT_TOKEN_HOURS", default=24),
+    # Notifications link to pages: the dashboard's address as people reach it.
+    "BASE_URL": env.str("OCRDASH_BASE_URL", default="http://127.0.0.1:8000"),
+    # Sends of one notification before it is marked failed (30 s, 1, 2, 4 ... min apart).
+    "NOTIFY_MAX_ATTEMPTS": env.int("OCRDASH_NOTIFY_MAX_ATTEMPTS", default=5),
 }
+
+# ---------------------------------------------------------------- email (notifications)
+# Django's SMTP backend; with no server configured, messages are recorded as failed with the
+# reason (the workflow never waits for them).
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env.str("OCRDASH_SMTP_HOST", default="localhost")
+EMAIL_PORT = env.int("OCRDASH_SMTP_PORT", default=25)
+EMAIL_HOST_USER = env.str("OCRDASH_SMTP_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("OCRDASH_SMTP_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("OCRDASH_SMTP_STARTTLS", default=False)
+EMAIL_USE_SSL = env.bool("OCRDASH_SMTP_SSL", default=False)
+EMAIL_TIMEOUT = env.int("OCRDASH_SMTP_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("OCRDASH_EMAIL_FROM", default="ocrdash <ocrdash@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # The dashboard's private signing key (made on first use, 0600): every order is signed with
 # it, and agents pin its public half (`manage.py signing_key`). Back it up; losing it means
 # re-pinning every agent.

@@ -56,6 +56,8 @@ class AgentConfig:
     heartbeat_seconds: int = DEFAULT_HEARTBEAT_SECONDS
     # What this host says about itself (OCRDASH_HOST_LABELS), shown apart on the dashboard.
     labels: dict[str, str] = field(default_factory=dict)
+    # At most one progress report per this many seconds (or per 5 % of the work).
+    progress_interval: float = 2.0
 
     @property
     def queue(self) -> str:
@@ -171,4 +173,5 @@ def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
         enrollment_token=token,
         heartbeat_seconds=heartbeat,
         labels=parse_labels(env.get("OCRDASH_HOST_LABELS", "")),
+        progress_interval=_number(env, "OCRDASH_PROGRESS_SECONDS", 2.0),
     )

@@ -26,7 +26,7 @@ import re
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
@@ -215,7 +215,14 @@ class Pruner:
         self.db = db
         self.cache = cache or HashCache(db)
 
-    def prune(self, request_id: str, items: list[FileIdentity], mode: PruneMode) -> list[ItemOutcome]:
+    def prune(
+        self,
+        request_id: str,
+        items: list[FileIdentity],
+        mode: PruneMode,
+        on_item: Callable[[], None] | None = None,
+    ) -> list[ItemOutcome]:
+        """One outcome per item; ``on_item`` (progress) is called after each item is done."""
         check_request_id(request_id)
         recorded = self.db.item_outcomes("prune", request_id)
         outcomes = []
@@ -242,6 +249,8 @@ class Pruner:
                 )
                 recorded[item.path] = (result.outcome, result.detail, result.bytes_reclaimed)
                 outcomes.append(result)
+                if on_item is not None:
+                    on_item()
         finally:
             if root_fd is not None:
                 os.close(root_fd)

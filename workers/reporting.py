@@ -18,6 +18,7 @@ from workers.schema import (
     FreeReport,
     HeartbeatReport,
     InventoryReport,
+    ProgressReport,
     PruneReport,
     PurgeReport,
     RestoreReport,
@@ -27,7 +28,14 @@ if TYPE_CHECKING:
     from workers.trust import AgentTrust
 
 AnyReport = (
-    InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport
+    InventoryReport
+    | PruneReport
+    | RestoreReport
+    | PurgeReport
+    | FreeReport
+    | HeartbeatReport
+    | ProgressReport
+    | ErrorReport
 )
 
 

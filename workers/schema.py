@@ -459,6 +459,24 @@ class HeartbeatReport(_Report):
     ] = {}
 
 
+class ProgressReport(_Report):
+    """How far a long order has got (the first hashing of large files, a prune of many files).
+
+    Sent while the work runs, rate-limited by the agent (``workers.progress``); the dashboard
+    keeps only the latest one per order and shows it as a progress bar. Best effort: a lost
+    one is replaced by the next, and the order's final report says how it ended.
+    """
+
+    kind: Literal["progress"] = "progress"
+    phase: Literal["hashing", "pruning", "restoring", "purging"]
+    done_bytes: NonNegative = 0
+    total_bytes: NonNegative | None = None
+    done_items: NonNegative = 0
+    total_items: NonNegative | None = None
+    # Estimated seconds left, from the rate so far; None until there is a rate.
+    eta_seconds: Annotated[float, Field(ge=0)] | None = None
+
+
 class ErrorReport(_Report):
     """An order the agent could not carry out (malformed, expired, crashed)."""
 
@@ -468,7 +486,14 @@ class ErrorReport(_Report):
 
 
 Report = Annotated[
-    InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport,
+    InventoryReport
+    | PruneReport
+    | RestoreReport
+    | PurgeReport
+    | FreeReport
+    | HeartbeatReport
+    | ProgressReport
+    | ErrorReport,
     Field(discriminator="kind"),
 ]
 _REPORT = TypeAdapter(Report)
@@ -530,6 +555,15 @@ def parse_order(
 
 def parse_report(
     data: Any,
-) -> InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport:
+) -> (
+    InventoryReport
+    | PruneReport
+    | RestoreReport
+    | PurgeReport
+    | FreeReport
+    | HeartbeatReport
+    | ProgressReport
+    | ErrorReport
+):
     """Validate a report dict; raises SchemaError with a readable reason."""
     return _parse(_REPORT, data, "report")

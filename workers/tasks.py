@@ -27,7 +27,8 @@ from workers import __version__
 from workers.aspose_backend import AsposeSession
 from workers.config import AgentConfig
 from workers.inventory import inventory_report, scan
-from workers.prune import Pruner, purge_requests, restore
+from workers.progress import Phase, ProgressReporter, folder_bytes
+from workers.prune import QUARANTINE_DIR, Pruner, purge_requests, restore
 from workers.reporting import AnyReport, send_report
 from workers.schema import (
     ORDER_TASKS,
@@ -55,7 +56,7 @@ from workers.trust import AgentTrust, OrderRefused
 log = logging.getLogger(__name__)
 
 AnyOrder = InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder | MaintainOrder
-ProgressHook = Callable[[int], None]
+ProgressHook = Callable[[int], None] | ProgressReporter
 
 
 class Agent:
@@ -155,7 +156,10 @@ class Agent:
             return [FreeReport(**common, freed=session.freed)]
         if isinstance(order, PruneOrder):
             with self.session() as session:
-                outcomes = Pruner(session.get_local_path(), self.db).prune(rid, order.items, order.mode)
+                self._begin(rid, "pruning", total_items=len(order.items))
+                outcomes = Pruner(session.get_local_path(), self.db).prune(
+                    rid, order.items, order.mode, on_item=self._on_item()
+                )
             # Files moved: the fresh inventory lets the dashboard's snapshot follow at once.
             return [
                 PruneReport(**common, mode=order.mode, outcomes=outcomes, freed=session.freed),
@@ -192,8 +196,20 @@ class Agent:
 
     def inventory(self, request_id: str | None = None) -> InventoryReport:
         with self.session() as session:
+            if isinstance(self.progress, ProgressReporter):
+                root = session.get_local_path()
+                total = folder_bytes(root, QUARANTINE_DIR) if root.is_dir() else None
+                self._begin(request_id, "hashing", total_bytes=total)
             result = scan(session, self.db, progress=self.progress)
         return inventory_report(self.config.host_name, result, request_id)
+
+    def _begin(self, request_id: str | None, phase: Phase, **totals: int | None) -> None:
+        """Count a new phase of ``request_id``'s work, if this agent reports progress."""
+        if isinstance(self.progress, ProgressReporter):
+            self.progress.begin(request_id, phase, **totals)
+
+    def _on_item(self) -> Callable[[], None] | None:
+        return self.progress.item if isinstance(self.progress, ProgressReporter) else None
 
     def maintain(self, order: MaintainOrder) -> list[AnyReport]:
         """The tutorial's script: list, delete the stale ones, free, list again."""
@@ -227,20 +243,6 @@ def startup_order(config: AgentConfig) -> InventoryOrder:
     )
 
 
-def _progress_hook(task: Task) -> ProgressHook | None:
-    """Task-state progress only where a result backend can store it (the agent has none by default)."""
-    if not task.app.conf.result_backend:
-        return None
-    done = 0
-
-    def hook(nbytes: int) -> None:
-        nonlocal done
-        done += nbytes
-        task.update_state(state="PROGRESS", meta={"bytes_hashed": done})
-
-    return hook
-
-
 def register_tasks(app: Celery, config: AgentConfig) -> None:
     """Register one Celery task per AgentTask on ``app``; each takes the signed order as its one argument.
 
@@ -249,13 +251,24 @@ def register_tasks(app: Celery, config: AgentConfig) -> None:
     """
     trust = AgentTrust.load(config)
     log.info("agent %s signs with key %s", config.host_name, trust.fingerprint)
+    # While this agent holds an enrollment token its key may not be enrolled yet, and the
+    # dashboard would refuse (and flag) a progress report signed with it: progress starts once
+    # an inventory, which carries the enrollment, has gone out.
+    may_report_progress = [not config.enrollment_token]
+
+    def send_progress(report: Any) -> None:
+        if may_report_progress[0]:
+            send_report(app, report, trust, config.ingest_queue)
 
     def make(name: str) -> None:
         @app.task(name=name, bind=True, acks_late=True, reject_on_worker_lost=True)
         def run(self: Task, order: Any) -> None:
-            agent = Agent(config, progress=_progress_hook(self), trust=trust)
+            progress = ProgressReporter(config.host_name, send_progress, interval=config.progress_interval)
+            agent = Agent(config, progress=progress, trust=trust)
             for report in agent.handle(name, order):
                 send_report(app, report, trust, config.ingest_queue)
+                if isinstance(report, InventoryReport):
+                    may_report_progress[0] = True
 
     for task in AgentTask:
         make(task.value)

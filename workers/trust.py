@@ -32,6 +32,7 @@ from workers.schema import (
     HeartbeatReport,
     InventoryOrder,
     InventoryReport,
+    ProgressReport,
     PruneReport,
     PurgeReport,
     RestoreReport,
@@ -62,7 +63,14 @@ AGENT_KEY_FILE = "agent.key"
 STARTUP_ORDER_TTL = timedelta(hours=1)
 
 AnyReport = (
-    InventoryReport | PruneReport | RestoreReport | PurgeReport | FreeReport | HeartbeatReport | ErrorReport
+    InventoryReport
+    | PruneReport
+    | RestoreReport
+    | PurgeReport
+    | FreeReport
+    | HeartbeatReport
+    | ProgressReport
+    | ErrorReport
 )
 
 

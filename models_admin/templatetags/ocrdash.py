@@ -189,3 +189,17 @@ def duration_words(value) -> str:
         return f"{hours} hour{'s' if hours != 1 else ''}"
     minutes = max(1, round(seconds / 60))
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+@register.filter
+def eta(seconds: float | None) -> str:
+    """Seconds left, rounded the way people say it: '40 s', '3 min', '1 h 20 min'."""
+    if seconds is None:
+        return ""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = (seconds + 30) // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"

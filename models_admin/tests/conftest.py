@@ -269,3 +269,16 @@ def dispatched_request(operator, approver, host_queue, django_capture_on_commit_
         return request
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_notify_queue():
+    """Workflow tests enqueue deliveries nobody consumes here: leave the broker as found."""
+    yield
+    from django.conf import settings
+    from kombu import Connection
+
+    from ocrdash.celery import NOTIFY_QUEUE
+
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        conn.SimpleQueue(NOTIFY_QUEUE).queue.delete()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Sum
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
-from .. import history, policies, workflow
+from .. import feedback, history, policies, workflow
 from ..forms import DiffForm, PolicyProposeForm, ProposeForm
 from ..models import ModelFile, PruneItem, PruneRequest
 from ..roles import Action
@@ -61,9 +62,18 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "requests": requests,
             "policies": _policies(),
             "stale_prefix": settings.OCRDASH["STALE_PREFIX"],
+            "live": feedback.host_live(host),
             "nav": "fleet",
         },
     )
+
+
+def live(request: HttpRequest, name: str) -> JsonResponse:
+    """The host page's live panel (orders asked, progress, last inventory/free/purge), polled."""
+    host = get_host_for_user(request, name)
+    context = feedback.host_live(host)
+    html = render_to_string("models_admin/_host_live.html", context, request=request)
+    return JsonResponse({"html": html, "busy": context["busy"]})
 
 
 def diff(request: HttpRequest, name: str) -> HttpResponse:

@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Case, Count, IntegerField, Sum, Value, When
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .. import history, workflow
+from .. import feedback, history, workflow
 from ..fleet import presence
 from ..forms import DecisionForm, RequestFilterForm, RestoreForm
 from ..models import PruneItem, PruneRequest
@@ -67,6 +68,18 @@ class ItemRow:
 
 def detail(request: HttpRequest, request_id: str) -> HttpResponse:
     prune = _get_request_for_user(request, request_id)
+    return render(request, "models_admin/request.html", _detail_context(request, prune))
+
+
+def live(request: HttpRequest, request_id) -> JsonResponse:
+    """The request page's body (state, progress, outcomes), polled while the request is in flight."""
+    prune = _get_request_for_user(request, request_id)
+    context = _detail_context(request, prune)
+    html = render_to_string("models_admin/_request_body.html", context, request=request)
+    return JsonResponse({"html": html, "state": prune.state, "busy": context["busy"]})
+
+
+def _detail_context(request: HttpRequest, prune: PruneRequest) -> dict:
     items = list(prune.items.all())
     elsewhere = history.hashes_elsewhere(prune.host, (i.sha256 for i in items))
     now = timezone.now()
@@ -76,27 +89,25 @@ def detail(request: HttpRequest, request_id: str) -> HttpResponse:
         last_copy = prune.kind == PruneRequest.Kind.PRUNE and item.sha256 not in elsewhere
         rows.append(ItemRow(item, last_copy=last_copy, modified=modified, age=now - modified))
     own = prune.requested_by_id is not None and prune.requested_by_id == request.user.pk
-    return render(
-        request,
-        "models_admin/request.html",
-        {
-            "prune": prune,
-            "items": items,
-            "rows": rows,
-            "total_bytes": sum(i.size for i in items),
-            "last_copies": sum(1 for row in rows if row.last_copy),
-            "known_count": sum(1 for i in items if i.known_to_aspose),
-            "own_request": own,
-            # Outcomes exist once the order left; before that the column would only say "pending".
-            "show_outcomes": prune.state in (State.DISPATCHED, State.COMPLETED, State.PARTIAL, State.FAILED),
-            "restorable": prune.kind == PruneRequest.Kind.PRUNE
-            and prune.mode == "quarantine"
-            and prune.state in RESTORABLE,
-            "restores": list(prune.restores.order_by("-created_at")),
-            "waiting": presence.waiting_note(prune, now),
-            "nav": "requests",
-        },
-    )
+    return {
+        "prune": prune,
+        "progress": feedback.request_progress(prune),
+        "busy": prune.state in (State.APPROVED, State.DISPATCHED),
+        "items": items,
+        "rows": rows,
+        "total_bytes": sum(i.size for i in items),
+        "last_copies": sum(1 for row in rows if row.last_copy),
+        "known_count": sum(1 for i in items if i.known_to_aspose),
+        "own_request": own,
+        # Outcomes exist once the order left; before that the column would only say "pending".
+        "show_outcomes": prune.state in (State.DISPATCHED, State.COMPLETED, State.PARTIAL, State.FAILED),
+        "restorable": prune.kind == PruneRequest.Kind.PRUNE
+        and prune.mode == "quarantine"
+        and prune.state in RESTORABLE,
+        "restores": list(prune.restores.order_by("-created_at")),
+        "waiting": presence.waiting_note(prune, now),
+        "nav": "requests",
+    }
 
 
 def _decide(request: HttpRequest, request_id, transition, done: str) -> HttpResponse:

@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 import yaml
 
-from ocrdash.celery import DASHBOARD_QUEUE
+from ocrdash.celery import DASHBOARD_QUEUE, NOTIFY_QUEUE
 from workers.config import load_config
 from workers.schema import HOST_NAME_PATTERN, INGEST_QUEUE
 from workers.signing import new_enrollment_token
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = ("agent-ocr-1", "agent-ocr-2")
-DASHBOARD = ("web", "ingest", "beat")
+DASHBOARD = ("web", "ingest", "notify", "beat")
 # What an OCR host must never be given: it talks to the broker only, and the dashboard's
 # private key would let it sign orders for every host.
 DATABASE_SECRETS = re.compile(
@@ -111,7 +111,8 @@ def check_command(argv: list[str]) -> None:
         assert module.app.main == app_name
         if "-Q" in argv:
             queues = set(argv[argv.index("-Q") + 1].split(","))
-            assert queues == {INGEST_QUEUE, DASHBOARD_QUEUE}, queues
+            # The ingest worker takes ingest and the sweeps; the notify worker notifications only.
+            assert queues in ({INGEST_QUEUE, DASHBOARD_QUEUE}, {NOTIFY_QUEUE}), queues
         if "-S" in argv:
             module_name, _, attr = argv[argv.index("-S") + 1].partition(":")
             assert hasattr(importlib.import_module(module_name), attr), argv
@@ -189,10 +190,10 @@ def test_dependencies_wait_for_health(compose):
                 assert "healthcheck" in services[other], f"{name} waits for {other}, which has no healthcheck"
     for name in DASHBOARD:
         assert set(services[name]["depends_on"]) >= {"redis"}
-    for name in ("ingest", "beat"):
+    for name in ("ingest", "notify", "beat"):
         # They need the schema that web's migrate creates.
         assert services[name]["depends_on"]["web"]["condition"] == "service_healthy"
-    for name in ("postgres", "redis", "web", "ingest", *AGENTS):
+    for name in ("postgres", "redis", "web", "ingest", "notify", *AGENTS):
         assert "healthcheck" in services[name], name
 
 

@@ -1,0 +1,27 @@
+"""The events people can be told of. Adding one is one line here and one ``notify`` call.
+
+The value is stored (preferences, notifications, webhook routes); the label is what the
+preferences page and the webhook form show. Who receives an event is decided by the call
+(``notify(..., users=..., role=...)``), not here, so one event can go to the proposer in one
+place and to every approver in another.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Event(models.TextChoices):
+    REQUEST_WAITING = "request_waiting", "A request waits for your approval"
+    REQUEST_APPROVED = "request_approved", "Your request was approved"
+    REQUEST_REJECTED = "request_rejected", "Your request was rejected"
+    REQUEST_FINISHED = "request_finished", "Your request finished"
+    REQUEST_PROBLEM = "request_problem", "A request finished partially or failed"
+    HOST_OFFLINE = "host_offline", "A host went offline"
+    HOST_MISSING = "host_missing", "A host went missing"
+    MODEL_DIR_GONE = "model_dir_gone", "A host's model folder disappeared"
+    REPORT_REFUSED = "report_refused", "A forged or replayed report was refused"
+
+
+# The one event that is not chosen by anyone: the digest email that carries the others.
+DIGEST = "digest"

@@ -138,3 +138,19 @@ def test_its_query_count_does_not_grow_with_the_history(client_for, viewer, djan
     with django_assert_num_queries(len(small)):
         response = client.get(URL + RANGE)
     assert response.status_code == 200
+
+
+def test_a_large_fleet_draws_its_biggest_hosts_and_sums_the_rest(client_for, viewer):
+    from models_admin.views.reports import TOP_HOSTS
+
+    for i in range(TOP_HOSTS + 3):
+        snapshot(host(f"ocr-{i:03d}"), at("2026-03-01 10:00"), {"en.gguf": 1000 + i})
+
+    response = client_for(viewer).get(URL + RANGE)
+
+    data = response.context["chart_data"]
+    assert len(data["host_bytes"]) == TOP_HOSTS and "ocr-000" not in data["host_bytes"]  # the smallest
+    assert data["other_hosts"] == 3 and data["other_bytes"][-1] == 1000 + 1001 + 1002
+    rows = _table(response.content.decode(), "table-models")
+    assert len(rows) == TOP_HOSTS + 1 and "and 3 smaller hosts" in rows[-1][0]
+    assert data["fleet_bytes"][-1] == sum(1000 + i for i in range(TOP_HOSTS + 3))

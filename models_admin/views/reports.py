@@ -109,6 +109,10 @@ def _range(form: RangeForm) -> tuple[date, date, list[str]]:
 # ---------------------------------------------------------------- the reports page
 
 
+# Hosts drawn and listed one by one on the reports page; the others are summed.
+TOP_HOSTS = 30
+
+
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     require(request, Action.VIEW)
@@ -118,18 +122,26 @@ def index(request: HttpRequest) -> HttpResponse:
     reclaimed = reports.reclaimed_per_week(start, end, hosts)
     requests = reports.requests_per_week(start, end, hosts)
     per_host_reclaimed = reports.reclaimed_per_host(start, end, hosts)
-    latest = disk.latest()
+    # The biggest hosts by name, the rest as one series and "and N more": a page for 10,000
+    # hosts must not carry 10,000 series of 90 days (the chart shows 8 of them anyway).
+    latest = sorted(disk.latest(), key=lambda row: (-row["bytes"], row["host"]))
+    shown = {row["host"] for row in latest[:TOP_HOSTS]}
+    others = [h for h in disk.hosts if h not in shown]
+    other_bytes = [sum(col) for col in zip(*(disk.bytes[h] for h in others), strict=True)] if others else []
+    latest_shown = sorted(latest[:TOP_HOSTS], key=lambda row: row["host"])
     # Everything the charts draw, as plain JSON (json_script): the tables below show the
     # same numbers, so the page reads without JavaScript and the tests read the tables.
     chart_data = {
         "days": [d.isoformat() for d in disk.days],
         "fleet_bytes": disk.fleet_bytes,
-        "host_bytes": {h: disk.bytes[h] for h in disk.hosts},
+        "host_bytes": {h: disk.bytes[h] for h in disk.hosts if h in shown},
+        "other_hosts": len(others),
+        "other_bytes": other_bytes,
         "weeks": [w["week"].isoformat() for w in reclaimed],
         "reclaimed_bytes": [w["bytes"] for w in reclaimed],
         "reclaimed_files": [w["files"] for w in reclaimed],
-        "models_hosts": [row["host"] for row in latest],
-        "models_files": [row["files"] for row in latest],
+        "models_hosts": [row["host"] for row in latest_shown],
+        "models_files": [row["files"] for row in latest_shown],
         "request_weeks": [r["week"].isoformat() for r in requests],
         "requests": {
             k: [r[k] for r in requests] for k in ("pending", "proposed", "approved", "rejected", "expired")
@@ -152,7 +164,8 @@ def index(request: HttpRequest) -> HttpResponse:
             "presets": _presets(),
             "disk": disk,
             "weekly_disk": weekly_disk,
-            "latest": latest,
+            "latest": latest_shown,
+            "latest_more": max(0, len(latest) - TOP_HOSTS),
             "reclaimed": reclaimed,
             "reclaimed_total": sum(w["bytes"] for w in reclaimed),
             "reclaimed_files": sum(w["files"] for w in reclaimed),

@@ -46,9 +46,11 @@
     var datasets = shown.map(function (h, i) {
       return { label: h, data: data.host_bytes[h], borderColor: PALETTE[i], backgroundColor: PALETTE[i] + "55", fill: i === 0 ? "origin" : "-1", pointRadius: 0, borderWidth: 1.5, tension: 0 };
     });
-    if (rest.length) {
-      var other = data.days.map(function (_, d) { return rest.reduce(function (s, h) { return s + data.host_bytes[h][d]; }, 0); });
-      datasets.push({ label: rest.length + " other hosts", data: other, borderColor: OTHER, backgroundColor: OTHER + "66", fill: "-1", pointRadius: 0, borderWidth: 1.5 });
+    // Hosts beyond the biggest come summed from the server (other_bytes, other_hosts).
+    var summed = data.other_hosts || 0;
+    if (rest.length || summed) {
+      var other = data.days.map(function (_, d) { return rest.reduce(function (s, h) { return s + data.host_bytes[h][d]; }, summed ? data.other_bytes[d] : 0); });
+      datasets.push({ label: (rest.length + summed) + " other hosts", data: other, borderColor: OTHER, backgroundColor: OTHER + "66", fill: "-1", pointRadius: 0, borderWidth: 1.5 });
     }
     new Chart(document.getElementById("chart-disk"), {
       type: "line",

@@ -22,7 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workers.config import DEFAULT_QUARANTINE_DAYS, ConfigError, default_state_dir, load_config
+from workers.config import (
+    DEFAULT_QUARANTINE_DAYS,
+    ConfigError,
+    default_state_dir,
+    in_use_check_setting,
+    load_config,
+)
 
 
 class Refused(Exception):
@@ -68,6 +74,10 @@ def audit(args: argparse.Namespace) -> int:
     from workers.state import StateDB
 
     models_dir, state_dir = _folders(args)
+    try:
+        in_use = in_use_check_setting()
+    except ConfigError as exc:
+        raise Refused(str(exc)) from None
     db = StateDB(state_dir)
     request_id = f"audit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
@@ -84,7 +94,7 @@ def audit(args: argparse.Namespace) -> int:
         outcomes = (
             []
             if args.dry_run or not items
-            else Pruner(models_dir, db).prune(request_id, items, PruneMode.QUARANTINE)
+            else Pruner(models_dir, db, in_use=in_use).prune(request_id, items, PruneMode.QUARANTINE)
         )
     old_paths = {f.path for f in old}
     reclaimed = sum(o.bytes_reclaimed for o in outcomes)
@@ -94,8 +104,7 @@ def audit(args: argparse.Namespace) -> int:
         "request_id": None if args.dry_run else request_id,
         "dry_run": args.dry_run,
         "files": [
-            {**f.model_dump(mode="json"), "status": "OLD" if f.path in old_paths else "CURRENT"}
-            for f in result.files
+            {**f._asdict(), "status": "OLD" if f.path in old_paths else "CURRENT"} for f in result.files
         ],
         "outcomes": [o.model_dump(mode="json") for o in outcomes],
         "bytes_reclaimed": reclaimed,

@@ -18,6 +18,7 @@ session enforces it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -44,7 +45,9 @@ class ModelDirNotFound(FileNotFoundError):
     """Aspose's list_local() found no model folder (a DirectoryNotFoundException in .NET)."""
 
 
+@functools.cache
 def aspose_version() -> str:
+    # Cached: importlib.metadata scans sys.path on every call, and every inventory asks.
     try:
         return metadata.version(ASPOSE_DISTRIBUTION)
     except metadata.PackageNotFoundError:

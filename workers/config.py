@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workers.prune import InUseCheck
 from workers.schema import (
     HOST_NAME_PATTERN,
     INGEST_QUEUE,
@@ -58,6 +59,8 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     # At most one progress report per this many seconds (or per 5 % of the work).
     progress_interval: float = 2.0
+    # What a prune does when some processes cannot be inspected (see workers.prune.InUseCheck).
+    in_use_check: InUseCheck = InUseCheck.STRICT
 
     @property
     def queue(self) -> str:
@@ -119,6 +122,17 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
     return Path(os.path.abspath(base)) / "ocrdash-agent"
 
 
+def in_use_check_setting(env: Mapping[str, str] | None = None) -> InUseCheck:
+    """``OCRDASH_IN_USE_CHECK``: ``strict`` (default) or ``visible-only``; read by the agent and the CLI."""
+    env = os.environ if env is None else env
+    value = env.get("OCRDASH_IN_USE_CHECK", "").strip().lower() or InUseCheck.STRICT.value
+    try:
+        return InUseCheck(value)
+    except ValueError:
+        choices = ", ".join(c.value for c in InUseCheck)
+        raise ConfigError(f"OCRDASH_IN_USE_CHECK must be one of {choices}, got {value!r}") from None
+
+
 def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
     """Read the agent's settings; raises ConfigError on a bad value."""
     env = os.environ if env is None else env
@@ -161,6 +175,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
     if heartbeat > 86_400:
         raise ConfigError(f"OCRDASH_HEARTBEAT_SECONDS must be at most 86400 (a day), got {heartbeat}")
     return AgentConfig(
+        in_use_check=in_use_check_setting(env),
         broker_url=broker_url,
         host_name=host_name,
         models_dir=models_dir,

@@ -1,20 +1,28 @@
-"""Streaming SHA-256 with a cache keyed by (device, inode, size, mtime_ns, ctime_ns).
+"""Streaming SHA-256 with a cache keyed by (device, inode), valid while size, mtime and ctime match.
 
-Model files are GBs: hashing reads them in 1 MiB chunks, and an unchanged file (same inode,
-size and mtime) is never read again. Hashing works on an open file descriptor, so the bytes
-hashed are those of the file that was checked, not of whatever the path names a moment later.
+Model files are GBs: hashing reads them in 1 MiB chunks into one reused buffer (hashlib
+releases the GIL and runs at its own speed), and an unchanged file is never read again.
+Hashing works on an open file descriptor, so the bytes hashed are those of the file that was
+checked, not of whatever the path names a moment later.
+
+A scan asks about thousands of files: ``cached_many`` reads the cached hashes of a whole
+folder in one query, and new hashes are written in one transaction at ``flush`` (the end of a scan
+or prune, and every ``FLUSH_SECONDS`` of hashing so a killed scan of a large folder keeps
+most of its work), never one commit per file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers.state import StateDB
+from workers.state import CachedHash, HashRow, StateDB
 
 CHUNK = 1024 * 1024
+FLUSH_SECONDS = 30.0
 
 Progress = Callable[[int], None]
 
@@ -31,37 +39,65 @@ class HashCache:
         self.db = db
         self.stats = HashStats()
         self.progress = progress
+        self._pending: list[HashRow] = []
+        self._flushed_at = time.monotonic()
+        self._buffer = bytearray(CHUNK)
 
-    def sha256_fd(self, fd: int) -> str | None:
+    def cached_many(self, dev: int, inodes: list[int]) -> dict[int, CachedHash]:
+        """Cached rows of many inodes at once (a folder of a scan); compare with ``is_current``."""
+        return self.db.hashes_of(dev, inodes)
+
+    def cached(self, st: os.stat_result) -> str | None:
+        """The cached SHA-256 of the file ``st`` describes, if it is unchanged since it was hashed."""
+        value = self.db.cached_hash(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if value is not None:
+            self.stats.cache_hits += 1
+        return value
+
+    def sha256_fd(self, fd: int, before: os.stat_result | None = None) -> str | None:
         """The SHA-256 of the open regular file ``fd``, from the cache when unchanged.
 
-        Returns None if the file changed while it was being read (the digest would describe
-        no version of the file that ever existed, so it is neither returned nor cached).
+        ``before`` is the file's fstat if the caller has it. Returns None if the file changed
+        while it was being read (the digest would describe no version of the file that ever
+        existed, so it is neither returned nor cached).
         """
-        before = os.fstat(fd)
-        key = (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns)
-        cached = self.db.cached_hash(*key)
+        if before is None:
+            before = os.fstat(fd)
+        cached = self.cached(before)
         if cached is not None:
-            self.stats.cache_hits += 1
             return cached
         digest = hashlib.sha256()
-        offset = 0
+        view = memoryview(self._buffer)
+        offset, size = 0, before.st_size
         self.stats.files_hashed += 1
         while True:
-            chunk = os.pread(fd, CHUNK, offset)
-            if not chunk:
+            # Reading up to the size fstat gave saves the last empty read of every small file;
+            # a file that grew meanwhile fails the fstat comparison below.
+            n = os.preadv(fd, [view], offset) if offset < size else 0
+            if not n:
                 break
-            digest.update(chunk)
-            offset += len(chunk)
-            self.stats.bytes_hashed += len(chunk)
+            digest.update(view[:n])
+            offset += n
+            self.stats.bytes_hashed += n
             if self.progress is not None:
-                self.progress(len(chunk))
+                self.progress(n)
         after = os.fstat(fd)
-        if (after.st_size, after.st_mtime_ns) != (
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
             before.st_size,
             before.st_mtime_ns,
+            before.st_ctime_ns,
         ) or offset != after.st_size:
             return None
         value = digest.hexdigest()
-        self.db.store_hash(*key, value)
+        row = (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns, value)
+        self._pending.append(row)
+        if time.monotonic() - self._flushed_at > FLUSH_SECONDS:
+            self.flush()
         return value
+
+    def flush(self) -> None:
+        """Write the hashes computed since the last flush, in one transaction."""
+        if self._pending:
+            self.db.store_hashes(self._pending)
+            self._pending = []
+        self._flushed_at = time.monotonic()

@@ -28,8 +28,10 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from enum import StrEnum
 from pathlib import Path
 
+from workers import procs
 from workers.hashing import HashCache
 from workers.schema import (
     FileIdentity,
@@ -152,68 +154,67 @@ def rename_noreplace(src_dir_fd: int, src: str, dst_dir_fd: int, dst: str) -> No
     os.unlink(src, dir_fd=src_dir_fd)
 
 
-def open_holders(dev: int, ino: int) -> list[str]:
-    """Other processes that hold the file open or mapped, as "pid (command)".
-
-    Compares (st_dev, st_ino) of every /proc/*/fd link, so a file renamed or opened through
-    another path is still recognised; /proc/*/maps catches a model mmapped after its fd was
-    closed (llama.cpp-style loaders do that with GGUF files).
-    """
-    me = os.getpid()
-    major, minor = os.major(dev), os.minor(dev)
-    holders = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
-            continue
-        if _holds_fd(pid, dev, ino) or _maps(pid, major, minor, ino):
-            try:
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            except OSError:
-                comm = "?"
-            holders.append(f"{pid} ({comm})")
-    return holders
-
-
-def _holds_fd(pid: str, dev: int, ino: int) -> bool:
-    fd_dir = f"/proc/{pid}/fd"
-    try:
-        fds = os.listdir(fd_dir)
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            st = os.stat(f"{fd_dir}/{fd}")
-        except OSError:
-            continue
-        if st.st_ino == ino and st.st_dev == dev:
-            return True
-    return False
-
-
-def _maps(pid: str, major: int, minor: int, ino: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/maps") as maps:
-            for line in maps:
-                fields = line.split(maxsplit=5)
-                if len(fields) >= 5 and fields[4] == str(ino):
-                    ma, mi = fields[3].split(":")
-                    if (int(ma, 16), int(mi, 16)) == (major, minor):
-                        return True
-    except (OSError, ValueError):
-        return False
-    return False
-
-
 # ---------------------------------------------------------------- prune
+
+
+class InUseCheck(StrEnum):
+    """What a prune does when some processes cannot be inspected (``OCRDASH_IN_USE_CHECK``)."""
+
+    # Refuse every item while any process is hidden: "cannot tell" is not "not in use".
+    STRICT = "strict"
+    # Check the processes the agent can see and prune; for hosts where an admin knows the
+    # hidden ones (other users' daemons) never touch the models.
+    VISIBLE_ONLY = "visible-only"
+
+
+# A look at /proc serves the items that follow it for this long: a prune of 10,000 small
+# files reads /proc once, and a file opened while a large one was being hashed is still seen.
+LOOK_MAX_AGE = 10.0
 
 
 class Pruner:
     """Prunes the items of one request under ``root``; see the module docstring for the rules."""
 
-    def __init__(self, root: Path, db: StateDB, cache: HashCache | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        db: StateDB,
+        cache: HashCache | None = None,
+        in_use: InUseCheck = InUseCheck.STRICT,
+    ) -> None:
         self.root = Path(root)
         self.db = db
         self.cache = cache or HashCache(db)
+        self.in_use = in_use
+        self._look: procs.OpenFiles | None = None
+
+    def _open_files(self, dev: int) -> procs.OpenFiles:
+        if self._look is None or self._look.age() > LOOK_MAX_AGE:
+            self._look = procs.open_files(devices={dev})
+        return self._look
+
+    def _check_not_in_use(self, fd: int, st: os.stat_result) -> None:
+        """Raise _Stop(SKIPPED_IN_USE) unless the file is known to be open nowhere else.
+
+        /proc names the holders it can see; the kernel's lease test (procs.nobody_else_has_open)
+        covers the processes /proc cannot show. Only if neither can vouch for the file and an
+        admin chose visible-only does an unseen holder go unchecked.
+        """
+        look = self._open_files(st.st_dev)
+        holders = look.holders(st.st_dev, st.st_ino)
+        if holders:
+            raise _Stop(Outcome.SKIPPED_IN_USE, "open in " + ", ".join(str(h) for h in holders[:10]))
+        alone = procs.nobody_else_has_open(fd)
+        if alone is False:
+            raise _Stop(
+                Outcome.SKIPPED_IN_USE,
+                "open in a process the agent cannot inspect (the kernel refused a lease on it)",
+            )
+        if alone is None and not look.complete and self.in_use is InUseCheck.STRICT:
+            raise _Stop(
+                Outcome.SKIPPED_IN_USE,
+                f"{look.hidden_reason()}, or set OCRDASH_IN_USE_CHECK={InUseCheck.VISIBLE_ONLY.value}",
+            )
 
     def prune(
         self,
@@ -224,6 +225,7 @@ class Pruner:
     ) -> list[ItemOutcome]:
         """One outcome per item; ``on_item`` (progress) is called after each item is done."""
         check_request_id(request_id)
+        self._look = None  # one look per prune, not one per Pruner
         recorded = self.db.item_outcomes("prune", request_id)
         outcomes = []
         try:
@@ -252,6 +254,7 @@ class Pruner:
                 if on_item is not None:
                     on_item()
         finally:
+            self.cache.flush()
             if root_fd is not None:
                 os.close(root_fd)
         return outcomes
@@ -288,9 +291,7 @@ class Pruner:
                 raise
             try:
                 st = self._verify(fd, root_fd, item)
-                holders = open_holders(st.st_dev, st.st_ino)
-                if holders:
-                    raise _Stop(Outcome.SKIPPED_IN_USE, "open in " + ", ".join(holders[:10]))
+                self._check_not_in_use(fd, st)
                 with _dir_chain(root_fd, quarantine, create=True) as q_fd:
                     self._move(parent_fd, q_fd, name, st)
                     if mode is PruneMode.DELETE:

@@ -2,26 +2,40 @@
 
 It holds what must survive a restart and be shared by two tasks that run at once: the hash
 cache, the per-item outcomes of prune and restore requests (so a redelivered order touches
-nothing twice), the reports already sent per order, and how often an order was started (so
-an order that keeps killing its worker stops). Every method opens its own short connection:
-sqlite serialises writers with its file lock, and WAL lets readers proceed meanwhile.
+nothing twice), the reports already sent per order, how often an order was started (so an
+order that keeps killing its worker stops), and the outbox of reports not yet taken by the
+broker.
+
+One ``StateDB`` holds one connection, opened once and used for the whole task (an order,
+a CLI command): opening sqlite per call cost more than the work on a rescan. sqlite
+serialises writers with its file lock and WAL lets readers proceed meanwhile, so two
+processes (a task and the outbox sender) share the file safely. ``synchronous=NORMAL``
+under WAL makes a commit survive a killed process (the data is in the OS) without an
+fsync per commit; only a power cut may lose the last commits, and everything here can be
+recomputed (hashes), is re-sent by the dashboard (orders) or re-checked on disk (items).
+
+A full disk surfaces as :class:`StateFull` (``sqlite3.OperationalError`` "database or disk
+is full", or ``OSError`` ENOSPC/EDQUOT while opening), so the agent can say so in a report
+instead of dying with a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS hashes (
+CREATE TABLE IF NOT EXISTS file_hashes (
     dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     ctime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, seen_at REAL NOT NULL,
-    PRIMARY KEY (dev, ino, size, mtime_ns, ctime_ns)
+    PRIMARY KEY (dev, ino)
 );
 CREATE TABLE IF NOT EXISTS item_outcomes (
     kind TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL,
@@ -33,26 +47,88 @@ CREATE TABLE IF NOT EXISTS runs (
     attempts INTEGER NOT NULL DEFAULT 0, reports TEXT, started_at REAL, finished_at REAL,
     PRIMARY KEY (task, request_id)
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    report_id TEXT PRIMARY KEY, report TEXT NOT NULL, queued_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_try_at REAL NOT NULL, last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_next_try_at ON outbox (next_try_at);
+CREATE TABLE IF NOT EXISTS aspose_listings (
+    model_dir TEXT PRIMARY KEY, signature TEXT NOT NULL, listing TEXT NOT NULL
+);
 """
+
+# The first cache kept every version of a file, keyed by its whole identity; one row per
+# inode keeps the table as large as the folder. Old rows are carried over, newest last.
+_MIGRATE_HASHES = """
+INSERT OR REPLACE INTO file_hashes SELECT dev, ino, size, mtime_ns, ctime_ns, sha256, seen_at
+    FROM hashes ORDER BY seen_at;
+DROP TABLE hashes;
+"""
+
+# Cached hash of one inode: (ino, size, mtime_ns, ctime_ns, sha256), the row as sqlite gives it.
+CachedHash = tuple[int, int, int, int, str]
+HashRow = tuple[int, int, int, int, int, str]  # dev, ino, size, mtime_ns, ctime_ns, sha256
+
+
+class StateFull(OSError):
+    """The state folder has no room left: nothing more can be recorded there."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+
+
+@contextmanager
+def _full_is_state_full(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as exc:
+        if is_disk_full(exc):
+            raise StateFull(errno.ENOSPC, f"the agent's state folder is full ({path.parent}): {exc}") from exc
+        raise
 
 
 class StateDB:
+    """The state database of one task; see the module docstring. Close it (or use ``with``)."""
+
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / "agent.sqlite3"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        with _full_is_state_full(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Long timeout: a second task waits for the writer instead of failing with "locked".
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                with self._transaction() as db:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    if db.execute("SELECT 1 FROM sqlite_master WHERE name='hashes'").fetchone():
+                        for statement in _MIGRATE_HASHES.split(";"):
+                            if statement.strip():
+                                db.execute(statement)
+            except BaseException:
+                self._db.close()
+                raise
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # Long timeout: a second task waits for the writer instead of failing with "locked".
-        with closing(sqlite3.connect(self.path, timeout=60, isolation_level=None)) as db:
-            yield db
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
+        with self._lock, _full_is_state_full(self.path):
+            db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -61,51 +137,97 @@ class StateDB:
                 raise
             db.execute("COMMIT")
 
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self._lock, _full_is_state_full(self.path):
+            return self._db.execute(sql, tuple(params))
+
     # ------------------------------------------------------------ hash cache
 
-    # The key adds ctime to (dev, inode, size, mtime): mtime can be set back with utime() after
-    # an in-place rewrite, ctime cannot, so such a file is hashed again instead of trusted.
+    # A cached hash counts only if size, mtime and ctime all match: mtime can be set back with
+    # utime() after an in-place rewrite, ctime cannot, so such a file is hashed again.
     def cached_hash(self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int) -> str | None:
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT sha256 FROM hashes WHERE dev=? AND ino=? AND size=? AND mtime_ns=? AND ctime_ns=?",
-                (dev, ino, size, mtime_ns, ctime_ns),
-            ).fetchone()
+        row = self._execute(
+            "SELECT sha256 FROM file_hashes WHERE dev=? AND ino=? AND size=? AND mtime_ns=? AND ctime_ns=?",
+            (dev, ino, size, mtime_ns, ctime_ns),
+        ).fetchone()
         return row[0] if row else None
 
-    def store_hash(self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int, sha256: str) -> None:
-        with self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (dev, ino, size, mtime_ns, ctime_ns, sha256, time.time()),
+    def hashes_of(self, dev: int, inodes: list[int]) -> dict[int, CachedHash]:
+        """The cached hashes of these inodes of device ``dev``, by inode, in one query.
+
+        A scan asks once per folder: the whole cache of a 100k-file folder held in memory
+        cost more RAM than the walk itself, one query per file cost more time than the walk.
+        The inodes travel as one JSON array (no limit on the number of sqlite parameters).
+        """
+        if not inodes:
+            return {}
+        low, high = min(inodes), max(inodes)
+        if high - low < 2 * len(inodes):
+            # Files made together get neighbouring inodes: a range scan of the primary key is
+            # the cheapest query, and the few strangers it returns are simply not asked for.
+            rows = self._execute(
+                "SELECT ino, size, mtime_ns, ctime_ns, sha256 FROM file_hashes "
+                "WHERE dev=? AND ino BETWEEN ? AND ?",
+                (dev, low, high),
+            ).fetchall()
+        else:
+            rows = self._execute(
+                "SELECT ino, size, mtime_ns, ctime_ns, sha256 FROM file_hashes "
+                "WHERE dev=? AND ino IN (SELECT value FROM json_each(?))",
+                (dev, json.dumps(inodes)),
+            ).fetchall()
+        return {row[0]: row for row in rows}
+
+    # ------------------------------------------------------------ Aspose's listing
+
+    def aspose_listing(self, model_dir: str, signature: str) -> list[str] | None:
+        """Aspose's list_local() answer for ``model_dir`` if nothing it reads changed since."""
+        row = self._execute(
+            "SELECT listing FROM aspose_listings WHERE model_dir=? AND signature=?", (model_dir, signature)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def store_aspose_listing(self, model_dir: str, signature: str, listing: list[str]) -> None:
+        self._execute(
+            "INSERT OR REPLACE INTO aspose_listings VALUES (?, ?, ?)",
+            (model_dir, signature, json.dumps(listing)),
+        )
+
+    def store_hashes(self, rows: Iterable[HashRow]) -> None:
+        """Store many hashes in one transaction (one commit for a whole scan, not one per file)."""
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(*row, now) for row in rows],
             )
+
+    def store_hash(self, dev: int, ino: int, size: int, mtime_ns: int, ctime_ns: int, sha256: str) -> None:
+        self.store_hashes([(dev, ino, size, mtime_ns, ctime_ns, sha256)])
 
     # ------------------------------------------------------------ per-item outcomes
 
     def item_outcomes(self, kind: str, request_id: str) -> dict[str, tuple[str, str, int]]:
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT path, outcome, detail, bytes FROM item_outcomes WHERE kind=? AND request_id=?",
-                (kind, request_id),
-            ).fetchall()
+        rows = self._execute(
+            "SELECT path, outcome, detail, bytes FROM item_outcomes WHERE kind=? AND request_id=?",
+            (kind, request_id),
+        ).fetchall()
         return {path: (outcome, detail, size) for path, outcome, detail, size in rows}
 
     def record_item(
         self, kind: str, request_id: str, path: str, outcome: str, detail: str, size: int
     ) -> None:
         # OR IGNORE: the first recorded outcome is the truth; a concurrent duplicate cannot overwrite it.
-        with self._connect() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO item_outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (kind, request_id, path, outcome, detail, size, time.time()),
-            )
+        self._execute(
+            "INSERT OR IGNORE INTO item_outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, request_id, path, outcome, detail, size, time.time()),
+        )
 
     def request_time(self, kind: str, request_id: str) -> float | None:
         """When the first item of a request was recorded (the start of its quarantine)."""
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT MIN(done_at) FROM item_outcomes WHERE kind=? AND request_id=?", (kind, request_id)
-            ).fetchone()
+        row = self._execute(
+            "SELECT MIN(done_at) FROM item_outcomes WHERE kind=? AND request_id=?", (kind, request_id)
+        ).fetchone()
         return row[0] if row else None
 
     # ------------------------------------------------------------ task runs
@@ -133,10 +255,9 @@ class StateDB:
 
     def run_unfinished(self, task: str, request_id: str) -> bool:
         """A run of ``task`` for ``request_id`` started and never finished (its worker died)."""
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT reports FROM runs WHERE task=? AND request_id=?", (task, request_id)
-            ).fetchone()
+        row = self._execute(
+            "SELECT reports FROM runs WHERE task=? AND request_id=?", (task, request_id)
+        ).fetchone()
         return row is not None and row[0] is None
 
     def run_finished(self, task: str, request_id: str) -> bool:
@@ -148,8 +269,7 @@ class StateDB:
         return row is not None and row[0] is not None
 
     def finish_run(self, task: str, request_id: str, reports: list[dict[str, Any]]) -> None:
-        with self._connect() as db:
-            db.execute(
-                "UPDATE runs SET reports=?, finished_at=? WHERE task=? AND request_id=?",
-                (json.dumps(reports), time.time(), task, request_id),
-            )
+        self._execute(
+            "UPDATE runs SET reports=?, finished_at=? WHERE task=? AND request_id=?",
+            (json.dumps(reports), time.time(), task, request_id),
+        )

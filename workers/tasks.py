@@ -70,6 +70,10 @@ class Agent:
         self.db = StateDB(config.state_dir)
         self.progress = progress
 
+    def close(self) -> None:
+        """Close the state database (one connection per task: see workers.state)."""
+        self.db.close()
+
     def session(self) -> AsposeSession:
         return AsposeSession(self.config.models_dir, self.config.state_dir)
 
@@ -157,9 +161,7 @@ class Agent:
         if isinstance(order, PruneOrder):
             with self.session() as session:
                 self._begin(rid, "pruning", total_items=len(order.items))
-                outcomes = Pruner(session.get_local_path(), self.db).prune(
-                    rid, order.items, order.mode, on_item=self._on_item()
-                )
+                outcomes = self.pruner(session).prune(rid, order.items, order.mode, on_item=self._on_item())
             # Files moved: the fresh inventory lets the dashboard's snapshot follow at once.
             return [
                 PruneReport(**common, mode=order.mode, outcomes=outcomes, freed=session.freed),
@@ -194,6 +196,9 @@ class Agent:
             return self.maintain(order)
         raise TypeError(f"no handler for {type(order).__name__}")
 
+    def pruner(self, session: AsposeSession) -> Pruner:
+        return Pruner(session.get_local_path(), self.db, in_use=self.config.in_use_check)
+
     def inventory(self, request_id: str | None = None) -> InventoryReport:
         with self.session() as session:
             if isinstance(self.progress, ProgressReporter):
@@ -218,9 +223,7 @@ class Agent:
             before = scan(session, self.db, progress=self.progress)
             reports.append(inventory_report(self.config.host_name, before, order.request_id))
             outcomes = (
-                Pruner(session.get_local_path(), self.db).prune(order.request_id, order.items, order.mode)
-                if order.items
-                else []
+                self.pruner(session).prune(order.request_id, order.items, order.mode) if order.items else []
             )
         reports.append(
             PruneReport(
@@ -265,10 +268,13 @@ def register_tasks(app: Celery, config: AgentConfig) -> None:
         def run(self: Task, order: Any) -> None:
             progress = ProgressReporter(config.host_name, send_progress, interval=config.progress_interval)
             agent = Agent(config, progress=progress, trust=trust)
-            for report in agent.handle(name, order):
-                send_report(app, report, trust, config.ingest_queue)
-                if isinstance(report, InventoryReport):
-                    may_report_progress[0] = True
+            try:
+                for report in agent.handle(name, order):
+                    send_report(app, report, trust, config.ingest_queue)
+                    if isinstance(report, InventoryReport):
+                        may_report_progress[0] = True
+            finally:
+                agent.close()
 
     for task in AgentTask:
         make(task.value)

@@ -84,3 +84,53 @@ def test_model_folder_that_is_a_file_is_unreadable(tmp_path: Path, state_dir: Pa
         result = scan(session, db)
     assert result.facts.model_dir_state is ModelDirState.UNREADABLE
     assert result.facts.model_dir_error
+
+
+def test_a_scan_writes_its_hashes_in_one_transaction(
+    session: AsposeSession, models_dir: Path, db: StateDB, monkeypatch
+) -> None:
+    for i in range(50):
+        write(models_dir / f"d{i % 5}" / f"m{i}.bin", f"model {i}".encode())
+    batches: list[int] = []
+    store = db.store_hashes
+    monkeypatch.setattr(db, "store_hashes", lambda rows: (batches.append(len(rows)), store(rows)))
+    result = scan(session, db)
+    assert result.stats.files_hashed == 50
+    assert batches == [50]
+    # The rescan asks the cache once per folder (5 folders and the root), never per file.
+    queries: list[int] = []
+    hashes_of = db.hashes_of
+    monkeypatch.setattr(
+        db, "hashes_of", lambda dev, inodes: (queries.append(len(inodes)), hashes_of(dev, inodes))[1]
+    )
+    again = scan(session, db)
+    assert again.stats.cache_hits == 50 and again.stats.files_hashed == 0
+    assert sorted(queries) == [0, 10, 10, 10, 10, 10]
+    assert again.files == result.files
+
+
+def test_aspose_listing_is_reused_only_while_the_folders_it_reads_are_unchanged(
+    models_dir: Path, state_dir: Path, db: StateDB, monkeypatch
+) -> None:
+    write(models_dir / "deep" / "er" / "a.bin", b"a")
+    calls = []
+    original = AsposeSession.list_local
+
+    def counting(self: AsposeSession) -> list[str]:
+        calls.append(1)
+        return original(self)
+
+    monkeypatch.setattr(AsposeSession, "list_local", counting)
+    with AsposeSession(models_dir, state_dir) as session:
+        scan(session, db)
+        scan(session, db)
+        assert len(calls) == 1
+        # A file deep down changes nothing Aspose reads ...
+        write(models_dir / "deep" / "er" / "b.bin", b"b")
+        scan(session, db)
+        assert len(calls) == 1
+        # ... a model appearing in a first-level folder does.
+        write(models_dir / "sub" / ASPOSE_MODEL, b"llama")
+        files = by_path(scan(session, db))
+        assert len(calls) == 2
+        assert files[f"sub/{ASPOSE_MODEL}"].known_to_aspose

@@ -298,3 +298,15 @@ def test_in_place_rewrite_with_mtime_set_back_is_not_trusted_from_cache(
     result = one(Pruner(models_dir, db, cache), item)
     assert result.outcome is Outcome.SKIPPED_CHANGED
     assert cache.stats.files_hashed == 2
+
+
+def test_a_prune_reads_proc_once_for_all_its_items(models_dir: Path, db: StateDB, monkeypatch) -> None:
+    from workers import procs
+
+    items = [identity(models_dir, write(models_dir / f"m{i}.bin", bytes([i])).name) for i in range(20)]
+    looks = []
+    original = procs.open_files
+    monkeypatch.setattr(procs, "open_files", lambda **kw: (looks.append(1), original(**kw))[1])
+    outcomes = Pruner(models_dir, db).prune("many", items, PruneMode.QUARANTINE)
+    assert [o.outcome for o in outcomes] == [Outcome.QUARANTINED] * 20
+    assert len(looks) == 1

@@ -137,7 +137,8 @@ class Heartbeat:
         if self._after is None:
             return True
         try:
-            return StateDB(self.config.state_dir).run_finished(AgentTask.INVENTORY.value, self._after)
+            with StateDB(self.config.state_dir) as db:  # StateDB holds a connection: close it
+                return db.run_finished(AgentTask.INVENTORY.value, self._after)
         except Exception:  # the state folder is busy or broken: the run's own errors say why
             return False
 

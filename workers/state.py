@@ -262,10 +262,9 @@ class StateDB:
 
     def run_finished(self, task: str, request_id: str) -> bool:
         """A run of ``task`` for ``request_id`` finished and its reports were recorded."""
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT reports FROM runs WHERE task=? AND request_id=?", (task, request_id)
-            ).fetchone()
+        row = self._execute(
+            "SELECT reports FROM runs WHERE task=? AND request_id=?", (task, request_id)
+        ).fetchone()
         return row is not None and row[0] is not None
 
     def finish_run(self, task: str, request_id: str, reports: list[dict[str, Any]]) -> None:

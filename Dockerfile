@@ -25,6 +25,8 @@ RUN pip install --no-deps -e .
 
 # Named volumes copy ownership and mode from the image's folder on first use: create them owned
 # by the unprivileged user so the agent can move files into quarantine and keep its state.
+# Owning the model files is also what lets the agent ask the kernel whether anyone holds one
+# open (a lease), in any container: without that, the in-use check refuses every prune.
 # /state and /keys hold private keys: 0700, or the key loaders refuse them (anyone who can
 # write the folder could swap the key).
 RUN useradd --system --uid 10001 --home-dir /app ocrdash \

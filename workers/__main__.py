@@ -229,6 +229,15 @@ def agent(args: argparse.Namespace) -> int:
         config = load_config()
     except ConfigError as exc:
         return _fail(str(exc))
+    if args.print_fingerprint:
+        from workers.trust import AgentTrust
+
+        try:
+            trust = AgentTrust.load(config)  # makes the key on first use, as the worker would
+        except ConfigError as exc:
+            return _fail(str(exc))
+        print(trust.fingerprint)
+        return 0
     from workers.celery_app import create_app
 
     try:
@@ -282,6 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     p_purge.set_defaults(func=purge)
     p_agent = sub.add_parser("agent", help="run this host's Celery worker on its queue")
     p_agent.add_argument("--loglevel", default="INFO")
+    p_agent.add_argument(
+        "--print-fingerprint",
+        action="store_true",
+        help="print this host's key fingerprint (compare it with the dashboard's at enrollment) and exit",
+    )
     p_agent.set_defaults(func=agent)
     args = parser.parse_args(argv)
     try:

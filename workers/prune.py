@@ -362,6 +362,122 @@ class Pruner:
             return Outcome.SKIPPED_MISSING, "the file no longer exists", 0
 
 
+# ---------------------------------------------------------------- accounting (no move)
+
+
+def _exists(root_fd: int, parts: list[str]) -> bool:
+    """A regular file is at ``parts`` under the root (never following a symlink on the way)."""
+    *folders, name = parts
+    try:
+        with _dir_chain(root_fd, folders) as fd:
+            return stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
+    except (_Stop, OSError):
+        return False
+
+
+def account_prune(
+    root: Path, db: StateDB | None, request_id: str, items: list[FileIdentity], reason: str
+) -> list[ItemOutcome]:
+    """What became of each item of a prune that will not run (given up, crashed, out of time).
+
+    Moves nothing: the recorded outcome where there is one, else what the disk shows. A
+    file still at its path was not touched (``error``, with ``reason``); one found in this
+    request's quarantine was moved before the run ended (``quarantined``: it must stay
+    restorable, never be shown as an error); one in neither place is ``skipped_missing``.
+    ``db`` None: the state database cannot be read (a full state folder).
+    """
+    check_request_id(request_id)
+    try:
+        recorded = db.item_outcomes("prune", request_id) if db is not None else {}
+    except Exception:  # the state folder is broken: the disk alone decides
+        recorded = {}
+    outcomes = []
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for item in items:
+            if item.path in recorded:
+                outcome, detail, size = recorded[item.path]
+                outcomes.append(
+                    ItemOutcome(path=item.path, outcome=Outcome(outcome), detail=detail, bytes_reclaimed=size)
+                )
+                continue
+            try:
+                parts = split_relpath(item.path)
+            except _Stop as stop:
+                outcomes.append(ItemOutcome(path=item.path, outcome=stop.outcome, detail=stop.detail))
+                continue
+            if _exists(root_fd, parts):
+                result = ItemOutcome(
+                    path=item.path, outcome=Outcome.ERROR, detail=f"not done: {reason}"[:2000]
+                )
+            elif _exists(root_fd, [QUARANTINE_DIR, request_id, *parts]):
+                result = ItemOutcome(
+                    path=item.path,
+                    outcome=Outcome.QUARANTINED,
+                    detail=f"{QUARANTINE_DIR}/{request_id}/{item.path}",
+                    bytes_reclaimed=item.size,
+                )
+            else:
+                result = ItemOutcome(
+                    path=item.path, outcome=Outcome.SKIPPED_MISSING, detail="the file no longer exists"
+                )
+            outcomes.append(result)
+    finally:
+        os.close(root_fd)
+    return outcomes
+
+
+def account_restore(
+    root: Path,
+    db: StateDB | None,
+    request_id: str,
+    prune_request_id: str,
+    paths: list[str] | None,
+    reason: str,
+) -> list[ItemOutcome]:
+    """What became of each item of a restore that will not run; moves nothing (see account_prune)."""
+    check_request_id(request_id)
+    check_request_id(prune_request_id)
+    try:
+        recorded = db.item_outcomes("restore", request_id) if db is not None else {}
+    except Exception:
+        recorded = {}
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if paths is None:
+            try:
+                with _dir_chain(root_fd, [QUARANTINE_DIR, prune_request_id]) as q_fd:
+                    paths = _quarantined_files(q_fd)
+            except (_Stop, OSError):
+                paths = []
+            paths = sorted(set(paths) | set(recorded))
+        outcomes = []
+        for path in paths:
+            if path in recorded:
+                outcome, detail, _ = recorded[path]
+                outcomes.append(ItemOutcome(path=path, outcome=Outcome(outcome), detail=detail))
+                continue
+            try:
+                parts = split_relpath(path)
+            except _Stop as stop:
+                outcomes.append(ItemOutcome(path=path, outcome=stop.outcome, detail=stop.detail))
+                continue
+            if _exists(root_fd, [QUARANTINE_DIR, prune_request_id, *parts]):
+                result = ItemOutcome(
+                    path=path, outcome=Outcome.ERROR, detail=f"not restored: {reason}"[:2000]
+                )
+            elif _exists(root_fd, parts):
+                result = ItemOutcome(path=path, outcome=Outcome.RESTORED, detail="found back at its path")
+            else:
+                result = ItemOutcome(
+                    path=path, outcome=Outcome.SKIPPED_MISSING, detail="not in this request's quarantine"
+                )
+            outcomes.append(result)
+    finally:
+        os.close(root_fd)
+    return outcomes
+
+
 # ---------------------------------------------------------------- restore
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import sqlite3
 import threading
 import time
@@ -74,10 +75,24 @@ class StateFull(OSError):
     """The state folder has no room left: nothing more can be recorded there."""
 
 
-def is_disk_full(exc: BaseException) -> bool:
+def is_disk_full(exc: BaseException, folder: Path | None = None) -> bool:
+    """``exc`` comes from a full disk: ENOSPC, sqlite's "full", or an I/O error with no room left.
+
+    sqlite reports a failed write of its WAL or shared-memory file as "disk I/O error";
+    that is a full disk when the folder has (next to) no free space.
+    """
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    if "full" in str(exc):
+        return True
+    if "disk I/O error" in str(exc) and folder is not None:
+        try:
+            return shutil.disk_usage(folder).free < 256 * 1024
+        except OSError:
+            return False
+    return False
 
 
 @contextmanager
@@ -85,7 +100,7 @@ def _full_is_state_full(path: Path) -> Iterator[None]:
     try:
         yield
     except (sqlite3.OperationalError, OSError) as exc:
-        if is_disk_full(exc):
+        if is_disk_full(exc, path.parent):
             raise StateFull(errno.ENOSPC, f"the agent's state folder is full ({path.parent}): {exc}") from exc
         raise
 
@@ -268,7 +283,72 @@ class StateDB:
         return row is not None and row[0] is not None
 
     def finish_run(self, task: str, request_id: str, reports: list[dict[str, Any]]) -> None:
-        self._execute(
-            "UPDATE runs SET reports=?, finished_at=? WHERE task=? AND request_id=?",
-            (json.dumps(reports), time.time(), task, request_id),
+        """Mark the run finished and put its reports in the outbox, in one transaction.
+
+        Either both happen or neither: a run is never finished with reports that will not
+        be sent, nor are reports sent for a run that a redelivery would do again.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE runs SET reports=?, finished_at=? WHERE task=? AND request_id=?",
+                (json.dumps(reports), now, task, request_id),
+            )
+            self._queue(db, reports, now)
+
+    # ------------------------------------------------------------ outbox (workers.reporting)
+
+    @staticmethod
+    def _queue(db: sqlite3.Connection, reports: list[dict[str, Any]], now: float) -> None:
+        # REPLACE: the reports of a finished order asked for again are due again now.
+        db.executemany(
+            "INSERT OR REPLACE INTO outbox (report_id, report, queued_at, attempts, next_try_at) "
+            "VALUES (?, ?, ?, 0, ?)",
+            [(r["report_id"], json.dumps(r), now + i * 1e-6, now) for i, r in enumerate(reports)],
         )
+
+    def queue_reports(self, reports: list[dict[str, Any]]) -> None:
+        """Put reports in the outbox (due now), in one transaction."""
+        with self._transaction() as db:
+            self._queue(db, reports, time.time())
+
+    def due_reports(self, *, everything: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        """(report id, report) of the rows due now (all rows if ``everything``), oldest first."""
+        rows = self._execute(
+            "SELECT report_id, report FROM outbox WHERE ? OR next_try_at <= ? ORDER BY queued_at",
+            (everything, time.time()),
+        ).fetchall()
+        return [(rid, json.loads(body)) for rid, body in rows]
+
+    def claim_report(self, report_id: str, *, everything: bool = False, hold: float = 30.0) -> bool:
+        """Take a due row for one send attempt: the other sender skips it for ``hold`` seconds."""
+        now = time.time()
+        return (
+            self._execute(
+                "UPDATE outbox SET next_try_at=? WHERE report_id=? AND (? OR next_try_at <= ?)",
+                (now + hold, report_id, everything, now),
+            ).rowcount
+            == 1
+        )
+
+    def report_sent(self, report_id: str) -> None:
+        self._execute("DELETE FROM outbox WHERE report_id=?", (report_id,))
+
+    def report_failed(self, report_id: str, error: str, hold: float | None = None) -> int:
+        """Count a failed send; returns the attempts so far. ``hold``: seconds until the next try."""
+        with self._transaction() as db:
+            row = db.execute("SELECT attempts FROM outbox WHERE report_id=?", (report_id,)).fetchone()
+            attempts = (row[0] if row else 0) + 1
+            db.execute(
+                "UPDATE outbox SET attempts=?, last_error=?, next_try_at=? WHERE report_id=?",
+                (attempts, error[:2000], time.time() + (hold or 0.0), report_id),
+            )
+        return attempts
+
+    def postpone_due(self, seconds: float) -> None:
+        """Push every due row back by ``seconds`` (the broker is away for all of them)."""
+        now = time.time()
+        self._execute("UPDATE outbox SET next_try_at=? WHERE next_try_at <= ?", (now + seconds, now + 1e-3))
+
+    def pending_reports(self) -> int:
+        return int(self._execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

@@ -19,17 +19,20 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_ready
 
 from workers import __version__
 from workers.aspose_backend import AsposeSession
 from workers.config import AgentConfig
 from workers.inventory import inventory_report, scan
+from workers.procs import visibility
 from workers.progress import Phase, ProgressReporter, folder_bytes
-from workers.prune import QUARANTINE_DIR, Pruner, purge_requests, restore
-from workers.reporting import AnyReport, send_report
+from workers.prune import QUARANTINE_DIR, Pruner, account_prune, account_restore, purge_requests, restore
+from workers.reporting import AnyReport, OutboxSender, flush_outbox, send_report
 from workers.schema import (
     ORDER_TASKS,
     AgentTask,
@@ -48,9 +51,8 @@ from workers.schema import (
     SchemaError,
     parse_order,
     parse_report,
-    utcnow,
 )
-from workers.state import StateDB
+from workers.state import StateDB, StateFull, is_disk_full
 from workers.trust import AgentTrust, OrderRefused
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,19 @@ class Agent:
     ) -> None:
         self.config = config
         self.trust = trust or AgentTrust.load(config)
-        self.db = StateDB(config.state_dir)
         self.progress = progress
+        self.unqueued: list[AnyReport] = []
+        # A full state folder must not stop the agent from saying so (see handle).
+        self.state_error: StateFull | None = None
+        try:
+            self.db = StateDB(config.state_dir)
+        except StateFull as exc:
+            self.state_error = exc
 
     def close(self) -> None:
         """Close the state database (one connection per task: see workers.state)."""
-        self.db.close()
+        if self.state_error is None:
+            self.db.close()
 
     def session(self) -> AsposeSession:
         return AsposeSession(self.config.models_dir, self.config.state_dir)
@@ -87,7 +96,40 @@ class Agent:
         )
 
     def handle(self, task: str, message: Any) -> list[AnyReport]:
-        """The reports answering the signed ``message`` sent to ``task``; never raises for a bad order.
+        """The reports answering the signed ``message`` sent to ``task``. Never raises.
+
+        The reports are in the outbox when this returns (``workers.reporting``), except when
+        the state folder cannot take them: those are in ``self.unqueued``, for the caller to
+        send at once. Whatever goes wrong, bad input included, ends as a report and a log line.
+        """
+        self.unqueued: list[AnyReport] = []
+        rid: str | None = None
+        try:
+            reports, queued, rid = self._handle(task, message)
+        except Exception as exc:
+            if isinstance(exc, StateFull) or is_disk_full(exc, self.config.state_dir):
+                # Reached only past the signature check (the replay guard writes after it), so
+                # the request id is the dashboard's own: its request is failed, not left waiting.
+                rid = rid or _request_id(message)
+                reason = f"the agent's state folder is full ({self.config.state_dir}): nothing was done"
+                log.error("order %s: %s (%s)", rid, reason, exc)
+                self.unqueued = [self._error(task, reason, rid)]
+                return self.unqueued
+            # A bug: report it, never let it loop through redelivery.
+            log.exception("order %s to %s failed", rid, task)
+            reports, queued = [self._error(task, f"internal error: {type(exc).__name__}", rid)], False
+        if self.state_error is not None:
+            self.unqueued = list(reports)
+        elif not queued:
+            try:
+                self.db.queue_reports([r.to_json() for r in reports])
+            except Exception as exc:
+                log.error("reports not stored in the outbox, sending them at once: %s", exc)
+                self.unqueued = list(reports)
+        return reports
+
+    def _handle(self, task: str, message: Any) -> tuple[list[AnyReport], bool, str | None]:
+        """(reports, already in the outbox, request id) for ``message``; see ``handle``.
 
         The signature is checked first, so nothing below runs for a message the dashboard
         did not send to this host (not even the schema check: a forged order learns nothing).
@@ -99,40 +141,80 @@ class Agent:
             payload = self._redelivered(task, exc)
             if payload is None:
                 log.warning("refused a message sent to %s: %s", task, exc.reason)
-                return [self._error(task, f"order refused: {exc.reason}", exc.request_id)]
+                return [self._error(task, f"order refused: {exc.reason}", exc.request_id)], False, None
+        if self.state_error is not None:
+            raise self.state_error
         raw_id = payload.get("request_id") if isinstance(payload, dict) else None
         request_id = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= 64 else None
         try:
             order = parse_order(payload)
         except SchemaError as exc:
-            return [self._error(task, f"malformed order: {exc}", request_id)]
+            log.warning("refused a malformed order to %s: %s", task, exc)
+            return [self._error(task, f"malformed order: {exc}", request_id)], False, request_id
         if ORDER_TASKS[order.kind] != task:
-            return [self._error(task, f"a {order.kind!r} order was sent to {task}", order.request_id)]
+            reason = f"a {order.kind!r} order was sent to {task}"
+            return [self._error(task, reason, order.request_id)], False, order.request_id
         if order.host != self.config.host_name:
             reason = f"order for host {order.host!r} reached {self.config.host_name!r}"
-            return [self._error(task, reason, order.request_id)]
-        if order.expires_at is not None and order.expires_at <= utcnow():
-            return [
-                self._error(
-                    task, f"expired at {order.expires_at.isoformat()}; nothing done", order.request_id
-                )
-            ]
+            return [self._error(task, reason, order.request_id)], False, order.request_id
 
         attempts, sent = self.db.start_attempt(task, order.request_id)
         if sent is not None:
-            return [parse_report(r) for r in sent]
+            return [parse_report(r) for r in sent], False, order.request_id
         if attempts > self.config.max_attempts:
-            reports: list[AnyReport] = [
-                self._error(task, f"gave up after {attempts - 1} attempts", order.request_id)
-            ]
+            reports = self._account(task, order, f"gave up after {attempts - 1} attempts")
         else:
             try:
                 reports = self._run(order)
-            except Exception as exc:  # a bug or an I/O failure: report it, do not redeliver forever
+            except StateFull:
+                raise
+            except Exception as exc:  # a bug, an I/O failure, the soft time limit: say what was done
                 log.exception("order %s failed", order.request_id)
-                reports = [self._error(task, f"{type(exc).__name__}: {exc}", order.request_id)]
+                reports = self._account(task, order, f"{type(exc).__name__}: {exc}")
         self.db.finish_run(task, order.request_id, [r.to_json() for r in reports])
+        return reports, True, order.request_id
+
+    def _account(self, task: str, order: AnyOrder, reason: str) -> list[AnyReport]:
+        """The end of an order that did not run to its end: what became of each item, then a fresh inventory.
+
+        An ErrorReport alone would leave the dashboard believing nothing moved while files
+        sit in quarantine; so a prune or restore always answers item by item (from the
+        record, else from the disk), and the inventory that follows shows the folder as it is.
+        """
+        host, rid = self.config.host_name, order.request_id
+        common = {"host": host, "request_id": rid, "agent_version": __version__}
+        log.warning("order %s ends without running to its end: %s", rid, reason)
+        try:
+            root = self.session_root()
+            if isinstance(order, PruneOrder | MaintainOrder) and order.items:
+                outcomes = account_prune(root, self.db, rid, order.items, reason)
+                reports: list[AnyReport] = [
+                    PruneReport(**common, mode=order.mode, outcomes=outcomes, freed=True)
+                ]
+            elif isinstance(order, RestoreOrder):
+                outcomes = account_restore(root, self.db, rid, order.prune_request_id, order.paths, reason)
+                reports = [
+                    RestoreReport(
+                        **common, prune_request_id=order.prune_request_id, outcomes=outcomes, freed=True
+                    )
+                ]
+            else:
+                return [self._error(task, reason, rid)]
+        except Exception as exc:  # even the disk cannot be read: say so, with the first reason
+            log.exception("order %s: the items could not be accounted for", rid)
+            return [self._error(task, f"{reason}; the items could not be checked: {exc}", rid)]
+        try:
+            reports.append(self.inventory(rid))
+        except Exception as exc:
+            log.warning("order %s: no inventory after it: %s", rid, exc)
         return reports
+
+    def session_root(self) -> Path:
+        """The model folder, without holding an Aspose session (accounting touches no model)."""
+        if self.config.models_dir is not None:
+            return self.config.models_dir
+        with self.session() as session:
+            return session.get_local_path()
 
     def _redelivered(self, task: str, refused: OrderRefused) -> dict[str, Any] | None:
         """The body of an authentic message seen before whose run never finished, else None.
@@ -239,6 +321,11 @@ class Agent:
         return reports
 
 
+def _request_id(message: Any) -> str | None:
+    rid = message.get("request_id") if isinstance(message, dict) else None
+    return rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
+
+
 def startup_order(config: AgentConfig) -> InventoryOrder:
     """The inventory an agent orders itself at start (signed with its own key, see trust.py)."""
     return InventoryOrder(
@@ -253,7 +340,6 @@ def register_tasks(app: Celery, config: AgentConfig) -> None:
     key file with loose permissions): a worker that would refuse every order must not start.
     """
     trust = AgentTrust.load(config)
-    log.info("agent %s signs with key %s", config.host_name, trust.fingerprint)
     # While this agent holds an enrollment token its key may not be enrolled yet, and the
     # dashboard would refuse (and flag) a progress report signed with it: progress starts once
     # an inventory, which carries the enrollment, has gone out.
@@ -269,10 +355,23 @@ def register_tasks(app: Celery, config: AgentConfig) -> None:
             progress = ProgressReporter(config.host_name, send_progress, interval=config.progress_interval)
             agent = Agent(config, progress=progress, trust=trust)
             try:
-                for report in agent.handle(name, order):
-                    send_report(app, report, trust, config.ingest_queue)
-                    if isinstance(report, InventoryReport):
-                        may_report_progress[0] = True
+                reports = agent.handle(name, order)
+                if any(isinstance(r, InventoryReport) for r in reports):
+                    may_report_progress[0] = True
+                for report in agent.unqueued:  # the outbox could not take them: now or never
+                    try:
+                        send_report(app, report, trust, config.ingest_queue)
+                    except Exception as exc:
+                        log.error(
+                            "report %s lost: the state folder is full and the broker away: %s",
+                            report.report_id,
+                            exc,
+                        )
+                if agent.state_error is None:
+                    try:
+                        flush_outbox(app, agent.db, trust, config.ingest_queue)
+                    except Exception as exc:  # the outbox sender tries again
+                        log.warning("outbox not flushed after %s: %s", name, exc)
             finally:
                 agent.close()
 
@@ -283,3 +382,16 @@ def register_tasks(app: Celery, config: AgentConfig) -> None:
     from workers.presence import install
 
     install(app, config, trust)
+    outbox = OutboxSender(app, config, trust)
+
+    @worker_ready.connect(weak=False)
+    def start_outbox(sender: Any = None, **_: Any) -> None:
+        # In the main process, once: it sends what an earlier run left, then what fails now.
+        if sender is not None and getattr(sender, "app", app) is not app:
+            return
+        # Logged here, not at import: the worker sets up logging only after the app exists,
+        # and this is the line the approver compares with the dashboard at enrollment.
+        log.info("agent %s signs with key %s", config.host_name, trust.fingerprint)
+        complete, sentence = visibility()
+        (log.info if complete else log.warning)("%s", sentence)
+        outbox.start()

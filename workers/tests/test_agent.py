@@ -28,7 +28,7 @@ from workers.schema import (
     RestoreReport,
     utcnow,
 )
-from workers.signing import public_key_text
+from workers.signing import DEFAULT_MAX_SKEW, public_key_text
 from workers.tasks import Agent
 from workers.tests.conftest import sign_order, write
 
@@ -134,22 +134,119 @@ def test_expired_order_touches_nothing(agent: Agent, models_dir: Path, signed) -
         host=HOST,
         request_id="p1",
         items=[ident(models_dir, "old.bin")],
-        expires_at=utcnow() - timedelta(seconds=1),
+        expires_at=utcnow() - DEFAULT_MAX_SKEW - timedelta(seconds=1),
     )
     [report] = agent.handle(AgentTask.PRUNE, signed(order))
     assert isinstance(report, ErrorReport) and "expired" in report.reason
     assert (models_dir / "old.bin").exists()
 
 
-def test_order_that_keeps_killing_the_worker_is_given_up(agent: Agent, models_dir: Path, signed) -> None:
+def test_the_clock_skew_allowance_holds_for_expiry_as_for_sending(
+    agent: Agent, models_dir: Path, signed
+) -> None:
+    # A dashboard clock a little ahead: the order expired a moment ago by our clock, within
+    # the allowance that the signature check grants, so nothing refuses it later either.
     write(models_dir / "old.bin", b"x")
-    order = PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")])
-    for _ in range(3):  # three starts that never finished (the worker died each time)
+    order = PruneOrder(
+        host=HOST,
+        request_id="p1",
+        items=[ident(models_dir, "old.bin")],
+        expires_at=utcnow() - timedelta(seconds=1),
+    )
+    report, _inventory = agent.handle(AgentTask.PRUNE, signed(order))
+    assert isinstance(report, PruneReport) and [o.outcome for o in report.outcomes] == [Outcome.QUARANTINED]
+
+
+def test_a_refused_delivery_does_not_burn_the_nonce_of_the_good_one(
+    agent: Agent, models_dir: Path, signed
+) -> None:
+    message = signed(FreeOrder(host=HOST, request_id="f1"))
+    [refused] = agent.handle(AgentTask.PRUNE, message)  # delivered to the wrong task
+    assert isinstance(refused, ErrorReport) and "refused" in refused.reason
+    [free] = agent.handle(AgentTask.FREE, message)  # the same signed message where it belongs
+    assert isinstance(free, FreeReport)
+
+
+def test_order_that_keeps_killing_the_worker_is_given_up_item_by_item(
+    agent: Agent, models_dir: Path, signed
+) -> None:
+    write(models_dir / "old.bin", b"x")
+    write(models_dir / "moved.bin", b"y")
+    items = [ident(models_dir, "old.bin"), ident(models_dir, "moved.bin")]
+    order = PruneOrder(host=HOST, request_id="p1", items=items)
+    for _ in range(3):  # three starts that never finished (the worker died each time) ...
         agent.db.start_attempt(AgentTask.PRUNE, "p1")
-    [report] = agent.handle(AgentTask.PRUNE, signed(order))
-    assert isinstance(report, ErrorReport) and report.reason == "gave up after 3 attempts"
+    # ... the last one right after moving a file, before recording it.
+    write(models_dir / ".ocrdash-quarantine" / "p1" / "moved.bin", b"y")
+    (models_dir / "moved.bin").unlink()
+    report, inventory = agent.handle(AgentTask.PRUNE, signed(order))
+    assert isinstance(report, PruneReport)
+    by_path = {o.path: o for o in report.outcomes}
+    assert by_path["old.bin"].outcome is Outcome.ERROR
+    assert by_path["old.bin"].detail == "not done: gave up after 3 attempts"
+    assert by_path["moved.bin"].outcome is Outcome.QUARANTINED and by_path["moved.bin"].bytes_reclaimed == 1
     assert (models_dir / "old.bin").exists()
-    assert agent.handle(AgentTask.PRUNE, signed(order)) == [report]
+    assert isinstance(inventory, InventoryReport) and [f.path for f in inventory.files] == ["old.bin"]
+    assert agent.handle(AgentTask.PRUNE, signed(order)) == [report, inventory]
+
+
+def test_a_prune_that_crashes_half_way_reports_each_item(
+    agent: Agent, models_dir: Path, signed, monkeypatch
+) -> None:
+    from workers.prune import Pruner
+
+    write(models_dir / "a.bin", b"a")
+    write(models_dir / "b.bin", b"b")
+    items = [ident(models_dir, "a.bin"), ident(models_dir, "b.bin")]
+    real_one = Pruner._one
+
+    def one_then_crash(self, root_fd, request_id, item, mode):
+        if item.path == "b.bin":
+            raise RuntimeError("disk went away")
+        return real_one(self, root_fd, request_id, item, mode)
+
+    monkeypatch.setattr(Pruner, "_one", one_then_crash)
+    report, inventory = agent.handle(
+        AgentTask.PRUNE, signed(PruneOrder(host=HOST, request_id="p2", items=items))
+    )
+    assert isinstance(report, PruneReport)
+    assert [(o.path, o.outcome) for o in report.outcomes] == [
+        ("a.bin", Outcome.QUARANTINED),
+        ("b.bin", Outcome.ERROR),
+    ]
+    assert "disk went away" in report.outcomes[1].detail
+    assert isinstance(inventory, InventoryReport)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"kind": "prune", "request_id": "x\x00y"},
+        {"schema_version": 2, "host": HOST, "request_id": "r", "kind": "free", "n": 2**70},
+        {"signature": {"signer": "dashboard", "nonce": "\ud800", "value": "\udfff"}},
+        {"signature": "x" * 10},
+        ["not", "an", "object"],
+        None,
+        2**100,
+    ],
+)
+def test_hostile_messages_end_as_a_refusal_never_an_exception(agent: Agent, message) -> None:
+    [report] = agent.handle(AgentTask.PRUNE, message)
+    assert isinstance(report, ErrorReport)
+
+
+def test_hostile_signed_orders_end_as_a_refusal(agent: Agent, signed) -> None:
+    for body in (
+        {"kind": "free", "host": HOST, "request_id": "a\x00b", "schema_version": 2},
+        {"kind": "free", "host": HOST, "request_id": "big", "schema_version": 2, "extra": 2**80},
+        {"kind": "free", "host": HOST, "request_id": "\udc80", "schema_version": 2},
+    ):
+        try:
+            message = signed(body)
+        except Exception:  # the signer itself refuses to sign it: nothing to deliver
+            continue
+        [report] = agent.handle(AgentTask.FREE, message)
+        assert isinstance(report, ErrorReport), body
 
 
 def test_free_restore_purge(agent: Agent, models_dir: Path, signed) -> None:

@@ -102,7 +102,7 @@ class Agent:
         the state folder cannot take them: those are in ``self.unqueued``, for the caller to
         send at once. Whatever goes wrong, bad input included, ends as a report and a log line.
         """
-        self.unqueued: list[AnyReport] = []
+        self.unqueued = []
         rid: str | None = None
         try:
             reports, queued, rid = self._handle(task, message)
@@ -182,7 +182,7 @@ class Agent:
         record, else from the disk), and the inventory that follows shows the folder as it is.
         """
         host, rid = self.config.host_name, order.request_id
-        common = {"host": host, "request_id": rid, "agent_version": __version__}
+        common: dict[str, Any] = {"host": host, "request_id": rid, "agent_version": __version__}
         log.warning("order %s ends without running to its end: %s", rid, reason)
         try:
             root = self.session_root()

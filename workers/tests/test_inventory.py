@@ -93,16 +93,24 @@ def test_a_scan_writes_its_hashes_in_one_transaction(
         write(models_dir / f"d{i % 5}" / f"m{i}.bin", f"model {i}".encode())
     batches: list[int] = []
     store = db.store_hashes
-    monkeypatch.setattr(db, "store_hashes", lambda rows: (batches.append(len(rows)), store(rows)))
+
+    def store_counted(rows):
+        batches.append(len(rows))
+        return store(rows)
+
+    monkeypatch.setattr(db, "store_hashes", store_counted)
     result = scan(session, db)
     assert result.stats.files_hashed == 50
     assert batches == [50]
     # The rescan asks the cache once per folder (5 folders and the root), never per file.
     queries: list[int] = []
     hashes_of = db.hashes_of
-    monkeypatch.setattr(
-        db, "hashes_of", lambda dev, inodes: (queries.append(len(inodes)), hashes_of(dev, inodes))[1]
-    )
+
+    def hashes_counted(dev, inodes):
+        queries.append(len(inodes))
+        return hashes_of(dev, inodes)
+
+    monkeypatch.setattr(db, "hashes_of", hashes_counted)
     again = scan(session, db)
     assert again.stats.cache_hits == 50 and again.stats.files_hashed == 0
     assert sorted(queries) == [0, 10, 10, 10, 10, 10]

@@ -174,7 +174,8 @@ class AgentProcess:
 
     def queued(self) -> int:
         with Connection(self.redis.url) as conn:
-            return int(conn.default_channel.client.llen(self.queue))
+            client = conn.default_channel.client  # type: ignore[attr-defined]  # kombu's Redis channel
+            return int(client.llen(self.queue))
 
     def reports(self, until: Callable[[list[Any]], bool], timeout: float = WAIT) -> list[Any]:
         found: list[Any] = []

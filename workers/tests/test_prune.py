@@ -304,9 +304,14 @@ def test_a_prune_reads_proc_once_for_all_its_items(models_dir: Path, db: StateDB
     from workers import procs
 
     items = [identity(models_dir, write(models_dir / f"m{i}.bin", bytes([i])).name) for i in range(20)]
-    looks = []
+    looks: list[int] = []
     original = procs.open_files
-    monkeypatch.setattr(procs, "open_files", lambda **kw: (looks.append(1), original(**kw))[1])
+
+    def counting(**kw):
+        looks.append(1)
+        return original(**kw)
+
+    monkeypatch.setattr(procs, "open_files", counting)
     outcomes = Pruner(models_dir, db).prune("many", items, PruneMode.QUARANTINE)
     assert [o.outcome for o in outcomes] == [Outcome.QUARANTINED] * 20
     assert len(looks) == 1

@@ -261,3 +261,31 @@ def test_a_report_left_by_a_killed_agent_is_sent_by_the_next_one(setup: tuple[Re
     found = agent.reports(lambda found: any(r.request_id == request_id for r in found), timeout=START_WAIT)
     [report] = [r for r in found if r.request_id == request_id]
     assert report.report_id == waiting and report.kind == "inventory"
+
+
+def test_the_started_agent_logs_its_fingerprint_and_what_it_can_see(
+    setup: tuple[Redis, AgentProcess],
+) -> None:
+    _redis, agent = setup
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "CELERY_"))}
+    env.update(
+        OCRDASH_BROKER_URL=agent.redis.url,
+        OCRDASH_HOST_NAME=agent.host,
+        OCRDASH_STATE_DIR=str(agent.state_dir),
+        OCRDASH_DASHBOARD_PUBLIC_KEY=public_key_text(agent.key),
+    )
+    printed = subprocess.run(
+        [sys.executable, "-m", "workers", "agent", "--print-fingerprint"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    assert printed
+    log = agent.log.read_text(errors="replace")
+    # Logged once the worker's logging is up (a line with Celery's format), not before it.
+    [line] = [x for x in log.splitlines() if f"signs with key {printed}" in x]
+    assert "INFO" in line or "WARNING" in line
+    assert "in-use check: " in log

@@ -61,6 +61,7 @@ def test_the_main_pages_and_the_admin_live_with_the_csp(live_server, monkeypatch
             "/reports/deletions/",
             "/enrollment/",
             "/account/",
+            "/api/docs/",
             "/admin/",
             "/admin/models_admin/host/",
             "/admin/axes/accessattempt/",

@@ -12,8 +12,13 @@ a Redis server instead; the agents then get the same URL). Everything lives unde
     hosts/<name>/       one fake OCR host: models/ (its model folder) and state/ (its agent's
                         key, records and, until it enrolled, its one-time token file)
     logs/<process>.log  what each process printed
+    mail.log            every email the dashboard sent, caught by the demo's mail sink
 
-Started: the web server, the ingest worker, the scheduler and one agent per demo host. Every
+Started: the web server, the ingest worker, the notification worker, the scheduler, a local
+mail sink (``scripts/mailsink.py``: the dashboard's SMTP server, which only writes what it is
+sent to ``mail.log``; the runner prints a line for each mail) and one agent per demo host. An
+agent that dies is started again (a real host's service manager would do the same); any
+other process dying stops the demo. Every
 child runs in its own process group (its own session), so a terminal's Ctrl-C reaches only
 this runner, which then stops each group as a whole: a Celery worker's pool processes go
 with their parent and nothing is left running. Running it again reuses the folder (the
@@ -35,6 +40,7 @@ import os
 import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,6 +65,14 @@ ACCOUNTS: list[tuple[str, str, str]] = [
 ]
 
 ASPOSE_DEFAULT_MODEL = "Llama-3.2-3B-Instruct-Q4_K_M.gguf"
+# Written once after the hosts were accepted and inventoried at once: its first hashing shows
+# as a moving progress bar on the host's page (and later runs find it in the hash cache, so
+# their start is not slowed). Sparse: no disk space is used.
+LARGE_MODEL = ("ocr-west-1", "llm/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf", 512 * 1024**2)
+# Agents report progress this often in the demo (2 s in production), so the bar visibly moves.
+DEMO_PROGRESS_SECONDS = "0.5"
+# An agent that died is restarted, at most this many times in a row within a minute.
+AGENT_RESTARTS_PER_MINUTE = 3
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,12 @@ HOSTS: list[DemoHost] = [
     ),
     DemoHost("ocr-lab", has_model_dir=False),
 ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class DemoError(RuntimeError):
@@ -142,6 +162,21 @@ def seed_host(var: Path, host: DemoHost) -> Path:
     return models
 
 
+def add_large_model(var: Path) -> str | None:
+    """Once per demo folder: give a host a multi-gigabyte model (sparse), for a long first hashing."""
+    name, rel, size = LARGE_MODEL
+    base = var / "hosts" / name
+    marker = base / ".large"
+    path = base / "models" / rel
+    if marker.exists() or not (base / "models").is_dir():
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.truncate(size)
+    marker.write_text(f"{rel} written as a large sparse file\n")
+    return name
+
+
 def change_after_first_scan(var: Path, host: DemoHost) -> bool:
     """Rewrite the host's chosen file once (size and hash change); False if done before."""
     if host.changes_after_first_scan is None:
@@ -168,6 +203,8 @@ class Child:
     proc: subprocess.Popen
     log_path: Path
     log_file: IO[bytes]
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    cwd: Path = Path(".")
 
     @property
     def pgid(self) -> int:
@@ -217,7 +254,7 @@ class Supervisor:
             # runner decides the order of shutdown), and killpg() reaches its pool processes.
             start_new_session=True,
         )
-        child = Child(name, proc, log_path, log_file)
+        child = Child(name, proc, log_path, log_file, env, cwd)
         self.children.append(child)
         return child
 
@@ -226,6 +263,14 @@ class Supervisor:
             if child.proc.poll() is not None:
                 return child
         return None
+
+    def restart(self, child: Child) -> Child:
+        """Start ``child``'s command again in its place (same name, log, environment)."""
+        child.log_file.close()
+        args = child.proc.args
+        argv = [str(a) for a in args] if isinstance(args, list | tuple) else [str(args)]
+        self.children.remove(child)
+        return self.start(child.name, argv, child.env, child.cwd)
 
     def stop_all(self, grace: float = 10.0) -> list[str]:
         """SIGTERM every group, wait up to ``grace`` seconds, SIGKILL what is left.
@@ -281,8 +326,8 @@ def demo_secret_key(var: Path) -> str:
     return key
 
 
-def base_env(var: Path) -> dict[str, str]:
-    """Environment shared by every process: one database, one broker, one secret key."""
+def base_env(var: Path, port: int = 8000, smtp_port: int = 8025) -> dict[str, str]:
+    """Environment shared by every process: one database, one broker, one secret key, one mail sink."""
     env = dict(os.environ)
     broker = os.environ.get("CELERY_BROKER_URL", "").strip() or "filesystem://"
     env.update(
@@ -299,6 +344,10 @@ def base_env(var: Path) -> dict[str, str]:
             # never a default (the settings fail closed without it).
             "DJANGO_DEBUG": "true",
             "DJANGO_SECRET_KEY": demo_secret_key(var),
+            # Notifications go to the demo's mail sink and link to the demo's web server.
+            "OCRDASH_SMTP_HOST": "127.0.0.1",
+            "OCRDASH_SMTP_PORT": str(smtp_port),
+            "OCRDASH_BASE_URL": f"http://127.0.0.1:{port}",
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
         }
@@ -316,6 +365,9 @@ def setup_django(env: dict[str, str]) -> None:
         "OCRDASH_SIGNING_KEY_FILE",
         "DJANGO_SECRET_KEY",
         "DJANGO_DEBUG",
+        "OCRDASH_SMTP_HOST",
+        "OCRDASH_SMTP_PORT",
+        "OCRDASH_BASE_URL",
     ):
         os.environ[key] = env[key]
     if str(ROOT) not in sys.path:
@@ -335,11 +387,18 @@ def migrate() -> None:
 
 def ensure_accounts() -> None:
     """Create the demo accounts, or reset their passwords to the printed ones."""
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     for username, password, role in ACCOUNTS:
         options = {"superuser": True} if role == "admin" else {"role": [role]}
         call_command("create_user", username, password=password, stderr=io.StringIO(), **options)
+        # An address, so notifications reach them (in the demo's mail sink).
+        get_user_model().objects.filter(username=username).update(email=demo_address(username))
+
+
+def demo_address(username: str) -> str:
+    return f"{username}@ocrdash.demo"
 
 
 def _agent_public_key(state: Path) -> str | None:
@@ -500,6 +559,19 @@ def start_processes(
 ) -> None:
     py = sys.executable
     sup.start(
+        "mailsink",
+        [
+            py,
+            str(ROOT / "scripts" / "mailsink.py"),
+            "--port",
+            env["OCRDASH_SMTP_PORT"],
+            "--log",
+            str(var / "mail.log"),
+        ],
+        env,
+        var,
+    )
+    sup.start(
         "web",
         [py, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"],
         env,
@@ -510,6 +582,15 @@ def start_processes(
         [
             *(py, "-m", "celery", "-A", "ocrdash", "worker", "-Q", "ocrdash.ingest,ocrdash.dashboard"),
             *("-c", "1", "-n", "ingest@demo", "--without-gossip", "--without-mingle", "-l", "INFO"),
+        ],
+        env,
+        var,
+    )
+    sup.start(
+        "notify",
+        [
+            *(py, "-m", "celery", "-A", "ocrdash", "worker", "-Q", "ocrdash.notify"),
+            *("-c", "1", "-n", "notify@demo", "--without-gossip", "--without-mingle", "-l", "INFO"),
         ],
         env,
         var,
@@ -532,6 +613,7 @@ def start_processes(
                 "OCRDASH_MODELS_DIR": str(base / "models"),
                 "OCRDASH_STATE_DIR": str(base / "state"),
                 "OCRDASH_DASHBOARD_PUBLIC_KEY": dashboard_public_key,
+                "OCRDASH_PROGRESS_SECONDS": DEMO_PROGRESS_SECONDS,
             }
         )
         if host.name in token_files:
@@ -564,10 +646,79 @@ def banner(port: int, var: Path, broker: str) -> str:
         f"  Hosts     {', '.join(h.name for h in HOSTS)} (model folders in {var / 'hosts'})",
         f"  Broker    {broker}",
         f"  Logs      {var / 'logs'}",
+        f"  Mail      every email the dashboard sends lands in {var / 'mail.log'}; a line for each below",
         "Press Ctrl-C to stop everything.",
         "",
     ]
     return "\n".join(lines)
+
+
+class MailLog:
+    """The new ``MAIL ...`` header lines of the mail sink's log since the last look."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def new(self) -> list[str]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        lines = complete.decode("utf-8", errors="replace").splitlines()
+        return [line[len("MAIL ") :] for line in lines if line.startswith("MAIL ")]
+
+
+def announce_finished(follow: list[str]) -> None:
+    """Print how the inventory last asked of each followed host ended, once it did."""
+    if not follow:
+        return
+    from django.db import close_old_connections
+
+    from models_admin.models import HostAction
+
+    close_old_connections()
+    for name in list(follow):
+        action = HostAction.objects.filter(host__name=name).order_by("-asked_at").first()
+        if action is not None and action.state in (HostAction.State.DONE, HostAction.State.FAILED):
+            print(f"  {name}: inventory {action.get_state_display().lower()}: {action.result}", flush=True)
+            follow.remove(name)
+
+
+def watch(sup: Supervisor, mail_log: Path, follow: list[str] | None = None) -> None:
+    """Until a signal: print a line per email caught, restart an agent that died, and say
+    when a followed host's inventory (the large model's first hashing) finished.
+
+    Any other process dying ends the demo (the dashboard is not usable without it); an agent
+    that keeps dying (more than AGENT_RESTARTS_PER_MINUTE times within a minute) too.
+    """
+    mails = MailLog(mail_log)
+    restarts: dict[str, list[float]] = {}
+    while True:
+        for line in mails.new():
+            print(f"  mail {line}", flush=True)
+        announce_finished(follow or [])
+        dead = sup.dead()
+        if dead is None:
+            time.sleep(0.5)
+            continue
+        code = dead.proc.returncode
+        if not dead.name.startswith("agent-"):
+            raise DemoError(f"{dead.name} stopped (exit code {code}):\n{dead.tail()}")
+        now = time.monotonic()
+        recent = [t for t in restarts.get(dead.name, []) if now - t < 60] + [now]
+        restarts[dead.name] = recent
+        if len(recent) > AGENT_RESTARTS_PER_MINUTE:
+            raise DemoError(f"{dead.name} keeps stopping (exit code {code}):\n{dead.tail()}")
+        token = dead.env.get("OCRDASH_ENROLLMENT_TOKEN_FILE")
+        if token and not Path(token).exists():
+            dead.env.pop("OCRDASH_ENROLLMENT_TOKEN_FILE")  # enrolled since: its one-time token is gone
+        print(f"  {dead.name} stopped (exit code {code}); starting it again", flush=True)
+        sup.restart(dead)
 
 
 @contextlib.contextmanager
@@ -592,7 +743,8 @@ def run(args: argparse.Namespace) -> int:
     var.mkdir(parents=True, exist_ok=True)
     for host in HOSTS:
         seed_host(var, host)
-    env = base_env(var)
+    env = base_env(var, args.port, free_port())
+    follow: list[str] = []  # hosts whose latest asked inventory the runner reports on
     # SQLite gives its -wal and -shm files the database file's mode: 0600 for all three.
     private_file(var / "ocrdash.sqlite3")
     names = [h.name for h in HOSTS]
@@ -605,7 +757,10 @@ def run(args: argparse.Namespace) -> int:
             migrate()
             ensure_accounts()
             public_key, token_files = prepare_trust(var)
-            print("Starting the web server, the ingest worker, the scheduler and three agents ...")
+            print(
+                "Starting the web server, the ingest and notification workers, the scheduler,"
+                " the mail sink and three agents ..."
+            )
             start_processes(sup, var, env, args.port, public_key, token_files)
             wait_for_hosts(sup, names, args.host_timeout)
             forget_used_tokens(token_files)
@@ -617,10 +772,13 @@ def run(args: argparse.Namespace) -> int:
                     ask_inventory(host.name)
             if (proposed_on := propose_first_request(var)) is not None:
                 print(f"  {proposed_on}: the operator proposed pruning its old_ models; approver may decide")
+            if (large_on := add_large_model(var)) is not None:
+                size = LARGE_MODEL[2] // 1024**2
+                print(f"  {large_on}: a {size} MB model appeared; its page shows its first hashing")
+                ask_inventory(large_on)
+                follow.append(large_on)
             print(banner(args.port, var, env["CELERY_BROKER_URL"]), flush=True)
-            while (dead := sup.dead()) is None:
-                time.sleep(0.5)
-            raise DemoError(f"{dead.name} stopped (exit code {dead.proc.returncode}):\n{dead.tail()}")
+            watch(sup, var / "mail.log", follow)
         except Stop as stop:
             print(f"\n{stop} received, stopping ...", flush=True)
         except DemoError as exc:

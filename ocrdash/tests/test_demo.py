@@ -155,6 +155,13 @@ def test_make_demo_shows_three_hosts_and_stops_cleanly(tmp_path):
         secrets_made += list(var.glob("ocrdash.sqlite3-*")) + list(var.glob("hosts/*/state/agent.key"))
         for path in secrets_made:
             assert path.stat().st_mode & 0o777 == 0o600, f"{path} is {oct(path.stat().st_mode & 0o777)}"
+        # The approver is told, by email to the demo's mail sink, that a request waits.
+        demo.wait_for("to approver@ocrdash.demo: Prune request", 120)
+        mail = (var / "mail.log").read_text()
+        assert "waits for your approval" in mail and f"Open: http://127.0.0.1:{port}/requests/" in mail
+        assert "to operator@ocrdash.demo" not in mail, "the proposer is not told of their own request"
+        # The large model's first hashing ends with its result (the page's bar: test_browser_live).
+        demo.wait_for("ocr-west-1: inventory done: ", 240)
     finally:
         code = demo.stop(signal.SIGINT)
     assert code == 0, demo.output

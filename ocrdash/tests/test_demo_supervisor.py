@@ -64,3 +64,43 @@ def test_it_notices_a_child_that_died(tmp_path):
     assert dead is not None and dead.name == "short"
     assert "bye" in dead.tail()
     assert sup.stop_all(grace=0.5) == []
+
+
+def test_a_dead_agent_is_started_again_and_one_that_keeps_dying_stops_the_demo(tmp_path, capsys):
+    import pytest
+
+    env = dict(os.environ)
+    sup = demo.Supervisor(tmp_path / "logs")
+    counter = tmp_path / "starts"
+    # Appends a line per start, then dies at once: an agent that cannot stay up.
+    dies = f"open({str(counter)!r}, 'a').write('start\\n'); raise SystemExit(3)"
+    sup.start("agent-ocr-x", [sys.executable, "-c", dies], env, tmp_path)
+    try:
+        with pytest.raises(demo.DemoError, match="agent-ocr-x keeps stopping"):
+            demo.watch(sup, tmp_path / "mail.log")
+    finally:
+        sup.stop_all()
+    starts = counter.read_text().splitlines()
+    assert len(starts) == demo.AGENT_RESTARTS_PER_MINUTE + 1
+    assert "agent-ocr-x stopped (exit code 3); starting it again" in capsys.readouterr().out
+
+
+def test_another_process_dying_stops_the_demo_and_mails_are_printed(tmp_path, capsys):
+    import pytest
+
+    mail_log = tmp_path / "mail.log"
+    mail_log.write_text("MAIL 2026-01-01 00:00:00 to old@x: before the start, not printed\n\n")
+    sup = demo.Supervisor(tmp_path / "logs")
+    writes = (
+        f"import time; time.sleep(0.5); open({str(mail_log)!r}, 'a').write("
+        "'MAIL 2026-01-01 00:00:01 to approver@ocrdash.demo: a request waits\\nbody\\n\\n'); time.sleep(2)"
+    )
+    sup.start("web", [sys.executable, "-c", writes], dict(os.environ), tmp_path)
+    try:
+        with pytest.raises(demo.DemoError, match="web stopped"):
+            demo.watch(sup, mail_log)
+    finally:
+        sup.stop_all()
+    out = capsys.readouterr().out
+    assert "mail 2026-01-01 00:00:01 to approver@ocrdash.demo: a request waits" in out
+    assert "before the start" not in out and "body" not in out

@@ -196,6 +196,7 @@ class PruneRequest(models.Model):
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
         EXPIRED = "expired", "Expired"
+        WITHDRAWN = "withdrawn", "Withdrawn"  # by its proposer, before anyone decided
         DISPATCHED = "dispatched", "Dispatched"
         COMPLETED = "completed", "Completed"
         PARTIAL = "partial", "Partially completed"
@@ -342,6 +343,7 @@ class AuditEvent(models.Model):
         REQUEST_APPROVED = "request_approved", "Request approved"
         REQUEST_REJECTED = "request_rejected", "Request rejected"
         REQUEST_EXPIRED = "request_expired", "Request expired"
+        REQUEST_WITHDRAWN = "request_withdrawn", "Request withdrawn"
         REQUEST_DISPATCHED = "request_dispatched", "Request dispatched"
         DISPATCH_FAILED = "dispatch_failed", "Dispatch failed"
         REQUEST_FINISHED = "request_finished", "Request finished"

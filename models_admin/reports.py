@@ -63,8 +63,18 @@ def weeks(start: date, end: date) -> list[date]:
 
 
 def default_range(today: date | None = None, length_days: int = 90) -> tuple[date, date]:
+    """The last ``length_days`` days, but never before the first inventory: a fresh install's
+    reports start where its data does instead of with months of flat zero lines."""
     today = today or timezone.localdate()
-    return today - timedelta(days=length_days - 1), today
+    return default_start(today, length_days), today
+
+
+def default_start(end: date, length_days: int = 90) -> date:
+    start = end - timedelta(days=length_days - 1)
+    first = Snapshot.objects.order_by("taken_at").values_list("taken_at", flat=True).first()
+    if first is None:
+        return end
+    return min(max(start, timezone.localtime(first).date()), end)
 
 
 # ---------------------------------------------------------------- bytes and models on disk
@@ -242,6 +252,9 @@ def requests_per_week(start: date, end: date, hosts: Iterable[str] | None = None
             closed_at, verdict = finished_at, "expired"
         elif state == PruneRequest.State.REJECTED:
             closed_at, verdict = decided_at, "rejected"
+        elif state == PruneRequest.State.WITHDRAWN:
+            # Taken back by its proposer: not approved, closed when withdrawn.
+            closed_at, verdict = finished_at, "rejected"
         elif decided_at is not None:
             closed_at, verdict = decided_at, "approved"
         else:

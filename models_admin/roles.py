@@ -1,7 +1,8 @@
 """Who may do what: the one place that maps groups to actions.
 
 Groups: viewer (read), operator (propose, ask for an inventory or a free), approver
-(approve, reject, restore, accept and retire hosts). Superusers may do everything. Roles are
+(approve, reject, restore, accept and retire hosts, ask for an inventory). Superusers may do
+everything. Roles are
 cumulative in practice: the setup command puts an approver in viewer too, but every check
 here looks only at the group that grants the action.
 """
@@ -31,7 +32,8 @@ class Action(StrEnum):
 GRANTS: dict[Action, frozenset[Role]] = {
     Action.VIEW: frozenset(Role),
     Action.PROPOSE: frozenset({Role.OPERATOR}),
-    Action.REQUEST_INVENTORY: frozenset({Role.OPERATOR}),
+    # An approver may want current facts before deciding; an inventory changes nothing on disk.
+    Action.REQUEST_INVENTORY: frozenset({Role.OPERATOR, Role.APPROVER}),
     Action.REQUEST_FREE: frozenset({Role.OPERATOR}),
     Action.APPROVE: frozenset({Role.APPROVER}),
     Action.RESTORE: frozenset({Role.APPROVER}),

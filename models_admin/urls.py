@@ -30,6 +30,7 @@ urlpatterns = [
     path("requests/<uuid:request_id>/live/", requests.live, name="ocrdash-request-live"),
     path("requests/<uuid:request_id>/approve/", requests.approve, name="ocrdash-request-approve"),
     path("requests/<uuid:request_id>/reject/", requests.reject, name="ocrdash-request-reject"),
+    path("requests/<uuid:request_id>/withdraw/", requests.withdraw, name="ocrdash-request-withdraw"),
     path("requests/<uuid:request_id>/restore/", requests.restore, name="ocrdash-request-restore"),
     path("audit/", audit.index, name="ocrdash-audit"),
     path("audit/export.csv", audit.export_csv, name="ocrdash-audit-export"),

@@ -3,6 +3,7 @@
     proposed ──approve──▶ approved ──dispatch──▶ dispatched ──outcomes──▶ completed
         │                                            │                    partial
         ├──reject──▶ rejected                        └──no answer, N x─▶  failed
+        ├──withdraw (its proposer)──▶ withdrawn
         └──ttl────▶ expired
 
 Every transition locks the row (``select_for_update``), checks the current state, writes its
@@ -240,6 +241,36 @@ def reject(request_id, user, comment: str = "") -> PruneRequest:
             comment=request.decision_comment,
         )
         notify_request(Event.REQUEST_REJECTED, request, users=[request.requested_by_id], exclude=[user])
+    return request
+
+
+def withdraw(request_id, user, comment: str = "") -> PruneRequest:
+    """The proposer takes back a request nobody decided yet.
+
+    Under the request's row lock, like approve and reject: a withdrawal racing an approval
+    ends one way only, the second to lock finds the request no longer proposed (WrongState),
+    so nothing withdrawn is ever dispatched.
+    """
+    expire_stale(request_id=request_id)
+    with transaction.atomic():
+        request = _locked(request_id)
+        if request.state != State.PROPOSED:
+            raise WrongState(
+                f"request is {request.get_state_display().lower()}: only a proposed one can be withdrawn"
+            )
+        if request.requested_by_id is None or request.requested_by_id != getattr(user, "pk", None):
+            raise NotAllowed("only the person who proposed a request may withdraw it")
+        request.state = State.WITHDRAWN
+        request.finished_at = timezone.now()
+        request.decision_comment = comment.strip()
+        request.save(update_fields=["state", "finished_at", "decision_comment"])
+        AuditEvent.record(
+            Action.REQUEST_WITHDRAWN,
+            actor=actor_name(user),
+            host=request.host.name,
+            obj=request,
+            comment=request.decision_comment,
+        )
     return request
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from django import template
@@ -27,6 +28,7 @@ STATE_COLOURS: dict[str, str] = {
     PruneRequest.State.FAILED: "danger",
     PruneRequest.State.REJECTED: "secondary",
     PruneRequest.State.EXPIRED: "secondary",
+    PruneRequest.State.WITHDRAWN: "secondary",
     Host.Status.PENDING: "warning",
     Host.Status.ACTIVE: "success",
     Host.Status.RETIRED: "secondary",
@@ -64,16 +66,41 @@ def state_badge(value: str, label: str = "") -> str:
     )
 
 
+# What an outcome means, said to a person (the badge keeps the short word).
+OUTCOME_WORDS = {
+    "skipped_changed": ("skipped", "the file changed since the inventory"),
+    "skipped_missing": ("skipped", "the file was no longer there"),
+    "skipped_in_use": ("skipped", "the file was in use"),
+    "refused": ("refused", "the agent would not touch this path"),
+    "error": ("error", ""),
+}
+
+
 @register.filter
 def outcome_badge(value: str) -> str:
     colour = OUTCOME_COLOURS.get(value, "secondary")
-    label = dict(PruneItem.Outcome.choices).get(value, value).replace("_", " ")
+    word, words = OUTCOME_WORDS.get(value, (dict(PruneItem.Outcome.choices).get(value, value), ""))
     return format_html(
-        '<span class="badge text-bg-{}{}">{}</span>',
+        '<span class="badge text-bg-{}{}">{}</span>{}',
         colour,
         " text-dark" if colour == "warning" else "",
-        label,
+        word.replace("_", " "),
+        format_html(" <span>{}</span>", words) if words else "",
     )
+
+
+_ERRNO = re.compile(r"^\[Errno \d+\] ")
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit)): ")
+
+
+@register.filter
+def in_words(detail: str) -> str:
+    """An agent's detail without Python's dressing: "[Errno 13] Permission denied: 'x'" and
+    "PermissionError: ..." become "Permission denied: 'x'"."""
+    text = (detail or "").strip()
+    for _ in range(2):
+        text = _EXCEPTION.sub("", _ERRNO.sub("", text))
+    return text[:1].upper() + text[1:]
 
 
 @register.filter
@@ -203,3 +230,11 @@ def eta(seconds: float | None) -> str:
     if minutes < 60:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60} min"
+
+
+@register.filter
+def audit_words(event) -> str:
+    """An audit event's details as a sentence (audit_words.py); "" when only the pairs can say it."""
+    from ..audit_words import in_words as sentence
+
+    return sentence(event)

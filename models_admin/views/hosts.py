@@ -8,6 +8,7 @@ from django.db.models import Count, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .. import feedback, history, policies, workflow
@@ -155,6 +156,10 @@ def _host_action(request: HttpRequest, name: str, action: Action, call, done: st
         flash_error(request, exc)
     else:
         messages.success(request, done.format(host=host.name))
+    # Back to where the button was (a request page asks for an inventory too), if it is ours.
+    back = request.POST.get("next", "")
+    if back.startswith("/") and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)
     return redirect("ocrdash-host", name=host.name)
 
 

@@ -61,7 +61,7 @@ class RangeForm(forms.Form):
         super().clean()
         data = self.cleaned_data
         end = data.get("end") or timezone.localdate()
-        start = data.get("start") or end - timedelta(days=DEFAULT_DAYS - 1)
+        start = data.get("start") or reports.default_start(end, DEFAULT_DAYS)
         if start > end:
             raise forms.ValidationError("the start of the range is after its end")
         if (end - start).days >= MAX_DAYS:

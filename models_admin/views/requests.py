@@ -135,6 +135,21 @@ def reject(request: HttpRequest, request_id) -> HttpResponse:
 
 
 @require_POST
+def withdraw(request: HttpRequest, request_id) -> HttpResponse:
+    """The proposer takes the request back (workflow checks it is theirs and still proposed)."""
+    prune = _get_request_for_user(request, request_id, Action.VIEW)
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    try:
+        workflow.withdraw(prune.id, request.user, comment)
+    except workflow.WorkflowError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(request, "Withdrawn: nothing will be deleted.")
+    return redirect("ocrdash-request", request_id=prune.id)
+
+
+@require_POST
 def restore(request: HttpRequest, request_id) -> HttpResponse:
     prune = _get_request_for_user(request, request_id, Action.RESTORE)
     form = RestoreForm(request.POST)

@@ -1,5 +1,5 @@
 // Live panels (host page, request page): the server renders the panel, this swaps it in.
-// Polls every 2 s while something is in flight (an order asked or running, a progress bar),
+// Polls every second while something is in flight (an order asked or running, a progress bar),
 // every 15 s otherwise, every 60 s while the tab is hidden; a failed poll keeps the old panel
 // and says so. A request page's panel is swapped only while the request is in flight or when
 // its state changed, so a comment being typed in the decision form is never wiped.
@@ -12,7 +12,7 @@
 
   function schedule() {
     clearTimeout(timer);
-    timer = setTimeout(refresh, document.hidden ? 60000 : busy ? 2000 : 15000);
+    timer = setTimeout(refresh, document.hidden ? 60000 : busy ? 1000 : 15000);
   }
 
   function say(text, bad) {

@@ -66,6 +66,9 @@ INSERT OR REPLACE INTO file_hashes SELECT dev, ino, size, mtime_ns, ctime_ns, sh
 DROP TABLE hashes;
 """
 
+# Bumped with every change of _SCHEMA (the tables are created when it differs).
+_USER_VERSION = 1
+
 # Cached hash of one inode: (ino, size, mtime_ns, ctime_ns, sha256), the row as sqlite gives it.
 CachedHash = tuple[int, int, int, int, str]
 HashRow = tuple[int, int, int, int, int, str]  # dev, ino, size, mtime_ns, ctime_ns, sha256
@@ -116,19 +119,26 @@ class StateDB:
             # Long timeout: a second task waits for the writer instead of failing with "locked".
             self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
             try:
-                self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
-                with self._transaction() as db:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
-                    if db.execute("SELECT 1 FROM sqlite_master WHERE name='hashes'").fetchone():
-                        for statement in _MIGRATE_HASHES.split(";"):
-                            if statement.strip():
-                                db.execute(statement)
+                # Every task opens the database: the schema is written once, not at every open
+                # (a write transaction per order, and the largest part of opening it).
+                if self._db.execute("PRAGMA user_version").fetchone()[0] != _USER_VERSION:
+                    self._create()
             except BaseException:
                 self._db.close()
                 raise
+
+    def _create(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        with self._transaction() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name='hashes'").fetchone():
+                for statement in _MIGRATE_HASHES.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version={_USER_VERSION}")
 
     def close(self) -> None:
         with self._lock:

@@ -198,7 +198,9 @@ class AgentProcess:
                     message.ack()
                     key = key or load_private_key(self.state_dir / AGENT_KEY_FILE).public_key()
                     verified = verify(args[0], key, expected_signer=self.host, expected_purpose=INGEST_TASK)
-                    found.append(parse_report(verified.body))
+                    report = parse_report(verified.body)
+                    if report.kind != "progress":  # progress of long work is not an answer
+                        found.append(report)
             finally:
                 queue.close()
         return found

@@ -115,5 +115,7 @@ def test_operator_proposes_approver_approves_and_the_file_is_quarantined(
         operator.username,
         approver.username,
     ):
-        assert table.get_by_text(text).first.is_visible(), f"{text!r} missing from the audit log"
+        # Visible text only: the raw details of each row sit folded in a <details>.
+        shown = table.get_by_text(text).filter(visible=True)
+        assert shown.first.is_visible(), f"{text!r} missing from the audit log"
     _shot(page, "6-audit")

@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from workers.logs import install_celery_hooks
 from workers.schema import HOST_QUEUE_PREFIX, INGEST_QUEUE, AgentTask, host_queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ocrdash.settings")
@@ -41,6 +42,18 @@ def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None
 
 
 app.conf.task_routes = (route_task,)
+
+
+def _configure_logging() -> None:
+    """The worker's and beat's lines in the web's format (settings.LOGGING, workers.logs)."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+install_celery_hooks(_configure_logging)
 
 
 @signals.task_prerun.connect

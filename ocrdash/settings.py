@@ -13,6 +13,8 @@ from pathlib import Path
 import environ
 from csp.constants import NONE, SELF
 
+from workers.logs import logging_config
+
 from .secret_key import checked_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -65,6 +67,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every line logged while handling a request carries its id.
+    "ocrdash.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     # Serves static files in production without a separate web server.
@@ -195,11 +199,10 @@ CACHES = {
     )
 }
 
+# One line per record with time, level, logger and request or task id, control characters
+# escaped (workers/logs.py); OCRDASH_LOG_FORMAT=json for JSON lines.
 LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("OCRDASH_LOG_LEVEL", default="INFO")},
+    **logging_config(env.str("OCRDASH_LOG_LEVEL", default="INFO")),
     # axes logs every login at INFO; its warnings (failures, lockouts) stay.
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

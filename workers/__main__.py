@@ -239,7 +239,9 @@ def agent(args: argparse.Namespace) -> int:
         print(trust.fingerprint)
         return 0
     from workers.celery_app import create_app
+    from workers.logs import configure, install_celery_hooks
 
+    install_celery_hooks(lambda: configure(args.loglevel))
     try:
         app = create_app(config)
     except ConfigError as exc:

@@ -364,6 +364,8 @@ class AuditEvent(models.Model):
         HOST_KEY_ACCEPTED = "host_key_accepted", "New host key accepted"
         TOKEN_CREATED = "enrollment_token_created", "Enrollment token created"
         TOKEN_REVOKED = "enrollment_token_revoked", "Enrollment token revoked"
+        API_TOKEN_ISSUED = "api_token_issued", "API token issued"
+        API_TOKEN_REVOKED = "api_token_revoked", "API token revoked"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150)  # a username, "system", or "agent:<host>"

@@ -37,6 +37,8 @@ urlpatterns = [
     path("audit/rejected-reports/", audit.rejected_reports, name="ocrdash-rejected-reports"),
     path("account/", auth.account, name="ocrdash-account"),
     path("account/notifications/", notification_views.preferences, name="ocrdash-notification-preferences"),
+    path("account/api-token/", auth.token_create, name="ocrdash-api-token-create"),
+    path("account/api-token/revoke/", auth.token_revoke, name="ocrdash-api-token-revoke"),
     # history and reports
     path("hosts/<str:name>/timeline/", history.timeline, name="ocrdash-host-timeline"),
     path("models/<str:key>/lifecycle/", history.lifecycle, name="ocrdash-model-lifecycle"),

@@ -35,6 +35,12 @@ def issue_token(user) -> str:
     return key
 
 
+def revoke_token(user) -> bool:
+    """Delete ``user``'s token, if any: calls with it are refused from now on."""
+    deleted, _ = ApiToken.objects.filter(user=user).delete()
+    return bool(deleted)
+
+
 class DigestTokenAuthentication(ThrottledTokenAuthentication):
     """``Authorization: Token <key>``, looked up by the key's digest (failures throttled)."""
 

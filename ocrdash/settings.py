@@ -236,8 +236,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "ocrdash API",
     "DESCRIPTION": (
         "Hosts, their model files, prune requests and their approval, the audit. "
-        "Authenticate with `Authorization: Token <key>` (`manage.py create_user NAME --token` "
-        "prints one) or a browser session; each call needs the role of the matching page."
+        "Authenticate with `Authorization: Token <key>` (make yours on your account page, "
+        "/account/) or a browser session; each call needs the role of the matching page."
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,

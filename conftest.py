@@ -43,3 +43,22 @@ def pytest_configure(config: pytest.Config) -> None:
             + "\nStart them (.ci/run does) and run again.",
             returncode=4,
         )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every transactional test puts back the rows the migrations made (roles' groups, schedules).
+
+    A transactional test (``transaction=True``, ``transactional_db``, ``live_server``) empties
+    the database when it ends. Without serialized rollback that flush also drops the rows the
+    migrations inserted and re-creates content types through post_migrate, so the *next*
+    test that restores the serialized rows fails on duplicate content types, and later ones
+    miss the role groups. One rule here, instead of a flag that every test file must remember.
+    """
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        kwargs = dict(marker.kwargs) if marker is not None else {}
+        uses = set(getattr(item, "fixturenames", ()))
+        transactional = bool(kwargs.get("transaction")) or bool({"transactional_db", "live_server"} & uses)
+        if transactional and not kwargs.get("serialized_rollback"):
+            kwargs.update(transaction=True, serialized_rollback=True)
+            item.add_marker(pytest.mark.django_db(**kwargs), append=False)

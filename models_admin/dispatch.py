@@ -24,6 +24,7 @@ from workers.schema import (
     PruneMode,
     PruneOrder,
     RestoreOrder,
+    Store,
     host_queue,
     new_id,
 )
@@ -75,12 +76,14 @@ def build_request_order(request: PruneRequest) -> PruneOrder | RestoreOrder:
     if request.kind == PruneRequest.Kind.RESTORE:
         if request.restore_of_id is None:
             raise ValueError(f"restore request {request.id} names no prune request")  # a bug, not input
+        items = list(request.items.all())
         return RestoreOrder(
             host=host,
             request_id=request.id.hex,
             expires_at=order_deadline(),
             prune_request_id=request.restore_of_id.hex,
-            paths=[item.path for item in request.items.all()],
+            paths=[i.path for i in items if i.store == Store.LLM],
+            ocr_paths=[i.path for i in items if i.store == Store.OCR],
         )
     return PruneOrder(
         host=host,
@@ -88,7 +91,7 @@ def build_request_order(request: PruneRequest) -> PruneOrder | RestoreOrder:
         expires_at=order_deadline(),
         mode=PruneMode(request.mode),
         items=[
-            FileIdentity(path=i.path, size=i.size, mtime_ns=i.mtime_ns, sha256=i.sha256)
+            FileIdentity(path=i.path, size=i.size, mtime_ns=i.mtime_ns, sha256=i.sha256, store=Store(i.store))
             for i in request.items.all()
         ],
     )

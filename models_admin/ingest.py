@@ -56,6 +56,7 @@ from workers.schema import (
 from workers.signing import SIGNATURE_FIELD
 
 from . import feedback, roles, trust, workflow
+from .capacity import usage as capacity_usage
 from .catalog import summary
 from .fleet import presence
 from .models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
@@ -132,8 +133,11 @@ def snapshot_digest(files: Iterable[FileEntry | ModelFile]) -> str:
     The one definition used both to decide "seen again" and to store Snapshot.digest; it
     covers every column a ModelFile keeps, so a seen-again snapshot loses nothing.
     """
+    # The store joins a row only outside the LLM folder, so digests of one-store inventories
+    # stay what they were and an unchanged host is not recorded as changed.
     rows = sorted(
         (f.path, f.size, f.mtime_ns, f.sha256 or "", bool(f.known_to_aspose), bool(f.is_symlink))
+        + (() if str(f.store) == "llm" else (str(f.store),))
         for f in files
     )
     digest = hashlib.sha256()
@@ -442,7 +446,7 @@ def _update_host(host: Host, report: AnyReport, applied: Applied, now: datetime)
 def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Applied:
     """A new snapshot, or the current one seen again when nothing on disk changed."""
     facts = report.facts
-    paths = [f.path for f in report.files]
+    paths = [(f.store, f.path) for f in report.files]
     if len(set(paths)) != len(paths):
         raise Refused("inventory lists the same path more than once")
     dir_state = facts.model_dir_state.value
@@ -473,6 +477,8 @@ def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Appli
     elif host.model_dir_state != Host.DirState.OK and host.last_error_at is not None:
         # The folder is back: its old complaint no longer describes the host.
         fields["last_error"], fields["last_error_at"] = "", None
+    # Use changes with every read, so it is stored beside the snapshot, seen again or not.
+    fields.update(capacity_usage.record_inventory(host, report, now))
 
     digest = snapshot_digest(report.files)
     current = host.current_snapshot
@@ -506,6 +512,7 @@ def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Appli
                 sha256=f.sha256 or "",
                 known_to_aspose=f.known_to_aspose,
                 is_symlink=f.is_symlink,
+                store=f.store.value,
             )
             for f, name in zip(report.files, names, strict=True)
         ),

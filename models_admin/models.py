@@ -14,7 +14,15 @@ from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.utils import timezone
 
-from workers.schema import HOST_NAME_PATTERN, Outcome, PruneMode
+from workers.schema import HOST_NAME_PATTERN, AtimeMode, Outcome, PruneMode, Store
+
+# A file's store (workers.schema.Store): AsposeAI's LLM folder or the OCR engine's resources.
+StoreChoices = models.TextChoices(  # type: ignore[call-overload]  # functional API, as PruneRequest.Mode
+    "StoreChoices", [("LLM", ("llm", "LLM folder")), ("OCR", ("ocr", "OCR resources"))]
+)
+assert {c.value for c in StoreChoices} == {s.value for s in Store}, (
+    "StoreChoices must follow workers.schema.Store"
+)
 
 
 class Host(models.Model):
@@ -63,6 +71,14 @@ class Host(models.Model):
     # enough on their own to put a host into a campaign.
     labels = models.JSONField(default=dict, blank=True)
     reported_labels = models.JSONField(default=dict, blank=True)
+    # Every store of the last inventory (workers.schema.StoreFacts as JSON: store, root, state,
+    # error, atime_mode, mount_point), shown side by side on the host page.
+    stores = models.JSONField(default=list, blank=True)
+    # When the agent last looked through /proc for holders of model files ("in use now").
+    open_checked_at = models.DateTimeField(null=True, blank=True)
+    open_check_error = models.TextField(blank=True)
+    # Digest of the last inventory's usage (capacity.usage): unchanged use writes no usage row.
+    usage_digest = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -160,10 +176,13 @@ class ModelFile(models.Model):
     sha256 = models.CharField(max_length=64, blank=True)
     known_to_aspose = models.BooleanField(default=False)
     is_symlink = models.BooleanField(default=False)
+    store = models.CharField(max_length=8, choices=StoreChoices.choices, default=Store.LLM.value)
 
     class Meta:
-        ordering = ["path"]
-        constraints = [models.UniqueConstraint(fields=["snapshot", "path"], name="modelfile_unique_path")]
+        ordering = ["store", "path"]
+        constraints = [
+            models.UniqueConstraint(fields=["snapshot", "store", "path"], name="modelfile_unique_store_path")
+        ]
         indexes = [
             # Model page: which hosts hold this name / this hash.
             models.Index(fields=["name"], name="modelfile_name"),
@@ -181,7 +200,13 @@ class ModelFile(models.Model):
         return datetime.fromtimestamp(self.mtime_ns / 1e9, tz=UTC)
 
     def identity(self) -> dict:
-        return {"path": self.path, "size": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256}
+        return {
+            "path": self.path,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "sha256": self.sha256,
+            "store": self.store,
+        }
 
 
 class PruneRequest(models.Model):
@@ -274,14 +299,17 @@ class PruneItem(models.Model):
     mtime_ns = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
     known_to_aspose = models.BooleanField(default=False)
+    store = models.CharField(max_length=8, choices=StoreChoices.choices, default=Store.LLM.value)
     outcome = models.CharField(max_length=32, choices=Outcome.choices, default="pending")
     detail = models.TextField(blank=True)
     bytes_reclaimed = models.BigIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["path"]
-        constraints = [models.UniqueConstraint(fields=["request", "path"], name="pruneitem_unique_path")]
+        ordering = ["store", "path"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "store", "path"], name="pruneitem_unique_store_path")
+        ]
 
     def __str__(self) -> str:
         return self.path
@@ -781,3 +809,58 @@ class Progress(models.Model):
         if self.total_items:
             return min(100, int(100 * self.done_items / self.total_items))
         return None
+
+
+class FileUsage(models.Model):
+    """When one file of a host was last used, as its agent saw it: current state, not history.
+
+    Kept apart from ModelFile on purpose: atime and holders change with every read, and in a
+    snapshot they would turn every inventory into a new one (snapshots grow with change, not
+    with use). One row per (host, store, path), rewritten only when what it says changed.
+    """
+
+    AtimeModes = models.TextChoices(  # type: ignore[call-overload]  # as PruneRequest.Mode
+        "AtimeModes", [(m.name, m.value) for m in AtimeMode]
+    )
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="file_usages")
+    store = models.CharField(max_length=8, choices=StoreChoices.choices, default=Store.LLM.value)
+    path = models.CharField(max_length=4096)
+    atime_ns = models.BigIntegerField(null=True, blank=True)
+    atime_mode = models.CharField(max_length=16, choices=AtimeModes.choices, default=AtimeMode.UNKNOWN.value)
+    # Holders at the agent's last /proc look ([{"pid", "program", "how"}]); [] when none.
+    open_by = models.JSONField(default=list, blank=True)
+    last_open_at = models.DateTimeField(null=True, blank=True)
+    last_open_by = models.CharField(max_length=200, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+    # When the dashboard first heard of this file here: "never seen open since" starts there.
+    watched_since = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "store", "path"], name="fileusage_unique_store_path")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host_id}:{self.store}:{self.path}"
+
+
+class DiskSample(models.Model):
+    """A host's free disk space, one row per day (the last value reported that day).
+
+    The forecast's series: inventories (and heartbeats) overwrite the day's row, so the table
+    grows by one row per host per day whatever the report rate.
+    """
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="disk_samples")
+    day = models.DateField()
+    disk_free = models.BigIntegerField()
+    disk_total = models.BigIntegerField()
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["host", "day"]
+        constraints = [models.UniqueConstraint(fields=["host", "day"], name="disksample_one_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.host_id} {self.day}: {self.disk_free}"

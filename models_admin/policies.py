@@ -214,9 +214,9 @@ def select(host: Host, name: str, params: Mapping[str, Any] | None = None, now=N
         return selection
     files = list(ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).select_related("snapshot"))
     picked = policy.select(files, now or timezone.now(), **cleaned)
-    busy = workflow.paths_in_open_requests(host, [f.path for f in picked])
+    busy = workflow.keys_in_open_requests(host, picked)
     for f in picked:
-        if f.path in busy:
+        if (f.store, f.path) in busy:
             selection.skipped_busy.append(f.path)
         elif f.is_symlink or not f.sha256:
             selection.skipped_unprunable.append(f.path)

@@ -62,20 +62,21 @@ def _locked(request_id) -> PruneRequest:
 # ---------------------------------------------------------------- proposing
 
 
-def paths_in_open_requests(host: Host, paths: Iterable[str]) -> set[str]:
-    """Which of ``paths`` an open prune request of ``host`` already names.
+def keys_in_open_requests(host: Host, files: Iterable[ModelFile | PruneItem]) -> set[tuple[str, str]]:
+    """Which (store, path) of ``files`` an open prune request of ``host`` already names.
 
     A file belongs to at most one open prune request: ``propose`` refuses the others and a
-    policy's selection skips them, with this one definition of "open" for both.
+    policy's selection skips them, with this one definition of "open" for both. Store-exact:
+    the same relative path in the LLM folder and in the OCR resources folder names two files.
     """
-    return set(
-        PruneItem.objects.filter(
-            request__host=host,
-            request__kind=PruneRequest.Kind.PRUNE,
-            request__state__in=PruneRequest.OPEN_STATES,
-            path__in=list(paths),
-        ).values_list("path", flat=True)
-    )
+    wanted = {(f.store, f.path) for f in files}
+    rows = PruneItem.objects.filter(
+        request__host=host,
+        request__kind=PruneRequest.Kind.PRUNE,
+        request__state__in=PruneRequest.OPEN_STATES,
+        path__in=[p for _, p in wanted],
+    ).values_list("store", "path")
+    return {key for key in rows if key in wanted}
 
 
 def _open_request(files: Iterable[ModelFile | PruneItem], **fields) -> PruneRequest:
@@ -97,6 +98,7 @@ def _open_request(files: Iterable[ModelFile | PruneItem], **fields) -> PruneRequ
             mtime_ns=f.mtime_ns,
             sha256=f.sha256,
             known_to_aspose=f.known_to_aspose,
+            store=f.store,
         )
         for f in files
     )
@@ -130,8 +132,9 @@ def propose(
     if bad := [f.path for f in files if f.is_symlink or not f.sha256]:
         raise WorkflowError(f"cannot prune links or unhashed files: {', '.join(bad[:3])}")
     with transaction.atomic():
-        if busy := paths_in_open_requests(host, [f.path for f in files]):
-            raise WorkflowError(f"already in an open request: {', '.join(sorted(busy)[:3])}")
+        if busy := keys_in_open_requests(host, files):
+            shown = ", ".join(p if s == "llm" else f"{p} ({s})" for s, p in sorted(busy)[:3])
+            raise WorkflowError(f"already in an open request: {shown}")
         request = _open_request(
             files,
             host=host,
@@ -337,7 +340,9 @@ def _send(request: PruneRequest) -> None:
         host=request.host.name,
         obj=request,
         attempt=request.dispatch_attempts,
-        items=len(order.items) if hasattr(order, "items") else len(order.paths or []),
+        items=len(order.items)
+        if hasattr(order, "items")
+        else len(order.paths or []) + len(order.ocr_paths or []),
     )
 
 
@@ -408,11 +413,11 @@ def record_outcomes(
     if request.state != State.DISPATCHED:
         return request
     now = timezone.now()
-    items = {item.path: item for item in request.items.all()}
+    items = {(item.store, item.path): item for item in request.items.all()}
     agent = f"agent:{request.host.name}"
     events = []
     for outcome in outcomes:
-        item = items.get(outcome.path)
+        item = items.get((outcome.store.value, outcome.path))
         if item is None:
             continue  # the agent answers only for what it was sent; anything else is noise
         item.outcome = outcome.outcome.value
@@ -426,6 +431,7 @@ def record_outcomes(
                 host=request.host.name,
                 obj=request,
                 path=item.path,
+                store=item.store,
                 size=item.size,
                 sha256=item.sha256,
                 outcome=item.outcome,

@@ -1,7 +1,9 @@
 """Command line of the agent.
 
-``python -m workers audit --models-dir DIR``: the Aspose tutorial's audit for one host without
-any dashboard: list the models, quarantine the OLD ones (name starts with the prefix), free.
+``python -m workers audit --models-dir DIR [--ocr-resources-dir DIR2]``: the Aspose tutorial's
+audit for one host without any dashboard: list the models of both stores (AsposeAI's LLM folder
+and the OCR engine's resources folder), quarantine the OLD ones (name starts with the prefix)
+each in its own store's quarantine, free both engines.
 ``python -m workers restore --models-dir DIR --request-id ID``: move back what one audit
 quarantined. ``python -m workers purge --models-dir DIR``: delete quarantined files for good
 once they are older than the retention.
@@ -62,15 +64,25 @@ def _folders(args: argparse.Namespace) -> tuple[Path, Path]:
     return models_dir, state_dir
 
 
+def _ocr_folder(args: argparse.Namespace) -> Path | None:
+    """The OCR resources folder given with --ocr-resources-dir (absolute), or None."""
+    if not args.ocr_resources_dir:
+        return None
+    ocr_dir = Path(os.path.abspath(args.ocr_resources_dir))
+    if not ocr_dir.is_dir():
+        raise Refused(f"OCR resources folder does not exist or is not a folder: {ocr_dir}")
+    return ocr_dir
+
+
 def _freed_line(freed: bool) -> str:
     return "Aspose resources freed." if freed else "Aspose resources NOT freed."
 
 
 def audit(args: argparse.Namespace) -> int:
     from workers.aspose_backend import AsposeSession
-    from workers.inventory import scan
-    from workers.prune import Pruner
-    from workers.schema import FileIdentity, ModelDirState, Outcome, PruneMode
+    from workers.inventory import file_entries, scan
+    from workers.prune import prune_stores
+    from workers.schema import FileIdentity, ModelDirState, Outcome, PruneMode, Store
     from workers.state import StateDB
 
     models_dir, state_dir = _folders(args)
@@ -78,34 +90,40 @@ def audit(args: argparse.Namespace) -> int:
         in_use = in_use_check_setting()
     except ConfigError as exc:
         raise Refused(str(exc)) from None
+    ocr_dir = _ocr_folder(args)
     db = StateDB(state_dir)
     request_id = f"audit-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
-    with AsposeSession(models_dir, state_dir) as session:
+    with AsposeSession(models_dir, state_dir, ocr_dir) as session:
         result = scan(session, db)
-        if result.facts.model_dir_state is not ModelDirState.OK:
-            return _fail(result.facts.model_dir_error)
+        for store in result.facts.stores:
+            if store.state is not ModelDirState.OK:
+                return _fail(store.error)
         old = [f for f in result.files if f.path.rsplit("/", 1)[-1].startswith(args.prune_prefix)]
         items = [
-            FileIdentity(path=f.path, size=f.size, mtime_ns=f.mtime_ns, sha256=f.sha256)
+            FileIdentity(path=f.path, size=f.size, mtime_ns=f.mtime_ns, sha256=f.sha256, store=f.store)
             for f in old
             if f.sha256 is not None and not f.is_symlink
         ]
+        roots = {Store.LLM: models_dir, Store.OCR: ocr_dir}
         outcomes = (
             []
             if args.dry_run or not items
-            else Pruner(models_dir, db, in_use=in_use).prune(request_id, items, PruneMode.QUARANTINE)
+            else prune_stores(roots, db, request_id, items, PruneMode.QUARANTINE, in_use=in_use)
         )
-    old_paths = {f.path for f in old}
+    old_keys = {(f.store, f.path) for f in old}
     reclaimed = sum(o.bytes_reclaimed for o in outcomes)
+
+    def status(f: Any) -> str:
+        return "OLD" if (f.store, f.path) in old_keys else "CURRENT"
 
     document: dict[str, Any] = {
         "model_dir": str(models_dir),
+        "ocr_resources_dir": str(ocr_dir) if ocr_dir else None,
         "request_id": None if args.dry_run else request_id,
         "dry_run": args.dry_run,
-        "files": [
-            {**f._asdict(), "status": "OLD" if f.path in old_paths else "CURRENT"} for f in result.files
-        ],
+        "stores": [s.model_dump(mode="json") for s in result.facts.stores],
+        "files": [{**f.model_dump(mode="json"), "status": status(f)} for f in file_entries(result.files)],
         "outcomes": [o.model_dump(mode="json") for o in outcomes],
         "bytes_reclaimed": reclaimed,
         "freed": session.freed,
@@ -113,23 +131,35 @@ def audit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(document, indent=2))
     else:
-        print(f"Models in {models_dir}")
-        for f in result.files:
-            status = "OLD" if f.path in old_paths else "CURRENT"
-            notes = ", ".join(
-                n for n, on in (("loaded by Aspose", f.known_to_aspose), ("symlink", f.is_symlink)) if on
-            )
-            print(f"  {status:<8} {_human_size(f.size):>10}  {f.path}" + (f"  ({notes})" if notes else ""))
-        if not result.files:
-            print("  (no files)")
+        titles = {Store.LLM: "Models in", Store.OCR: "OCR resources in"}
+        for facts in result.facts.stores:
+            print(f"{titles[facts.store]} {facts.root}  (atime: {facts.atime_mode.value})")
+            listed = [f for f in result.files if f.store is facts.store]
+            for f in listed:
+                held = ", ".join(h.label() for h in f.open_by)
+                notes = ", ".join(
+                    n
+                    for n, on in (
+                        ("loaded by Aspose", f.known_to_aspose),
+                        ("symlink", f.is_symlink),
+                        (f"in use by {held}", bool(held)),
+                    )
+                    if on
+                )
+                line = f"  {status(f):<8} {_human_size(f.size):>10}  {f.path}"
+                print(line + (f"  ({notes})" if notes else ""))
+            if not listed:
+                print("  (no files)")
         if args.dry_run:
             print(f"Dry run: {len(items)} OLD file(s) would be quarantined.")
         for o in outcomes:
-            print(f"  {o.outcome.value:<16} {o.path}" + (f"  {o.detail}" if o.detail else ""))
+            where = "" if o.store is Store.LLM else "[ocr] "
+            print(f"  {o.outcome.value:<16} {where}{o.path}" + (f"  {o.detail}" if o.detail else ""))
         if outcomes:
             print(f"Reclaimed {_human_size(reclaimed)}; restore with request id {request_id}:")
             folder = shlex.quote(str(models_dir))
-            print(f"  python -m workers restore --models-dir {folder} --request-id {request_id}")
+            extra = f" --ocr-resources-dir {shlex.quote(str(ocr_dir))}" if ocr_dir else ""
+            print(f"  python -m workers restore --models-dir {folder}{extra} --request-id {request_id}")
         print(_freed_line(session.freed))
     failed = [o for o in outcomes if o.outcome is Outcome.ERROR]
     if failed:
@@ -140,31 +170,34 @@ def audit(args: argparse.Namespace) -> int:
 
 def restore(args: argparse.Namespace) -> int:
     from workers.aspose_backend import AsposeSession
-    from workers.prune import QUARANTINE_DIR, check_request_id
-    from workers.prune import restore as restore_files
-    from workers.schema import Outcome
+    from workers.prune import QUARANTINE_DIR, check_request_id, restore_stores
+    from workers.schema import Outcome, Store
     from workers.state import StateDB
 
     models_dir, state_dir = _folders(args)
+    ocr_dir = _ocr_folder(args)
     try:
         prune_id = check_request_id(args.request_id)
     except ValueError as exc:
         raise Refused(str(exc)) from None
     # Checked here, not left to restore(): it reads a missing folder as "nothing quarantined",
     # which for a mistyped id would print an empty success.
-    if not (models_dir / QUARANTINE_DIR / prune_id).is_dir():
-        raise Refused(f"unknown request id {prune_id}: nothing of it is in {models_dir / QUARANTINE_DIR}")
+    roots = {Store.LLM: models_dir, Store.OCR: ocr_dir}
+    if not any(root is not None and (root / QUARANTINE_DIR / prune_id).is_dir() for root in roots.values()):
+        where = " or ".join(str(r / QUARANTINE_DIR) for r in roots.values() if r is not None)
+        raise Refused(f"unknown request id {prune_id}: nothing of it is in {where}")
     # Each run is its own restore request, so a file put back, pruned again and restored
     # again is not answered from the first run's record.
     restore_id = f"restore-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
-    with AsposeSession(models_dir, state_dir) as session:
-        outcomes = restore_files(session.get_local_path(), StateDB(state_dir), restore_id, prune_id)
+    with AsposeSession(models_dir, state_dir, ocr_dir) as session:
+        outcomes = restore_stores(roots, StateDB(state_dir), restore_id, prune_id)
     restored = [o for o in outcomes if o.outcome is Outcome.RESTORED]
 
     if args.json:
         document = {
             "model_dir": str(models_dir),
+            "ocr_resources_dir": str(ocr_dir) if ocr_dir else None,
             "request_id": prune_id,
             "restore_id": restore_id,
             "outcomes": [o.model_dump(mode="json") for o in outcomes],
@@ -173,9 +206,10 @@ def restore(args: argparse.Namespace) -> int:
         }
         print(json.dumps(document, indent=2))
     else:
-        print(f"Restoring request {prune_id} in {models_dir}")
+        print(f"Restoring request {prune_id} in {models_dir}" + (f" and {ocr_dir}" if ocr_dir else ""))
         for o in outcomes:
-            print(f"  {o.outcome.value:<16} {o.path}" + (f"  {o.detail}" if o.detail else ""))
+            where = "" if o.store is Store.LLM else "[ocr] "
+            print(f"  {o.outcome.value:<16} {where}{o.path}" + (f"  {o.detail}" if o.detail else ""))
         print(f"Restored {len(restored)} of {len(outcomes)} file(s).")
         print(_freed_line(session.freed))
     if not outcomes:
@@ -187,19 +221,24 @@ def restore(args: argparse.Namespace) -> int:
 
 def purge(args: argparse.Namespace) -> int:
     from workers.aspose_backend import AsposeSession
-    from workers.prune import purge as purge_quarantine
+    from workers.prune import purge_stores
+    from workers.schema import Store
     from workers.state import StateDB
 
     models_dir, state_dir = _folders(args)
+    ocr_dir = _ocr_folder(args)
     if args.older_than_days < 0:
         raise Refused(f"--older-than-days must be 0 or more, not {args.older_than_days:g}")
 
-    with AsposeSession(models_dir, state_dir) as session:
-        purged, size = purge_quarantine(session.get_local_path(), StateDB(state_dir), args.older_than_days)
+    with AsposeSession(models_dir, state_dir, ocr_dir) as session:
+        roots = {Store.LLM: models_dir, Store.OCR: ocr_dir}
+        done = purge_stores(roots, StateDB(state_dir), args.older_than_days)
+    purged, size = [p.request_id for p in done], sum(p.bytes_purged for p in done)
 
     if args.json:
         document = {
             "model_dir": str(models_dir),
+            "ocr_resources_dir": str(ocr_dir) if ocr_dir else None,
             "older_than_days": args.older_than_days,
             "purged_requests": purged,
             "bytes_purged": size,
@@ -270,12 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     p_audit.add_argument("--models-dir", required=True, help="the model folder to audit")
     p_audit.add_argument("--prune-prefix", default="old_", help="file names starting with this are OLD")
     p_audit.add_argument("--dry-run", action="store_true", help="list only; move nothing")
+    p_audit.add_argument(
+        "--ocr-resources-dir", help="the OCR engine's resources folder (aspose.ocr.Resources, .OCR files)"
+    )
     p_audit.add_argument("--json", action="store_true", help="print one JSON document")
     p_audit.add_argument("--state-dir", help="the agent's state folder (hash cache, records)")
     p_audit.set_defaults(func=audit)
     p_restore = sub.add_parser("restore", help="move back the files one audit quarantined, free Aspose")
     p_restore.add_argument("--models-dir", required=True, help="the model folder the audit ran on")
     p_restore.add_argument("--request-id", required=True, help="the id the audit printed")
+    p_restore.add_argument(
+        "--ocr-resources-dir", help="the OCR engine's resources folder (aspose.ocr.Resources, .OCR files)"
+    )
     p_restore.add_argument("--json", action="store_true", help="print one JSON document")
     p_restore.add_argument("--state-dir", help="the agent's state folder (hash cache, records)")
     p_restore.set_defaults(func=restore)
@@ -287,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_QUARANTINE_DAYS,
         metavar="N",
         help=f"purge what was quarantined at least N days ago (default {DEFAULT_QUARANTINE_DAYS:g}; 0: all)",
+    )
+    p_purge.add_argument(
+        "--ocr-resources-dir", help="the OCR engine's resources folder (aspose.ocr.Resources, .OCR files)"
     )
     p_purge.add_argument("--json", action="store_true", help="print one JSON document")
     p_purge.add_argument("--state-dir", help="the agent's state folder (hash cache, records)")

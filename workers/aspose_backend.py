@@ -14,6 +14,15 @@ Two quirks of ``aspose.ocr.ai.AsposeAI`` shape this module:
 
 ``free_resources()`` leaves the object usable; the project wants "freed means done", so the
 session enforces it.
+
+The second store, the OCR engine's recognition models, belongs to the static class
+``aspose.ocr.Resources``: its folder is absolute (``<working directory at first use>/aspose_data``
+by default), process-wide, and ``set_local_path`` refuses a folder that does not exist (a
+``RuntimeError``, the previous folder stays). ``list_local()`` names the top-level ``.OCR``
+files (case-insensitive) without their extension and returns ``[]`` for a folder that
+vanished. ``remove_local`` deletes nothing (it only knows its remote catalogue), so removal
+goes through the project's own quarantine like the LLM folder's. Automatic downloads are
+switched off: a host must not fetch models behind the approvers' back.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from types import TracebackType
 
 os.environ["DOTNET_SYSTEM_GLOBALIZATION_INVARIANT"] = "1"
 
+from aspose.ocr import Resources
 from aspose.ocr.ai import AsposeAI
 
 ASPOSE_DISTRIBUTION = "aspose-ocr-python-net"
@@ -68,18 +78,40 @@ def _working_directory(path: Path) -> Iterator[None]:
             os.chdir(previous if previous is not None else "/")
 
 
+# Resources fixes its default folder at first use, then only set_local_path moves it: taken
+# here, at import, so a session that switched the folder cannot change what "default" means.
+with _CWD_LOCK:
+    _OCR_DEFAULT = Path(os.path.abspath(str(Resources.get_local_path())))
+
+
+def default_ocr_resources_dir() -> Path:
+    """The OCR engine's own resources folder (absolute): ``<working directory at import>/aspose_data``."""
+    return _OCR_DEFAULT
+
+
 class AsposeSession:
     """One ``AsposeAI`` instance whose resources are freed when the session ends, also on error.
 
     ``models_dir`` is the folder the agent manages; None means Aspose's own default, resolved
     against the working directory when the session starts. ``state_dir`` holds the working
-    directory used to point Aspose at ``models_dir``.
+    directory used to point Aspose at ``models_dir``. ``ocr_dir`` is the OCR resources store:
+    a folder, True for ``Resources``' own default, or None when this session has no such store
+    (the audit without ``--ocr-resources-dir``). Freeing frees both stores' engines.
     """
 
-    def __init__(self, models_dir: Path | None = None, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        models_dir: Path | None = None,
+        state_dir: Path | None = None,
+        ocr_dir: Path | bool | None = None,
+    ) -> None:
         self._ai: AsposeAI | None = AsposeAI()
         self.freed = False
         self._shim_cwd: Path | None = None
+        self.ocr_dir: Path | None = None
+        if ocr_dir is not None and ocr_dir is not False:
+            Resources.allow_automatic_downloads(False)
+            self.ocr_dir = default_ocr_resources_dir() if ocr_dir is True else Path(os.path.abspath(ocr_dir))
         if models_dir is None:
             with _CWD_LOCK:
                 self.model_dir = Path(os.path.abspath(str(self._ai.get_local_path())))
@@ -151,11 +183,45 @@ class AsposeSession:
                 raise ModelDirNotFound(f"model folder not found: {self.model_dir}") from exc
             raise
 
+    def ocr_list_local(self) -> list[str]:
+        """File names (top level of the OCR store) that ``Resources`` would load, sorted.
+
+        ``Resources`` lists names without their extension; they are matched back to the files
+        here, so the result names files as the walk does. Raises ModelDirNotFound if the folder
+        does not exist (``set_local_path`` refuses it).
+        """
+        self._require()
+        if self.ocr_dir is None:
+            return []
+        with _CWD_LOCK:
+            try:
+                if os.path.abspath(str(Resources.get_local_path())) != str(self.ocr_dir):
+                    Resources.set_local_path(str(self.ocr_dir), False)
+                names = {str(n) for n in Resources.list_local()}
+            except RuntimeError as exc:
+                if "does not exist" in str(exc):
+                    raise ModelDirNotFound(f"OCR resources folder not found: {self.ocr_dir}") from exc
+                raise
+        try:
+            entries = os.listdir(self.ocr_dir)
+        except FileNotFoundError:
+            raise ModelDirNotFound(f"OCR resources folder not found: {self.ocr_dir}") from None
+        return sorted(e for e in entries if e.lower().endswith(".ocr") and e[:-4] in names)
+
     def free(self) -> bool:
-        """Free Aspose's resources; afterwards the session refuses further use. Idempotent."""
+        """Free both stores' resources; afterwards the session refuses further use. Idempotent.
+
+        ``freed`` is true only when both engines were freed (``AsposeAI.free_resources`` and
+        ``Resources.release_memory``); the second runs in a ``finally``, so a failing first one
+        still releases the OCR engine's models.
+        """
         ai, self._ai = self._ai, None
         if ai is not None:
-            ai.free_resources()
+            try:
+                ai.free_resources()
+            finally:
+                # Always: the OCR engine of this process may hold models whatever store we walked.
+                Resources.release_memory()
             self.freed = True
         return self.freed
 

@@ -42,6 +42,8 @@ class AgentConfig:
     # None: Aspose's own default folder, resolved against the working directory.
     models_dir: Path | None
     state_dir: Path
+    # None: Resources' own default folder (<working directory>/aspose_data).
+    ocr_resources_dir: Path | None = None
     quarantine_days: float = DEFAULT_QUARANTINE_DAYS
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     ingest_queue: str = INGEST_QUEUE
@@ -155,6 +157,9 @@ def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
     if models_dir is not None and (state_dir == models_dir or models_dir in state_dir.parents):
         # The walk would report the agent's own database as a model file.
         raise ConfigError("OCRDASH_STATE_DIR must not be inside OCRDASH_MODELS_DIR")
+    ocr_dir = _path(env, "OCRDASH_OCR_RESOURCES_DIR")
+    if ocr_dir is not None and (state_dir == ocr_dir or ocr_dir in state_dir.parents):
+        raise ConfigError("OCRDASH_STATE_DIR must not be inside OCRDASH_OCR_RESOURCES_DIR")
 
     broker_folder = _path(env, "OCRDASH_BROKER_FOLDER")
     if broker_url.startswith("filesystem://") and broker_folder is None:
@@ -180,6 +185,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AgentConfig:
         host_name=host_name,
         models_dir=models_dir,
         state_dir=state_dir,
+        ocr_resources_dir=ocr_dir,
         quarantine_days=_number(env, "OCRDASH_QUARANTINE_DAYS", DEFAULT_QUARANTINE_DAYS),
         max_attempts=max(1, int(_number(env, "OCRDASH_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, integer=True))),
         ingest_queue=ingest_queue,

@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from operator import attrgetter
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
@@ -22,16 +23,29 @@ from typing import NamedTuple
 
 from pydantic import TypeAdapter
 
-from workers import __version__
+from workers import __version__, usage
 from workers.aspose_backend import AsposeSession, ModelDirNotFound, aspose_version
 from workers.hashing import HashCache, HashStats
 from workers.prune import QUARANTINE_DIR
-from workers.schema import FileEntry, HostFacts, InventoryReport, ModelDirState, wire_path
+from workers.schema import (
+    AtimeMode,
+    FileEntry,
+    Holder,
+    HostFacts,
+    InventoryReport,
+    ModelDirState,
+    Store,
+    StoreFacts,
+    utcnow,
+    wire_path,
+)
 from workers.state import StateDB
+from workers.usage import atime_mode
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO that replaced a file between scandir and open must not hang the walk.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)
 
 ProgressCallback = Callable[[int], None]
 
@@ -49,6 +63,13 @@ class Entry(NamedTuple):
     sha256: str | None
     known_to_aspose: bool = False
     is_symlink: bool = False
+    store: Store = Store.LLM
+    # Last access as the file system recorded it (before our hashing, which does not move it).
+    atime_ns: int | None = None
+    # Who holds it at this inventory's /proc look, and when it was last seen held (usage.py).
+    open_by: tuple[Holder, ...] = ()
+    last_open_at: datetime | None = None
+    last_open_by: str = ""
 
 
 _FILES = TypeAdapter(list[FileEntry])
@@ -95,6 +116,7 @@ def _walk(
     files: list[Entry],
     problems: list[str],
     seen_by_aspose: list[str] | None = None,
+    store: Store = Store.LLM,
 ) -> None:
     # The hot loop of every inventory: one lstat per entry (scandir's, relative to the
     # directory fd), one cache query per folder, and a file is opened only when its hash is
@@ -134,11 +156,28 @@ def _walk(
                 and row[3] == st.st_ctime_ns
             ):
                 hits += 1
-                append(_new(Entry, (rel, st.st_size, st.st_mtime_ns, row[4], False, False)))
+                append(
+                    _new(
+                        Entry,
+                        (
+                            rel,
+                            st.st_size,
+                            st.st_mtime_ns,
+                            row[4],
+                            False,
+                            False,
+                            store,
+                            st.st_atime_ns,
+                            (),
+                            None,
+                            "",
+                        ),
+                    )
+                )
             else:
-                append(_file_entry(dir_fd, name, rel, st, cache, problems))
+                append(_file_entry(dir_fd, name, rel, st, cache, problems, store))
         elif S_ISLNK(mode):
-            append(Entry(rel, st.st_size, st.st_mtime_ns, None, False, True))
+            append(Entry(rel, st.st_size, st.st_mtime_ns, None, False, True, store))
             if seen_by_aspose is not None:  # Aspose follows links: what they point at counts too
                 seen_by_aspose.append(f"{rel}->{_target(dir_fd, name)}")
         elif S_ISDIR(mode):
@@ -148,7 +187,7 @@ def _walk(
                 problems.append(f"{rel}: {exc.strerror}")
                 continue
             try:
-                _walk(sub, f"{rel}/", cache, files, problems, seen_by_aspose if not prefix else None)
+                _walk(sub, f"{rel}/", cache, files, problems, seen_by_aspose if not prefix else None, store)
             except OSError as exc:
                 problems.append(f"{rel}: {exc.strerror}")
             finally:
@@ -182,12 +221,32 @@ def _aspose_listing(session: AsposeSession, db: StateDB, seen: list[str]) -> lis
     return listing
 
 
+def _open_noatime(name: str, dir_fd: int) -> int:
+    """Open for hashing without touching atime: the agent reading a model is not a use of it.
+
+    O_NOATIME is allowed only to the file's owner (or with CAP_FOWNER); otherwise the read
+    goes ahead with a normal open and may move atime (on relatime, at most once a day).
+    """
+    try:
+        return os.open(name, _FILE_FLAGS | _NOATIME, dir_fd=dir_fd)
+    except PermissionError:
+        if not _NOATIME:
+            raise
+        return os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+
+
 def _file_entry(
-    dir_fd: int, name: str, rel: str, st: os.stat_result, cache: HashCache, problems: list[str]
+    dir_fd: int,
+    name: str,
+    rel: str,
+    st: os.stat_result,
+    cache: HashCache,
+    problems: list[str],
+    store: Store = Store.LLM,
 ) -> Entry:
     sha256 = None
     try:
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        fd = _open_noatime(name, dir_fd)
     except OSError as exc:
         problems.append(f"{rel}: {exc.strerror}")
     else:
@@ -200,7 +259,8 @@ def _file_entry(
             problems.append(f"{rel}: {exc.strerror}")
         finally:
             os.close(fd)
-    return Entry(rel, st.st_size, st.st_mtime_ns, sha256)
+    # atime from the stat taken before hashing: what the last reader (not we) left there.
+    return Entry(rel, st.st_size, st.st_mtime_ns, sha256, False, False, store, st.st_atime_ns)
 
 
 def _mark_known(files: list[Entry], known: set[str]) -> None:
@@ -213,55 +273,132 @@ def _mark_known(files: list[Entry], known: set[str]) -> None:
             files[i] = entry._replace(known_to_aspose=True)
 
 
-def scan(session: AsposeSession, db: StateDB, *, progress: ProgressCallback | None = None) -> Scan:
-    """Walk the session's model folder, hash what changed, and join with Aspose's list_local()."""
-    root = session.get_local_path()
+_STORE_LABEL = {Store.LLM: "model folder", Store.OCR: "OCR resources folder"}
+
+
+@dataclass
+class _StoreScan:
+    facts: StoreFacts
+    files: list[Entry]
+    problems: list[str]
+    root: Path  # the real folder (facts.root is its wire form)
+
+
+def _scan_store(
+    store: Store, root: Path, session: AsposeSession, db: StateDB, cache: HashCache
+) -> _StoreScan:
+    """Walk one store and join it with what Aspose lists there; a missing folder is a state, not a crash."""
+    label = _STORE_LABEL[store]
+    shown = wire_path(str(root))
     state, error = ModelDirState.OK, ""
     files: list[Entry] = []
     problems: list[str] = []
     seen_by_aspose: list[str] = []
-    cache = HashCache(db, progress=None)
     try:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
-        state, error = ModelDirState.MISSING, f"model folder does not exist: {wire_path(str(root))}"
+        state, error = ModelDirState.MISSING, f"{label} does not exist: {shown}"
     except OSError as exc:
-        state, error = (
-            ModelDirState.UNREADABLE,
-            f"model folder cannot be opened: {wire_path(str(root))}: {exc.strerror}",
-        )
+        state, error = ModelDirState.UNREADABLE, f"{label} cannot be opened: {shown}: {exc.strerror}"
     else:
-        bar = _Progress(progress, desc="hashing models")
-        cache.progress = bar
         try:
-            _walk(root_fd, "", cache, files, problems, seen_by_aspose)
+            _walk(root_fd, "", cache, files, problems, seen_by_aspose if store is Store.LLM else None, store)
         except OSError as exc:
-            state, error = (
-                ModelDirState.UNREADABLE,
-                f"model folder cannot be read: {wire_path(str(root))}: {exc.strerror}",
-            )
+            state, error = ModelDirState.UNREADABLE, f"{label} cannot be read: {shown}: {exc.strerror}"
         finally:
             cache.flush()  # what was hashed counts even if the walk failed half-way
-            bar.close()
             os.close(root_fd)
     if state is ModelDirState.OK:
         try:
-            _mark_known(files, {wire_path(k) for k in _aspose_listing(session, db, seen_by_aspose)})
-        except ModelDirNotFound:
-            state, error = (
-                ModelDirState.MISSING,
-                f"model folder vanished during the scan: {wire_path(str(root))}",
+            listed = (
+                _aspose_listing(session, db, seen_by_aspose)
+                if store is Store.LLM
+                else session.ocr_list_local()
             )
+            _mark_known(files, {wire_path(k) for k in listed})
+        except ModelDirNotFound:
+            state, error = ModelDirState.MISSING, f"{label} vanished during the scan: {shown}"
         if problems:
             error = "; ".join(problems)[:2000]
-    return Scan(facts=host_facts(root, state, error), files=files, stats=cache.stats, problems=problems)
+    mode, mount_point = atime_mode(root) if state is ModelDirState.OK else (AtimeMode.UNKNOWN, "")
+    facts = StoreFacts(
+        store=store, root=shown, state=state, error=error, atime_mode=mode, mount_point=wire_path(mount_point)
+    )
+    return _StoreScan(facts, files, problems, root)
 
 
-def host_facts(root: Path, state: ModelDirState, error: str = "") -> HostFacts:
+def _with_usage(files: list[Entry], seen: usage.Look, db: StateDB) -> list[Entry]:
+    """Each file with who holds it now and when it was last seen held (this look included)."""
+    usage.record(db, seen)
+    last = usage.last_seen(db)
+    if not seen.holders and not last:
+        return files
+    out = []
+    for entry in files:
+        key = (entry.store, entry.path)
+        held = seen.holders.get(key)
+        when = last.get(key)
+        if held is None and when is None:
+            out.append(entry)
+            continue
+        out.append(
+            entry._replace(
+                open_by=tuple(held or ()),
+                last_open_at=when[0] if when else None,
+                last_open_by=when[1] if when else "",
+            )
+        )
+    return out
+
+
+def scan(
+    session: AsposeSession, db: StateDB, *, progress: ProgressCallback | None = None, proc: str = "/proc"
+) -> Scan:
+    """Walk the session's stores, hash what changed, join each with what Aspose lists, look who holds what.
+
+    The LLM folder (``AsposeAI.list_local``) always; the OCR resources folder
+    (``Resources.list_local``) when the session has one. One /proc look covers both.
+    """
+    cache = HashCache(db, progress=None)
+    bar = _Progress(progress, desc="hashing models")
+    cache.progress = bar
+    stores = [(Store.LLM, session.get_local_path())]
+    if session.ocr_dir is not None:
+        stores.append((Store.OCR, session.ocr_dir))
+    try:
+        scanned = [_scan_store(store, root, session, db, cache) for store, root in stores]
+    finally:
+        bar.close()
+    llm = scanned[0]
+    files = [f for s in scanned for f in s.files]
+    problems = list(llm.problems) + [f"ocr: {p}" for s in scanned[1:] for p in s.problems]
+    roots = {s.facts.store: s.root for s in scanned if s.facts.state is ModelDirState.OK}
+    seen = usage.look(roots, proc=proc) if roots else usage.Look(at=utcnow())
+    files = _with_usage(files, seen, db)
+    facts = host_facts(
+        llm.root,
+        llm.facts.state,
+        llm.facts.error,
+        stores=[s.facts for s in scanned],
+        open_checked_at=seen.at if roots and not seen.error else None,
+        open_check_error=seen.error,
+    )
+    return Scan(facts=facts, files=files, stats=cache.stats, problems=problems)
+
+
+def host_facts(
+    root: Path,
+    state: ModelDirState,
+    error: str = "",
+    *,
+    stores: list[StoreFacts] | None = None,
+    open_checked_at: datetime | None = None,
+    open_check_error: str = "",
+) -> HostFacts:
     total = free = None
     if state is ModelDirState.OK:
-        usage = shutil.disk_usage(root)
-        total, free = usage.total, usage.free
+        disk = shutil.disk_usage(root)
+        total, free = disk.total, disk.free
     return HostFacts(
         hostname=socket.gethostname(),
         model_dir=wire_path(str(root)),
@@ -271,6 +408,9 @@ def host_facts(root: Path, state: ModelDirState, error: str = "") -> HostFacts:
         disk_free=free,
         aspose_version=aspose_version(),
         agent_version=__version__,
+        stores=stores or [],
+        open_checked_at=open_checked_at,
+        open_check_error=open_check_error[:2000],
     )
 
 

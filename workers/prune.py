@@ -15,6 +15,13 @@ restorable, purged after the retention period. Delete mode goes through the same
 then unlinks from quarantine, so the unlink can only ever hit the inode that was checked.
 Every item's outcome is recorded per request id; a redelivered order reports the recorded
 outcomes and touches nothing.
+
+A host has two stores (``Store``: AsposeAI's LLM folder and the OCR engine's resources
+folder). Each is a root of its own with its own quarantine inside it (same file system, so a
+move is a rename), and every rule above applies to both alike: ``prune_stores``,
+``restore_stores`` and ``purge_stores`` only send each item to its store's root. Outcomes are
+recorded per store (``record_kind``), so the same relative path in both stores never shares
+a record.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import re
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
 from enum import StrEnum
 from pathlib import Path
@@ -39,6 +46,7 @@ from workers.schema import (
     Outcome,
     PruneMode,
     PurgedRequest,
+    Store,
     fs_path,
     wire_path,
 )
@@ -50,6 +58,17 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted in place of a model must not hang the agent.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
+
+
+# Each store's root; None for a store this host or command does not have.
+StoreRoots = Mapping[Store, Path | None]
+STORE_LABELS = {Store.LLM: "model folder", Store.OCR: "OCR resources folder"}
+
+
+def record_kind(kind: str, store: Store) -> str:
+    """The state-database kind of a store's item records: the LLM store keeps the plain kind
+    (records written before there were two stores stay valid), others get ``kind:store``."""
+    return kind if store is Store.LLM else f"{kind}:{store.value}"
 
 
 class _Stop(Exception):
@@ -181,11 +200,14 @@ class Pruner:
         db: StateDB,
         cache: HashCache | None = None,
         in_use: InUseCheck = InUseCheck.STRICT,
+        store: Store = Store.LLM,
     ) -> None:
         self.root = Path(root)
         self.db = db
         self.cache = cache or HashCache(db)
         self.in_use = in_use
+        self.store = store
+        self.kind = record_kind("prune", store)
         self._look: procs.OpenFiles | None = None
 
     def _open_files(self, dev: int) -> procs.OpenFiles:
@@ -226,7 +248,7 @@ class Pruner:
         """One outcome per item; ``on_item`` (progress) is called after each item is done."""
         check_request_id(request_id)
         self._look = None  # one look per prune, not one per Pruner
-        recorded = self.db.item_outcomes("prune", request_id)
+        recorded = self.db.item_outcomes(self.kind, request_id)
         outcomes = []
         try:
             root_fd: int | None = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -238,16 +260,22 @@ class Pruner:
                     outcome, detail, size = recorded[item.path]
                     outcomes.append(
                         ItemOutcome(
-                            path=item.path, outcome=Outcome(outcome), detail=detail, bytes_reclaimed=size
+                            path=item.path,
+                            outcome=Outcome(outcome),
+                            detail=detail,
+                            bytes_reclaimed=size,
+                            store=self.store,
                         )
                     )
                     continue
                 if root_fd is None:
-                    result = ItemOutcome(path=item.path, outcome=Outcome.ERROR, detail=root_error)
+                    result = ItemOutcome(
+                        path=item.path, outcome=Outcome.ERROR, detail=root_error, store=self.store
+                    )
                 else:
                     result = self._one(root_fd, request_id, item, mode)
                 self.db.record_item(
-                    "prune", request_id, item.path, result.outcome, result.detail, result.bytes_reclaimed
+                    self.kind, request_id, item.path, result.outcome, result.detail, result.bytes_reclaimed
                 )
                 recorded[item.path] = (result.outcome, result.detail, result.bytes_reclaimed)
                 outcomes.append(result)
@@ -266,7 +294,9 @@ class Pruner:
             outcome, detail, size = stop.outcome, stop.detail, 0
         except OSError as exc:
             outcome, detail, size = Outcome.ERROR, f"{exc.strerror or exc}", 0
-        return ItemOutcome(path=item.path, outcome=outcome, detail=detail[:2000], bytes_reclaimed=size)
+        return ItemOutcome(
+            path=item.path, outcome=outcome, detail=detail[:2000], bytes_reclaimed=size, store=self.store
+        )
 
     def _checked_move(
         self, root_fd: int, request_id: str, item: FileIdentity, mode: PruneMode
@@ -498,12 +528,18 @@ def _quarantined_files(dir_fd: int, prefix: str = "") -> list[str]:
 
 
 def restore(
-    root: Path, db: StateDB, request_id: str, prune_request_id: str, paths: list[str] | None = None
+    root: Path,
+    db: StateDB,
+    request_id: str,
+    prune_request_id: str,
+    paths: list[str] | None = None,
+    store: Store = Store.LLM,
 ) -> list[ItemOutcome]:
     """Move files quarantined by ``prune_request_id`` back to where they were; never overwrite."""
     check_request_id(request_id)
     check_request_id(prune_request_id)
-    recorded = db.item_outcomes("restore", request_id)
+    kind = record_kind("restore", store)
+    recorded = db.item_outcomes(kind, request_id)
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if paths is None:
@@ -517,7 +553,7 @@ def restore(
         for path in paths:
             if path in recorded:
                 outcome, detail, _ = recorded[path]
-                outcomes.append(ItemOutcome(path=path, outcome=Outcome(outcome), detail=detail))
+                outcomes.append(ItemOutcome(path=path, outcome=Outcome(outcome), detail=detail, store=store))
                 continue
             try:
                 outcome, detail = _restore_one(root_fd, prune_request_id, path)
@@ -525,9 +561,9 @@ def restore(
                 outcome, detail = stop.outcome, stop.detail
             except OSError as exc:
                 outcome, detail = Outcome.ERROR, str(exc.strerror or exc)
-            db.record_item("restore", request_id, path, outcome, detail, 0)
+            db.record_item(kind, request_id, path, outcome, detail, 0)
             recorded[path] = (outcome, detail, 0)
-            outcomes.append(ItemOutcome(path=path, outcome=outcome, detail=detail[:2000]))
+            outcomes.append(ItemOutcome(path=path, outcome=outcome, detail=detail[:2000], store=store))
         return outcomes
     finally:
         os.close(root_fd)
@@ -577,6 +613,7 @@ def purge_requests(
     retention_days: float,
     now: float | None = None,
     only: Iterable[str] | None = None,
+    store: Store = Store.LLM,
 ) -> list[PurgedRequest]:
     """Delete quarantine folders older than the retention (or exactly the ``only`` ones).
 
@@ -597,7 +634,7 @@ def purge_requests(
                     st = os.stat(name, dir_fd=base_fd, follow_symlinks=False)
                     if not stat.S_ISDIR(st.st_mode):
                         continue
-                    since = db.request_time("prune", name) or st.st_mtime
+                    since = db.request_time(record_kind("prune", store), name) or st.st_mtime
                     if wanted is None and now - since < retention_days * 86400:
                         continue
                     sub = os.open(name, _DIR_FLAGS, dir_fd=base_fd)
@@ -617,7 +654,97 @@ def purge_requests(
     return purged
 
 
-def purge(root: Path, db: StateDB, retention_days: float, now: float | None = None) -> tuple[list[str], int]:
+def purge(
+    root: Path, db: StateDB, retention_days: float, now: float | None = None, store: Store = Store.LLM
+) -> tuple[list[str], int]:
     """``purge_requests`` by retention only, as (request ids, bytes freed)."""
-    done = purge_requests(root, db, retention_days, now=now)
+    done = purge_requests(root, db, retention_days, now=now, store=store)
     return [p.request_id for p in done], sum(p.bytes_purged for p in done)
+
+
+# ---------------------------------------------------------------- both stores
+
+
+def _missing_store(store: Store, path: str) -> ItemOutcome:
+    return ItemOutcome(
+        path=path, outcome=Outcome.ERROR, detail=f"this host has no {STORE_LABELS[store]}", store=store
+    )
+
+
+def prune_stores(
+    roots: StoreRoots,
+    db: StateDB,
+    request_id: str,
+    items: list[FileIdentity],
+    mode: PruneMode,
+    on_item: Callable[[], None] | None = None,
+    in_use: InUseCheck = InUseCheck.STRICT,
+) -> list[ItemOutcome]:
+    """Prune each item in its own store's root; outcomes in the order of ``items``."""
+    by_store: dict[Store, list[FileIdentity]] = {}
+    for item in items:
+        by_store.setdefault(item.store, []).append(item)
+    done: dict[tuple[Store, str], ItemOutcome] = {}
+    for store, its in by_store.items():
+        root = roots.get(store)
+        results = (
+            [_missing_store(store, i.path) for i in its]
+            if root is None
+            else Pruner(root, db, in_use=in_use, store=store).prune(request_id, its, mode, on_item=on_item)
+        )
+        done.update(((store, o.path), o) for o in results)
+    return [done[(i.store, i.path)] for i in items]
+
+
+def restore_stores(
+    roots: StoreRoots,
+    db: StateDB,
+    request_id: str,
+    prune_request_id: str,
+    paths: Mapping[Store, list[str] | None] | None = None,
+) -> list[ItemOutcome]:
+    """Restore what ``prune_request_id`` quarantined, store by store.
+
+    ``paths`` None: everything of the request in every store this host has. Otherwise the
+    listed paths of each store (a store missing from the mapping, or None: nothing of it).
+    """
+    outcomes: list[ItemOutcome] = []
+    for store in Store:
+        root = roots.get(store)
+        wanted = None if paths is None else paths.get(store)
+        if paths is not None and not wanted:
+            continue
+        if root is None or not os.path.isdir(root):
+            if wanted:  # asked by name for a store that is not there: say so per file
+                outcomes.extend(_missing_store(store, p) for p in wanted)
+            continue
+        outcomes.extend(restore(root, db, request_id, prune_request_id, wanted, store=store))
+    return outcomes
+
+
+def purge_stores(
+    roots: StoreRoots,
+    db: StateDB,
+    retention_days: float,
+    now: float | None = None,
+    only: Iterable[str] | None = None,
+) -> list[PurgedRequest]:
+    """Purge every store's quarantine; one entry per request, its bytes and files summed over the stores."""
+    merged: dict[str, PurgedRequest] = {}
+    only = None if only is None else list(only)
+    for store in Store:
+        root = roots.get(store)
+        if root is None or not os.path.isdir(root):
+            continue  # no such store here: nothing of ours to purge
+        for done in purge_requests(root, db, retention_days, now, only=only, store=store):
+            seen = merged.get(done.request_id)
+            merged[done.request_id] = (
+                done
+                if seen is None
+                else PurgedRequest(
+                    request_id=done.request_id,
+                    bytes_purged=seen.bytes_purged + done.bytes_purged,
+                    files=seen.files + done.files,
+                )
+            )
+    return [merged[k] for k in sorted(merged)]

@@ -191,6 +191,26 @@ Key = Annotated[str, Field(min_length=1, max_length=200), _NO_NUL]
 DirPath = Annotated[str, Field(max_length=4 * MAX_PATH_BYTES), _NO_NUL]
 
 
+class Store(StrEnum):
+    """The two model stores of an Aspose.OCR host; a file's identity includes its store.
+
+    Each store has its own root and its own quarantine inside that root, so the same relative
+    path may exist in both and names two different files.
+    """
+
+    LLM = "llm"  # AsposeAI's LLM folder (Aspose.AI.LLM/models): GGUF files
+    OCR = "ocr"  # aspose.ocr.Resources: the OCR engine's recognition models (.OCR files)
+
+
+class AtimeMode(StrEnum):
+    """How the mount of a store records access times (from /proc/self/mountinfo)."""
+
+    STRICTATIME = "strictatime"  # every read updates atime: trustworthy
+    RELATIME = "relatime"  # updated at most once a day (or when older than mtime): "about"
+    NOATIME = "noatime"  # never updated: atime says nothing about use
+    UNKNOWN = "unknown"  # the mount could not be found
+
+
 def host_queue(host: str) -> str:
     """The queue a host's agent consumes."""
     return f"{HOST_QUEUE_PREFIX}{host}"
@@ -232,6 +252,7 @@ class FileIdentity(BaseModel):
     size: NonNegative
     mtime_ns: NonNegative
     sha256: Sha256
+    store: Store = Store.LLM
 
 
 class PruneMode(StrEnum):
@@ -261,11 +282,17 @@ class PruneOrder(_Order):
 
 
 class RestoreOrder(_Order):
-    """Move back what ``prune_request_id`` quarantined (all of it, or the listed paths)."""
+    """Move back what ``prune_request_id`` quarantined (all of it, or the listed paths).
+
+    ``paths`` name files of the LLM store, ``ocr_paths`` files of the OCR resources store.
+    Both None: everything the request quarantined in both stores; otherwise exactly the
+    listed files (a None list then means none of that store).
+    """
 
     kind: Literal["restore"] = "restore"
     prune_request_id: Id
     paths: list[RelPath] | None = None
+    ocr_paths: list[RelPath] | None = None
 
 
 class PurgeOrder(_Order):
@@ -307,6 +334,19 @@ ORDER_TASKS: dict[str, AgentTask] = {
 # ---------------------------------------------------------------- reports (agent → dashboard)
 
 
+class Holder(BaseModel):
+    """A process that holds a model file: by an open descriptor or a memory map."""
+
+    model_config = _STRICT
+
+    pid: Annotated[int, Field(ge=1, le=INT64_MAX)]
+    program: Short  # /proc/<pid>/comm
+    how: Literal["fd", "mmap"]
+
+    def label(self) -> str:
+        return f"{self.program} (pid {self.pid})"
+
+
 class ModelDirState(StrEnum):
     OK = "ok"
     MISSING = "missing"
@@ -325,6 +365,27 @@ class FileEntry(BaseModel):
     sha256: Sha256 | None
     known_to_aspose: bool = False
     is_symlink: bool = False
+    store: Store = Store.LLM
+    # Last access as the file system recorded it; how far to trust it is the store's atime_mode.
+    atime_ns: NonNegative | None = None
+    # Processes holding the file (open descriptor or memory map) at this inventory's /proc look.
+    open_by: Annotated[list[Holder], Field(max_length=16)] = []
+    # The last time the agent saw it held, by any look (inventory or heartbeat), and by whom.
+    last_open_at: datetime | None = None
+    last_open_by: Annotated[str, Field(max_length=200), _NO_NUL] = ""
+
+
+class StoreFacts(BaseModel):
+    """One model store of a host as this inventory found it."""
+
+    model_config = _STRICT
+
+    store: Store
+    root: DirPath
+    state: ModelDirState
+    error: Detail = ""
+    atime_mode: AtimeMode = AtimeMode.UNKNOWN
+    mount_point: DirPath = ""
 
 
 class HostFacts(BaseModel):
@@ -339,6 +400,12 @@ class HostFacts(BaseModel):
     disk_free: NonNegative | None = None
     aspose_version: Short = ""
     agent_version: Short = ""
+    # Every store walked (the LLM one repeats model_dir/model_dir_state above).
+    stores: Annotated[list[StoreFacts], Field(max_length=8)] = []
+    # When the /proc look for holders of model files ran, and why it could not (then open_by
+    # says nothing: "not seen open" is not "not in use").
+    open_checked_at: datetime | None = None
+    open_check_error: Detail = ""
 
 
 class Outcome(StrEnum):
@@ -365,6 +432,7 @@ class ItemOutcome(BaseModel):
     outcome: Outcome
     detail: Detail = ""
     bytes_reclaimed: NonNegative = 0
+    store: Store = Store.LLM
 
 
 class _Report(_Message):

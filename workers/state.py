@@ -56,6 +56,10 @@ CREATE INDEX IF NOT EXISTS outbox_next_try_at ON outbox (next_try_at);
 CREATE TABLE IF NOT EXISTS aspose_listings (
     model_dir TEXT PRIMARY KEY, signature TEXT NOT NULL, listing TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS file_uses (
+    store TEXT NOT NULL, path TEXT NOT NULL, seen_at REAL NOT NULL, seen_by TEXT NOT NULL,
+    PRIMARY KEY (store, path)
+);
 """
 
 # The first cache kept every version of a file, keyed by its whole identity; one row per
@@ -362,3 +366,17 @@ class StateDB:
 
     def pending_reports(self) -> int:
         return int(self._execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    # ------------------------------------------------------------ last seen open (workers.usage)
+
+    def record_uses(self, rows: Iterable[tuple[str, str, float, str]]) -> None:
+        """(store, path, seen_at, seen_by) sightings; a later sighting replaces an earlier one."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO file_uses VALUES (?, ?, ?, ?) ON CONFLICT (store, path) DO UPDATE SET "
+                "seen_at=excluded.seen_at, seen_by=excluded.seen_by WHERE excluded.seen_at >= seen_at",
+                rows,
+            )
+
+    def uses(self) -> list[tuple[str, str, float, str]]:
+        return self._execute("SELECT store, path, seen_at, seen_by FROM file_uses").fetchall()

@@ -31,7 +31,16 @@ from workers.config import AgentConfig
 from workers.inventory import inventory_report, scan
 from workers.procs import visibility
 from workers.progress import Phase, ProgressReporter, folder_bytes
-from workers.prune import QUARANTINE_DIR, Pruner, account_prune, account_restore, purge_requests, restore
+from workers.prune import (
+    QUARANTINE_DIR,
+    Pruner,
+    StoreRoots,
+    account_prune,
+    account_restore,
+    prune_stores,
+    purge_stores,
+    restore_stores,
+)
 from workers.reporting import AnyReport, OutboxSender, flush_outbox, send_report
 from workers.schema import (
     ORDER_TASKS,
@@ -49,6 +58,7 @@ from workers.schema import (
     RestoreOrder,
     RestoreReport,
     SchemaError,
+    Store,
     parse_order,
     parse_report,
 )
@@ -84,7 +94,10 @@ class Agent:
             self.db.close()
 
     def session(self) -> AsposeSession:
-        return AsposeSession(self.config.models_dir, self.config.state_dir)
+        # Both stores always: the configured OCR resources folder, else Resources' own default.
+        return AsposeSession(
+            self.config.models_dir, self.config.state_dir, self.config.ocr_resources_dir or True
+        )
 
     def _error(self, task: str, reason: str, request_id: str | None = None) -> ErrorReport:
         return ErrorReport(
@@ -243,7 +256,15 @@ class Agent:
         if isinstance(order, PruneOrder):
             with self.session() as session:
                 self._begin(rid, "pruning", total_items=len(order.items))
-                outcomes = self.pruner(session).prune(rid, order.items, order.mode, on_item=self._on_item())
+                outcomes = prune_stores(
+                    _roots(session),
+                    self.db,
+                    rid,
+                    order.items,
+                    order.mode,
+                    on_item=self._on_item(),
+                    in_use=self.config.in_use_check,
+                )
             # Files moved: the fresh inventory lets the dashboard's snapshot follow at once.
             return [
                 PruneReport(**common, mode=order.mode, outcomes=outcomes, freed=session.freed),
@@ -251,9 +272,12 @@ class Agent:
             ]
         if isinstance(order, RestoreOrder):
             with self.session() as session:
-                outcomes = restore(
-                    session.get_local_path(), self.db, rid, order.prune_request_id, order.paths
+                wanted = (
+                    None
+                    if order.paths is None and order.ocr_paths is None
+                    else {Store.LLM: order.paths, Store.OCR: order.ocr_paths}
                 )
+                outcomes = restore_stores(_roots(session), self.db, rid, order.prune_request_id, wanted)
             return [
                 RestoreReport(
                     **common, prune_request_id=order.prune_request_id, outcomes=outcomes, freed=session.freed
@@ -262,8 +286,8 @@ class Agent:
             ]
         if isinstance(order, PurgeOrder):
             with self.session() as session:
-                done = purge_requests(
-                    session.get_local_path(), self.db, order.retention_days, only=order.prune_request_ids
+                done = purge_stores(
+                    _roots(session), self.db, order.retention_days, only=order.prune_request_ids
                 )
             return [
                 PurgeReport(
@@ -305,7 +329,16 @@ class Agent:
             before = scan(session, self.db, progress=self.progress)
             reports.append(inventory_report(self.config.host_name, before, order.request_id))
             outcomes = (
-                self.pruner(session).prune(order.request_id, order.items, order.mode) if order.items else []
+                prune_stores(
+                    _roots(session),
+                    self.db,
+                    order.request_id,
+                    order.items,
+                    order.mode,
+                    in_use=self.config.in_use_check,
+                )
+                if order.items
+                else []
             )
         reports.append(
             PruneReport(
@@ -324,6 +357,10 @@ class Agent:
 def _request_id(message: Any) -> str | None:
     rid = message.get("request_id") if isinstance(message, dict) else None
     return rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
+
+
+def _roots(session: AsposeSession) -> StoreRoots:
+    return {Store.LLM: session.get_local_path(), Store.OCR: session.ocr_dir}
 
 
 def startup_order(config: AgentConfig) -> InventoryOrder:

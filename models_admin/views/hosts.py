@@ -12,6 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from .. import feedback, history, policies, workflow
+from ..capacity import usage as capacity_usage
 from ..forms import DiffForm, PolicyProposeForm, ProposeForm
 from ..models import ModelFile, PruneItem, PruneRequest
 from ..roles import Action
@@ -38,8 +39,16 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             request__host=host,
             request__kind=PruneRequest.Kind.PRUNE,
             request__state__in=PruneRequest.OPEN_STATES,
-        ).values_list("path", flat=True)
+        ).values_list("store", "path")
     )
+    usages = capacity_usage.usages_for(host)
+    for f in files:
+        # Page-only attributes for the template's rows.
+        f.busy = (f.store, f.path) in busy  # type: ignore[attr-defined]
+        use = usages.get((f.store, f.path))
+        f.usage = use  # type: ignore[attr-defined]
+        f.last_use = capacity_usage.last_use(use)  # type: ignore[attr-defined]
+    in_use = [f for f in files if (u := usages.get((f.store, f.path))) is not None and u.open_by]
     snapshots = list(host.snapshots.all()[:HISTORY_LENGTH])
     requests = (
         host.prune_requests.select_related("host", "requested_by")
@@ -57,7 +66,8 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "presence": presence(host),
             "offline_after_minutes": settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"],
             "files": files,
-            "busy": busy,
+            "in_use": in_use,
+            "stores": capacity_usage.store_rows(host),
             "snapshots": snapshots,
             "changes": history.change_summaries(snapshots),
             "requests": requests,

@@ -117,3 +117,59 @@ def test_it_refuses_a_missing_model_folder(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "does not exist" in done.stderr
+
+
+def test_audit_quarantines_and_restores_the_old_files_of_both_stores(
+    models_dir: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    ocr_dir = tmp_path / "aspose_data"
+    write(models_dir / "en_ocr_v2.gguf", b"current llm")
+    write(models_dir / "old_fr_ocr_v1.bin", b"old llm")
+    write(ocr_dir / "english.OCR", b"current ocr")
+    write(ocr_dir / "old_latin.OCR", b"old ocr")
+    both = (
+        "--models-dir",
+        str(models_dir),
+        "--ocr-resources-dir",
+        str(ocr_dir),
+        "--state-dir",
+        str(state_dir),
+    )
+
+    done = run_cli("audit", *both, "--json")
+
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    listed = {(f["store"], f["path"]): (f["status"], f["known_to_aspose"]) for f in doc["files"]}
+    assert listed == {
+        ("llm", "en_ocr_v2.gguf"): ("CURRENT", False),
+        ("llm", "old_fr_ocr_v1.bin"): ("OLD", False),
+        ("ocr", "english.OCR"): ("CURRENT", True),
+        ("ocr", "old_latin.OCR"): ("OLD", True),
+    }
+    assert [s["store"] for s in doc["stores"]] == ["llm", "ocr"]
+    request_id = doc["request_id"]
+    assert (ocr_dir / QUARANTINE_DIR / request_id / "old_latin.OCR").read_bytes() == b"old ocr"
+    assert (models_dir / QUARANTINE_DIR / request_id / "old_fr_ocr_v1.bin").read_bytes() == b"old llm"
+    assert doc["bytes_reclaimed"] == len(b"old llm") + len(b"old ocr") and doc["freed"] is True
+
+    text = run_cli("restore", *both, "--request-id", request_id)
+
+    assert text.returncode == 0, text.stderr
+    assert "[ocr] old_latin.OCR" in text.stdout and "Restored 2 of 2 file(s)." in text.stdout
+    assert (ocr_dir / "old_latin.OCR").read_bytes() == b"old ocr"
+    assert (models_dir / "old_fr_ocr_v1.bin").read_bytes() == b"old llm"
+
+
+def test_audit_refuses_a_missing_ocr_folder(models_dir: Path, state_dir: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        "audit",
+        "--models-dir",
+        str(models_dir),
+        "--ocr-resources-dir",
+        str(tmp_path / "nope"),
+        "--state-dir",
+        str(state_dir),
+    )
+    assert done.returncode == 2
+    assert "OCR resources folder does not exist" in done.stderr

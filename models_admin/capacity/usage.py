@@ -1,0 +1,210 @@
+"""What agents report about use, stored for pages, policies and the planner.
+
+Called by ingest for every inventory (and by the heartbeat for its /proc look), inside the
+report's transaction and under its host's row lock, so two reports of one host never
+interleave their usage rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils import timezone
+
+from workers.schema import AtimeMode, FileEntry, InventoryReport, ModelDirState, Store
+
+from ..models import DiskSample, FileUsage, Host
+
+_FIELDS = ("atime_ns", "atime_mode", "open_by", "last_open_at", "last_open_by")
+
+
+def _holders(entry: FileEntry) -> list[dict]:
+    return [h.model_dump(mode="json") for h in entry.open_by]
+
+
+def usage_digest(files: Iterable[FileEntry], modes: dict[Store, AtimeMode]) -> str:
+    """sha256 over what the usage rows of ``files`` would hold: equal means nothing to write."""
+    digest = hashlib.sha256()
+    for entry in sorted(files, key=lambda f: (f.store.value, f.path)):
+        row = (
+            entry.store.value,
+            entry.path,
+            entry.atime_ns,
+            modes.get(entry.store, AtimeMode.UNKNOWN).value,
+            [(h.pid, h.program, h.how) for h in entry.open_by],
+            entry.last_open_at.isoformat() if entry.last_open_at else None,
+            entry.last_open_by,
+        )
+        digest.update(json.dumps(row, separators=(",", ":")).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def record_inventory(host: Host, report: InventoryReport, now: datetime) -> dict[str, Any]:
+    """Store the report's per-file use and the day's free disk space; returns the host columns to set.
+
+    Usage rows are written only where they changed (none at all when the report's usage digest
+    equals the host's last one), and removed for files no longer in a store that was read.
+    """
+    facts = report.facts
+    modes = {s.store: s.atime_mode for s in facts.stores}
+    digest = usage_digest(report.files, modes)
+    if digest != host.usage_digest:
+        read = {s.store.value for s in facts.stores if s.state is ModelDirState.OK} or (
+            {Store.LLM.value} if facts.model_dir_state is ModelDirState.OK else set()
+        )
+        record_files(host, report.files, modes, read, now)
+    record_disk(host, facts.disk_free, facts.disk_total, now)
+    return {
+        "stores": [s.model_dump(mode="json") for s in facts.stores],
+        "open_checked_at": facts.open_checked_at,
+        "open_check_error": facts.open_check_error,
+        "usage_digest": digest,
+    }
+
+
+def record_files(
+    host: Host,
+    files: Iterable[FileEntry],
+    modes: dict[Store, AtimeMode],
+    stores_read: set[str],
+    now: datetime,
+) -> None:
+    """One SELECT, then one upsert of the new and changed rows and one DELETE of the gone ones."""
+    existing = {(u.store, u.path): u for u in FileUsage.objects.filter(host=host)}
+    write, seen = [], set()
+    for entry in files:
+        if entry.is_symlink:
+            continue
+        key = (entry.store.value, entry.path)
+        seen.add(key)
+        values = {
+            "atime_ns": entry.atime_ns,
+            "atime_mode": modes.get(entry.store, AtimeMode.UNKNOWN).value,
+            "open_by": _holders(entry),
+            "last_open_at": entry.last_open_at,
+            "last_open_by": entry.last_open_by,
+        }
+        row = existing.get(key)
+        if row is None:
+            write.append(
+                FileUsage(
+                    host=host, store=key[0], path=entry.path, checked_at=now, watched_since=now, **values
+                )
+            )
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.checked_at = now
+            write.append(row)
+    gone = [row.pk for key, row in existing.items() if key not in seen and key[0] in stores_read]
+    if gone:
+        FileUsage.objects.filter(pk__in=gone).delete()
+    if write:
+        # watched_since is not among the updated fields: an upsert keeps the first sighting.
+        FileUsage.objects.bulk_create(
+            write,
+            batch_size=2000,
+            update_conflicts=True,
+            unique_fields=["host", "store", "path"],
+            update_fields=[*_FIELDS, "checked_at"],
+        )
+
+
+def record_disk(host: Host, disk_free: int | None, disk_total: int | None, now: datetime) -> None:
+    """The day's point of the host's free-space series (the latest report of the day wins): one upsert."""
+    if disk_free is None or disk_total is None:
+        return
+    DiskSample.objects.bulk_create(
+        [
+            DiskSample(
+                host=host, day=timezone.localdate(now), disk_free=disk_free, disk_total=disk_total, at=now
+            )
+        ],
+        update_conflicts=True,
+        unique_fields=["host", "day"],
+        update_fields=["disk_free", "disk_total", "at"],
+    )
+
+
+@dataclass(frozen=True)
+class LastUse:
+    """How a page or a policy should read a file's last use."""
+
+    at: datetime | None
+    source: str  # "open" (seen held), "atime", or "" (nothing trustworthy)
+    trust: str  # "exact", "about" (relatime: within a day), "none" (noatime/unknown)
+    by: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.source == "open":
+            return f"seen open by {self.by}" if self.by else "seen open"
+        if self.source == "atime":
+            return "atime" if self.trust == "exact" else "about, relatime"
+        return "not recorded"
+
+
+def last_use(usage: FileUsage | None) -> LastUse:
+    """The best evidence of a file's last use: seen open, else atime where the mount records it.
+
+    Never mtime: a model installed a year ago and read every second is not "unused". On a
+    relatime mount atime lags by up to a day ("about"); on noatime it says nothing.
+    """
+    if usage is None:
+        return LastUse(None, "", "none")
+    atime = (
+        datetime.fromtimestamp(usage.atime_ns / 1e9, tz=UTC)
+        if usage.atime_ns is not None and usage.atime_mode in (AtimeMode.RELATIME, AtimeMode.STRICTATIME)
+        else None
+    )
+    trust = "exact" if usage.atime_mode == AtimeMode.STRICTATIME else "about"
+    if usage.open_by:
+        return LastUse(usage.checked_at, "open", "exact", _label(usage.open_by[0]))
+    if usage.last_open_at is not None and (atime is None or usage.last_open_at >= atime):
+        return LastUse(usage.last_open_at, "open", "exact", usage.last_open_by)
+    if atime is not None:
+        return LastUse(atime, "atime", trust)
+    return LastUse(None, "", "none")
+
+
+def _label(holder: dict) -> str:
+    return f"{holder.get('program', '?')} (pid {holder.get('pid', '?')})"
+
+
+def usages_for(host: Host) -> dict[tuple[str, str], FileUsage]:
+    return {(u.store, u.path): u for u in FileUsage.objects.filter(host=host)}
+
+
+STORE_TITLES = {"llm": "LLM folder", "ocr": "OCR resources"}
+ATIME_TRUST = {
+    "strictatime": "atime exact",
+    "relatime": "atime about (updated at most daily)",
+    "noatime": "atime not recorded (noatime)",
+    "unknown": "atime mode unknown",
+}
+
+
+def store_rows(host: Host) -> list[dict]:
+    """The host's stores for its page: title, folder, state and what its atime is worth."""
+    rows = []
+    for raw in host.stores or []:
+        store = raw.get("store", "llm")
+        rows.append(
+            {
+                "store": store,
+                "title": STORE_TITLES.get(store, store),
+                "root": raw.get("root", ""),
+                "state": raw.get("state", "unknown"),
+                "error": raw.get("error", ""),
+                "atime_mode": raw.get("atime_mode", "unknown"),
+                "atime_trust": ATIME_TRUST.get(raw.get("atime_mode", "unknown"), ""),
+                "mount_point": raw.get("mount_point", ""),
+            }
+        )
+    return rows

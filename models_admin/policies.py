@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import workflow
+from .capacity import candidates
 from .models import Host, ModelFile, PruneRequest
 
 
@@ -114,7 +115,10 @@ class NamePrefix(Policy):
 class OlderThan(Policy):
     name = "older_than"
     label = "Older than"
-    description = "Files not modified for more than a number of days (by the file's mtime)."
+    description = (
+        "Files not modified for more than a number of days (by the file's mtime, which says nothing "
+        "about use: see Not used for)."
+    )
     params = (Param("days", int, lambda: 90, "minimum age in days", minimum=0),)
 
     def select(self, files: Sequence[ModelFile], now: datetime, *, days: int) -> list[ModelFile]:
@@ -175,8 +179,85 @@ class KeepLatest(Policy):
         return sorted(chosen, key=lambda f: f.path)
 
 
+def _host_of(files: Sequence[ModelFile]) -> Host | None:
+    return files[0].snapshot.host if files else None
+
+
+_SAFETY = (
+    "Never a file in use now (held open or memory-mapped at the agent's last look), and unless "
+    "allowed never a file Aspose loads or the last copy of its bytes in the fleet."
+)
+
+
+class NotUsedFor(Policy):
+    name = "not_used_for"
+    label = "Not used for"
+    description = (
+        "Files not used for a number of days: by when the agent last saw a process hold them, else "
+        "by their access time where the mount records it (relatime: within a day); never by mtime. "
+        "A file with neither counts from when the agent began watching it. " + _SAFETY
+    )
+    params = (
+        Param("days", int, lambda: 30, "days without use", minimum=1),
+        Param("allow_known", int, lambda: 0, "1: Aspose's own files may be proposed too", minimum=0),
+        Param("allow_last_copy", int, lambda: 0, "1: the fleet's last copy may be proposed too", minimum=0),
+    )
+
+    def select(self, files, now, *, days: int, allow_known: int, allow_last_copy: int):
+        host = _host_of(files)
+        if host is None:
+            return []
+        found = candidates.collect(
+            host,
+            unused_days=days,
+            allow_known=bool(allow_known),
+            allow_last_copy=bool(allow_last_copy),
+            now=now,
+            files=files,
+        )
+        return sorted((c.file for c in found.ordered if c.unused), key=lambda f: (f.store, f.path))
+
+
+class Watermark(Policy):
+    name = "watermark"
+    label = "Disk watermark"
+    description = (
+        "When the host's disk is fuller than the high mark, the least recently used files until use "
+        "would be under the low mark (as kubelet does with images); nothing while under the high mark. "
+        + _SAFETY
+    )
+    params = (
+        Param("high", int, lambda: 85, "disk use % that triggers it", minimum=1),
+        Param("low", int, lambda: 80, "disk use % to get back under", minimum=0),
+        Param("allow_known", int, lambda: 0, "1: Aspose's own files may be proposed too", minimum=0),
+        Param("allow_last_copy", int, lambda: 0, "1: the fleet's last copy may be proposed too", minimum=0),
+    )
+
+    def clean(self, raw=None):
+        cleaned = super().clean(raw)
+        if not cleaned["low"] < cleaned["high"] <= 100:
+            raise PolicyError(f"need low < high <= 100, got low={cleaned['low']} high={cleaned['high']}")
+        return cleaned
+
+    def select(self, files, now, *, high: int, low: int, allow_known: int, allow_last_copy: int):
+        host = _host_of(files)
+        if host is None or not host.disk_total or host.disk_free is None:
+            return []
+        used = host.disk_total - host.disk_free
+        if used * 100 <= high * host.disk_total:
+            return []
+        need = used - (low * host.disk_total) // 100
+        found = candidates.collect(
+            host, allow_known=bool(allow_known), allow_last_copy=bool(allow_last_copy), now=now, files=files
+        )
+        lru = sorted(found.ordered, key=lambda c: (c.used_by or now, -c.size, c.file.store, c.file.path))
+        chosen, _ = candidates.shortest_prefix(lru, need)
+        return [c.file for c in chosen]
+
+
 REGISTRY: dict[str, Policy] = {
-    p.name: p for p in (NamePrefix(), OlderThan(), NotKnownToAspose(), KeepLatest())
+    p.name: p
+    for p in (NamePrefix(), OlderThan(), NotKnownToAspose(), KeepLatest(), NotUsedFor(), Watermark())
 }
 
 
@@ -212,7 +293,9 @@ def select(host: Host, name: str, params: Mapping[str, Any] | None = None, now=N
     selection = Selection(policy, cleaned)
     if host.current_snapshot_id is None:
         return selection
-    files = list(ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).select_related("snapshot"))
+    files = list(
+        ModelFile.objects.filter(snapshot_id=host.current_snapshot_id).select_related("snapshot__host")
+    )
     picked = policy.select(files, now or timezone.now(), **cleaned)
     busy = workflow.keys_in_open_requests(host, picked)
     for f in picked:

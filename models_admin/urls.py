@@ -3,7 +3,7 @@
 from django.urls import path
 
 from .notifications import views as notification_views
-from .views import audit, auth, enrollment, fleet, history, hosts, modelpages, reports, requests
+from .views import audit, auth, capacity, enrollment, fleet, history, hosts, modelpages, reports, requests
 
 urlpatterns = [
     path("", fleet.overview, name="ocrdash-fleet"),
@@ -15,6 +15,8 @@ urlpatterns = [
     path("hosts/<str:name>/propose-policy/", hosts.propose_by_policy, name="ocrdash-host-propose-policy"),
     path("hosts/<str:name>/inventory/", hosts.ask_inventory, name="ocrdash-host-inventory"),
     path("hosts/<str:name>/free/", hosts.ask_free, name="ocrdash-host-free"),
+    path("hosts/<str:name>/plan/", capacity.plan, name="ocrdash-host-plan"),
+    path("hosts/<str:name>/plan/propose/", capacity.propose_plan, name="ocrdash-host-plan-propose"),
     path("hosts/<str:name>/accept/", hosts.accept, name="ocrdash-host-accept"),
     path("hosts/<str:name>/retire/", hosts.retire, name="ocrdash-host-retire"),
     path("hosts/<str:name>/revoke-key/", enrollment.revoke_host_key, name="ocrdash-host-revoke-key"),

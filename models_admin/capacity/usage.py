@@ -165,7 +165,7 @@ def last_use(usage: FileUsage | None) -> LastUse:
     )
     trust = "exact" if usage.atime_mode == AtimeMode.STRICTATIME else "about"
     if usage.open_by:
-        return LastUse(usage.checked_at, "open", "exact", _label(usage.open_by[0]))
+        return LastUse(usage.checked_at, "open", "exact", holder_label(usage.open_by[0]))
     if usage.last_open_at is not None and (atime is None or usage.last_open_at >= atime):
         return LastUse(usage.last_open_at, "open", "exact", usage.last_open_by)
     if atime is not None:
@@ -173,7 +173,7 @@ def last_use(usage: FileUsage | None) -> LastUse:
     return LastUse(None, "", "none")
 
 
-def _label(holder: dict) -> str:
+def holder_label(holder: dict) -> str:
     return f"{holder.get('program', '?')} (pid {holder.get('pid', '?')})"
 
 

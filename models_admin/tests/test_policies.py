@@ -25,7 +25,14 @@ def age(host, path: str, days: float) -> None:
 
 def test_the_registry_describes_every_policy():
     listed = {p["name"]: p for p in (policy.as_dict() for policy in policies.REGISTRY.values())}
-    assert set(listed) == {"prefix", "older_than", "not_known_to_aspose", "keep_latest"}
+    assert set(listed) == {
+        "prefix",
+        "older_than",
+        "not_known_to_aspose",
+        "keep_latest",
+        "not_used_for",
+        "watermark",
+    }
     assert listed["prefix"]["params"][0]["default"] == "old_"
     assert all(p["description"] for p in listed.values())
 

@@ -85,6 +85,10 @@ class DemoHost:
     has_model_dir: bool = True
     # A file rewritten once the host's first inventory arrived, so its history shows a change.
     changes_after_first_scan: str | None = None
+    # The OCR engine's own recognition models (aspose.ocr.Resources), the host's second store.
+    ocr_files: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # A model a stand-in OCR engine process keeps memory-mapped, so "in use now" shows.
+    held_open: str | None = None
 
 
 HOSTS: list[DemoHost] = [
@@ -98,6 +102,8 @@ HOSTS: list[DemoHost] = [
             "layout/table_detector_v3.onnx": (256 * KIB, "table-v3"),
         },
         changes_after_first_scan="layout/table_detector_v3.onnx",
+        ocr_files={"english.OCR": (384 * KIB, "ocr-en"), "old_latin.OCR": (640 * KIB, "ocr-latin-v1")},
+        held_open="en_ocr_v2.gguf",
     ),
     DemoHost(
         "ocr-west-1",
@@ -109,6 +115,7 @@ HOSTS: list[DemoHost] = [
             # One folder down: Aspose still finds its default model there.
             f"llm/{ASPOSE_DEFAULT_MODEL}": (512 * KIB, "llama-3.2-3b"),
         },
+        ocr_files={"english.OCR": (384 * KIB, "ocr-en"), "arabic.OCR": (512 * KIB, "ocr-ar")},
     ),
     DemoHost("ocr-lab", has_model_dir=False),
 ]
@@ -118,6 +125,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+HOLD_MODEL = (
+    "import mmap, sys, time\n"
+    "f = open(sys.argv[1], 'rb')\n"
+    "m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)\n"
+    "while True: time.sleep(3600)\n"
+)
 
 
 class DemoError(RuntimeError):
@@ -151,8 +166,9 @@ def seed_host(var: Path, host: DemoHost) -> Path:
         # Files that were pruned or restored since are part of the demo's history: keep them.
         return models
     now = time.time()
-    for rel, (size, seed) in host.files.items():
-        path = models / rel
+    seeded = [(models / rel, size, seed) for rel, (size, seed) in host.files.items()]
+    seeded += [(base / "aspose_data" / rel, size, seed) for rel, (size, seed) in host.ocr_files.items()]
+    for path, size, seed in seeded:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(_content(seed, size))
         # Back-dated, so the age policy and the "modified" column have something to show.
@@ -611,6 +627,7 @@ def start_processes(
             {
                 "OCRDASH_HOST_NAME": host.name,
                 "OCRDASH_MODELS_DIR": str(base / "models"),
+                "OCRDASH_OCR_RESOURCES_DIR": str(base / "aspose_data"),
                 "OCRDASH_STATE_DIR": str(base / "state"),
                 "OCRDASH_DASHBOARD_PUBLIC_KEY": dashboard_public_key,
                 "OCRDASH_PROGRESS_SECONDS": DEMO_PROGRESS_SECONDS,
@@ -631,6 +648,11 @@ def start_processes(
         ):
             agent_env.pop(key, None)
         sup.start(f"agent-{host.name}", [py, "-m", "workers", "agent"], agent_env, base)
+        if host.held_open and (base / "models" / host.held_open).exists():
+            # A stand-in for the OCR engine: it memory-maps one model and keeps it, as llama.cpp does.
+            sup.start(
+                f"engine-{host.name}", [py, "-c", HOLD_MODEL, host.held_open], {**agent_env}, base / "models"
+            )
 
 
 def banner(port: int, var: Path, broker: str) -> str:

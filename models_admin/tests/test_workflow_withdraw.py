@@ -61,8 +61,21 @@ def _race(barrier: threading.Barrier, outcomes: dict, name: str, fn) -> None:
         connection.close()
 
 
+@pytest.fixture
+def role_groups(transactional_db) -> None:
+    """The role groups migration 0002 makes: an earlier transactional test's flush removed them."""
+    from django.contrib.auth.models import Group
+
+    from models_admin.roles import Role
+
+    for role in Role:
+        Group.objects.get_or_create(name=role.value)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_withdrawal_racing_an_approval_ends_one_way_only(make_host, operator, approver, host_queue):
+def test_a_withdrawal_racing_an_approval_ends_one_way_only(
+    role_groups, make_host, operator, approver, host_queue
+):
     """Two connections at once: the proposer withdraws while an approver approves.
 
     Without the row lock both could read "proposed": the request would end withdrawn and yet

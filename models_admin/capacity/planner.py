@@ -20,17 +20,19 @@ from .. import workflow
 from ..models import Host, PruneRequest
 from . import candidates as cands
 
+# As the pages show sizes (Django's filesizeformat): 1 GB is 1024**3 bytes, so "free 1 GB"
+# frees what the page then calls 1 GB. The IEC names mean the same.
 _UNITS = {
     "": 1,
     "b": 1,
-    "k": 10**3,
-    "kb": 10**3,
-    "m": 10**6,
-    "mb": 10**6,
-    "g": 10**9,
-    "gb": 10**9,
-    "t": 10**12,
-    "tb": 10**12,
+    "k": 2**10,
+    "kb": 2**10,
+    "m": 2**20,
+    "mb": 2**20,
+    "g": 2**30,
+    "gb": 2**30,
+    "t": 2**40,
+    "tb": 2**40,
     "kib": 2**10,
     "mib": 2**20,
     "gib": 2**30,
@@ -44,7 +46,7 @@ class PlanError(workflow.WorkflowError):
 
 
 def parse_amount(text: str) -> int:
-    """Bytes from "1 GB", "500MB", "1.5 GiB" or a plain number of bytes (GB = 10^9, GiB = 2^30)."""
+    """Bytes from "1 GB", "500MB", "1.5 GiB" or a plain number of bytes (GB = GiB = 2^30, as pages show)."""
     match = _AMOUNT.match(text or "")
     if not match or match.group(2).lower() not in _UNITS:
         raise PlanError(f"say how much to free, like 1 GB or 500 MB (not {text!r})")

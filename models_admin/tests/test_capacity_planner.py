@@ -115,9 +115,9 @@ def test_the_plan_becomes_a_request_only_while_it_is_what_was_shown(make_host, o
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), [("1 GB", GB), ("500MB", 5 * 10**8), ("1.5 GiB", 3 * 2**29), ("42", 42)]
+    ("text", "expected"), [("1 GB", 2**30), ("500MB", 500 * 2**20), ("1.5 GiB", 3 * 2**29), ("42", 42)]
 )
-def test_amounts_are_read_in_decimal_and_binary_units(text, expected):
+def test_amounts_are_read_in_the_units_the_pages_show(text, expected):
     assert planner.parse_amount(text) == expected
 
 

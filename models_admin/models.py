@@ -261,6 +261,11 @@ class PruneRequest(models.Model):
     dispatch_attempts = models.PositiveSmallIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
     bytes_reclaimed = models.BigIntegerField(default=0)
+    # A host's part of a campaign (campaigns/): approved once for every host, then an ordinary
+    # request, so identity checks, outcomes, restore and audit are the same code.
+    campaign = models.ForeignKey(
+        "Campaign", null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -394,6 +399,22 @@ class AuditEvent(models.Model):
         TOKEN_REVOKED = "enrollment_token_revoked", "Enrollment token revoked"
         API_TOKEN_ISSUED = "api_token_issued", "API token issued"
         API_TOKEN_REVOKED = "api_token_revoked", "API token revoked"
+        # Labels and groups (fleet/labels.py).
+        HOST_LABELED = "host_labeled", "Host labels changed"
+        GROUP_SAVED = "group_saved", "Host group saved"
+        GROUP_DELETED = "group_deleted", "Host group deleted"
+        # Campaigns (campaigns/): decisions and wave transitions.
+        CAMPAIGN_PROPOSED = "campaign_proposed", "Campaign proposed"
+        CAMPAIGN_APPROVED = "campaign_approved", "Campaign approved"
+        CAMPAIGN_REJECTED = "campaign_rejected", "Campaign rejected"
+        CAMPAIGN_EXPIRED = "campaign_expired", "Campaign expired"
+        CAMPAIGN_PAUSED = "campaign_paused", "Campaign paused"
+        CAMPAIGN_RESUMED = "campaign_resumed", "Campaign resumed"
+        CAMPAIGN_HALTED = "campaign_halted", "Campaign halted"
+        CAMPAIGN_CANCELLED = "campaign_cancelled", "Campaign cancelled"
+        CAMPAIGN_FINISHED = "campaign_finished", "Campaign finished"
+        WAVE_STARTED = "campaign_wave_started", "Campaign wave started"
+        WAVE_FINISHED = "campaign_wave_finished", "Campaign wave finished"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150)  # a username, "system", or "agent:<host>"
@@ -560,6 +581,32 @@ class ModelSummary(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class HostGroup(models.Model):
+    """A saved set of hosts: a label selector (``env=prod,region=eu``) or an explicit list.
+
+    Selectors match only the labels approvers set (``Host.labels``), never the labels a host
+    reports about itself: a host cannot put itself into a group, and so into a campaign.
+    """
+
+    name = models.SlugField(max_length=64, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    # {key: value}; empty when the group is an explicit list.
+    selector = models.JSONField(default=dict, blank=True)
+    hosts = models.ManyToManyField(Host, blank=True, related_name="explicit_groups")
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_selector(self) -> bool:
+        return bool(self.selector)
 
 
 class ModelVersion(models.Model):
@@ -864,3 +911,133 @@ class DiskSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host_id} {self.day}: {self.disk_free}"
+
+
+class Campaign(models.Model):
+    """One proposal and one approval over many hosts, rolled out in waves (campaigns/).
+
+        proposed ──approve──▶ running ◀──resume── paused
+           │                    │  ├──pause──▶ paused
+           ├──reject──▶ rejected │  ├──halt / a wave over the threshold──▶ halted
+           └──ttl────▶ expired   │  └──cancel──▶ cancelled
+                                 └──last wave done──▶ completed
+
+    Each host's part (CampaignHost) becomes an ordinary PruneRequest when its wave starts.
+    """
+
+    class State(models.TextChoices):
+        PROPOSED = "proposed", "Waiting for approval"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        HALTED = "halted", "Halted"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+
+    class Target(models.TextChoices):
+        GROUP = "group", "Group"
+        SELECTOR = "selector", "Label selector"
+        MODEL = "model", "Every host holding a model"
+
+    class Rule(models.TextChoices):
+        POLICY = "policy", "Policy"
+        IDENTITY = "identity", "One model (name and sha256)"
+
+    OPEN_STATES = (State.PROPOSED, State.RUNNING, State.PAUSED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    reason = models.TextField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PROPOSED)
+    target_kind = models.CharField(max_length=16, choices=Target.choices)
+    target_group = models.ForeignKey(
+        HostGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A copy of the group's name, kept when the group is deleted later.
+    target_label = models.CharField(max_length=300, blank=True)
+    target_selector = models.JSONField(default=dict, blank=True)
+    rule_kind = models.CharField(max_length=16, choices=Rule.choices)
+    policy = models.CharField(max_length=64, blank=True)
+    policy_params = models.JSONField(default=dict, blank=True)
+    model_name = models.CharField(max_length=255, blank=True)
+    model_sha256 = models.CharField(max_length=64, blank=True)
+    mode = models.CharField(
+        max_length=16, choices=PruneRequest.Mode.choices, default=PruneMode.QUARANTINE.value
+    )
+    canary_size = models.PositiveIntegerField(default=1)
+    wave_size = models.PositiveIntegerField(null=True, blank=True)
+    wave_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    # A wave is followed by the next only when its failed hosts / hosts stays at or under this.
+    failure_threshold = models.FloatField(default=0.0)
+    # Ticked by the approver: the campaign may remove the last copy of a file in the fleet.
+    allow_last_copy = models.BooleanField(default=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+    current_wave = models.PositiveIntegerField(default=0)
+    wave_count = models.PositiveIntegerField(default=0)
+    halt_reason = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "-created_at"], name="campaign_state_time")]
+
+    def __str__(self) -> str:
+        return f"campaign {self.short_id}"
+
+    @property
+    def short_id(self) -> str:
+        return self.id.hex[:8]
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
+
+    @property
+    def requested_by_name(self) -> str:
+        return self.requested_by.get_username() if self.requested_by else "system"
+
+
+class CampaignHost(models.Model):
+    """One host's part of a campaign: what the preview showed for it, its wave, its request."""
+
+    class State(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        SKIPPED = "skipped", "Skipped"
+        SENT = "sent", "Sent"  # its PruneRequest exists; its state says the rest
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Not started"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="hosts")
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="campaign_parts")
+    # 0 is the canary wave; None for a host skipped at planning.
+    wave = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PLANNED)
+    skip_reason = models.CharField(max_length=300, blank=True)
+    # The identities the approver saw: [{path, size, mtime_ns, sha256, known_to_aspose, last_copy, kept}].
+    files = models.JSONField(default=list, blank=True)
+    bytes_planned = models.BigIntegerField(default=0)
+    request = models.OneToOneField(
+        PruneRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaign_part"
+    )
+    note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["wave", "host__name"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "host"], name="campaignhost_unique")]
+        indexes = [
+            # Wave progression: the hosts of one wave of one campaign.
+            models.Index(fields=["campaign", "wave"], name="campaignhost_wave")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} on {self.host.name}"

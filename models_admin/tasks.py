@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 EXPIRE_TASK = "ocrdash.dashboard.expire_stale"
 RESEND_TASK = "ocrdash.dashboard.resend_unanswered"
 FLEET_INVENTORY_TASK = "ocrdash.dashboard.fleet_inventory"
+CAMPAIGNS_TASK = "ocrdash.dashboard.advance_campaigns"
 
 
 @shared_task(
@@ -119,3 +120,13 @@ def compact_snapshots(**retention: int) -> dict[str, int]:
     from . import compaction  # imported here to keep this addition in one place
 
     return compaction.compact_snapshots(retention=compaction.Retention(**retention))
+
+
+@shared_task(name=CAMPAIGNS_TASK)
+def advance_campaigns() -> int:
+    """Expire stale campaign proposals and move running campaigns on (migration 0011: every
+    minute). Waves also move as soon as a campaign's request finishes; this catches the rest
+    (a host retired mid-wave, a lost after-commit call)."""
+    from .campaigns import rollout
+
+    return rollout.advance_all()

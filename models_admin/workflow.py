@@ -160,6 +160,62 @@ def propose(
     return request
 
 
+def open_campaign_request(*, campaign, host: Host, files: Sequence, reason: str, policy: str) -> PruneRequest:
+    """One host's part of an approved campaign, as an ordinary request: approved already (the
+    campaign's one approval covers it) and dispatched when the caller's transaction commits.
+
+    ``files`` carry identities (path, size, mtime_ns, sha256, known_to_aspose) from the
+    inventory the approver saw, so the agent checks them exactly as for any request. Runs
+    inside the caller's transaction (campaigns.rollout, under the campaign's row lock).
+    """
+    if not host.accepts_orders:
+        raise NotAllowed(f"{host.name} is {host.get_status_display().lower()}: no orders are sent to it")
+    if not files:
+        raise WorkflowError("select at least one file")
+    if busy := paths_in_open_requests(host, [f.path for f in files]):
+        raise WorkflowError(f"already in an open request: {', '.join(sorted(busy)[:3])}")
+    request = _open_request(
+        files,
+        host=host,
+        kind=PruneRequest.Kind.PRUNE,
+        mode=campaign.mode,
+        reason=reason,
+        policy=policy,
+        requested_by=campaign.requested_by,
+        campaign=campaign,
+    )
+    request.state = State.APPROVED
+    request.decided_by = campaign.decided_by
+    request.decided_at = timezone.now()
+    request.decision_comment = f"approved with campaign {campaign.short_id}"
+    request.save(update_fields=["state", "decided_by", "decided_at", "decision_comment"])
+    for action in (Action.REQUEST_PROPOSED, Action.REQUEST_APPROVED):
+        AuditEvent.record(
+            action,
+            actor=actor_name(
+                campaign.requested_by if action == Action.REQUEST_PROPOSED else campaign.decided_by
+            ),
+            host=host.name,
+            obj=request,
+            campaign=str(campaign.id),
+            policy=policy,
+            files=len(files),
+            bytes=sum(f.size for f in files),
+        )
+    transaction.on_commit(lambda: dispatch_request(request.id))
+    return request
+
+
+def _campaign_moves(request: PruneRequest) -> None:
+    """A campaign's request finished: let its campaign look at the wave, after commit (so the
+    finished state is visible and no request lock is held while the campaign takes its own)."""
+    if request.campaign_id is not None:
+        from .campaigns import rollout
+
+        campaign_id = request.campaign_id
+        transaction.on_commit(lambda: rollout.advance(campaign_id))
+
+
 def propose_restore(*, prune_request: PruneRequest, user, reason: str) -> PruneRequest:
     """Open a request to move back what ``prune_request`` quarantined. It needs approval too."""
     reason = reason.strip() or f"restore of {prune_request.short_id}"
@@ -395,6 +451,7 @@ def _finish_without_answer(request: PruneRequest, now: datetime, reason: str) ->
         )
         request.refresh_from_db()
         notify_request(Event.REQUEST_PROBLEM, request, users=[request.requested_by_id, request.decided_by_id])
+        _campaign_moves(request)
     return True
 
 
@@ -469,6 +526,7 @@ def record_outcomes(
         notify_request(Event.REQUEST_FINISHED, request, users=[request.requested_by_id])
     else:
         notify_request(Event.REQUEST_PROBLEM, request, users=[request.requested_by_id, request.decided_by_id])
+    _campaign_moves(request)
     return request
 
 
@@ -541,4 +599,14 @@ def retire_host(host: Host, user) -> Host:
             request.save(update_fields=["state", "finished_at"])
             AuditEvent.record(Action.REQUEST_EXPIRED, host=host.name, obj=request, reason="host retired")
         AuditEvent.record(Action.HOST_RETIRED, actor=actor_name(user), host=host.name, obj=host)
+        # A campaign waiting on this host's part must not wait for an answer that cannot come.
+        campaigns = set(
+            host.prune_requests.filter(
+                state__in=PruneRequest.OPEN_STATES, campaign__isnull=False
+            ).values_list("campaign_id", flat=True)
+        )
+        if campaigns:
+            from .campaigns import rollout
+
+            transaction.on_commit(lambda: [rollout.advance(c) for c in campaigns])
     return host

@@ -48,7 +48,23 @@ class FleetFilterForm(forms.Form):
     errors = forms.BooleanField(required=False, label="Only with errors")  # type: ignore[assignment]
     min_size = SizeField(required=False, label="Min. size")
     retired = forms.BooleanField(required=False, label="Show retired")
+    label = forms.CharField(required=False, max_length=2000, label="Labels")
+    group = forms.CharField(required=False, max_length=64, label="Group")
     sort = forms.CharField(required=False)
+
+    def clean_label(self) -> dict[str, str]:
+        return _selector_field(self.cleaned_data["label"], "labels")
+
+    def clean_group(self):
+        from .models import HostGroup
+
+        name = self.cleaned_data["group"].strip()
+        if not name:
+            return None
+        group = HostGroup.objects.filter(name=name).first()
+        if group is None:
+            raise forms.ValidationError(f"no such group: {name!r}")
+        return group
 
 
 class ProposeForm(forms.Form):
@@ -108,3 +124,104 @@ class AuditFilter(django_filters.FilterSet):
     class Meta:
         model = AuditEvent
         fields = ["host", "actor", "action", "since", "until"]
+
+
+# ---------------------------------------------------------------- labels, groups, campaigns
+
+
+def _selector_field(value: str, what: str) -> dict[str, str]:
+    from .fleet.labels import LabelError, parse_selector
+
+    try:
+        return parse_selector(value, what=what)
+    except LabelError as exc:
+        raise forms.ValidationError(str(exc)) from None
+
+
+class LabelsForm(forms.Form):
+    labels = forms.CharField(required=False, max_length=2000, label="Labels")
+
+    def clean_labels(self) -> dict[str, str]:
+        return _selector_field(self.cleaned_data["labels"], "labels")
+
+
+class GroupForm(forms.Form):
+    name = forms.CharField(max_length=64)
+    description = forms.CharField(required=False, max_length=200)
+    selector = forms.CharField(required=False, max_length=2000, help_text="env=prod,region=eu")
+    hosts = forms.CharField(
+        required=False, max_length=20_000, help_text="host names, comma or space separated"
+    )
+
+    def clean_selector(self) -> dict[str, str]:
+        return _selector_field(self.cleaned_data["selector"], "selector")
+
+    def clean_hosts(self) -> list[str]:
+        return [h for h in self.cleaned_data["hosts"].replace(",", " ").split() if h]
+
+
+class CampaignForm(forms.Form):
+    """Target, rule and waves of a campaign (the preview and the proposal read the same form)."""
+
+    from .models import Campaign as _Campaign
+
+    target_kind = forms.ChoiceField(choices=_Campaign.Target.choices, initial=_Campaign.Target.GROUP)
+    group = forms.CharField(required=False, max_length=64)
+    selector = forms.CharField(required=False, max_length=2000)
+    rule_kind = forms.ChoiceField(choices=_Campaign.Rule.choices, initial=_Campaign.Rule.POLICY)
+    policy = forms.CharField(required=False, max_length=64, initial="prefix")
+    prefix = forms.CharField(required=False, max_length=200)
+    days = forms.IntegerField(required=False, min_value=0)
+    keep = forms.IntegerField(required=False, min_value=1)
+    model_name = forms.CharField(required=False, max_length=255)
+    model_sha256 = forms.CharField(required=False, max_length=64)
+    canary_size = forms.IntegerField(min_value=1, initial=1)
+    wave_size = forms.IntegerField(required=False, min_value=1)
+    wave_percent = forms.IntegerField(required=False, min_value=1, max_value=100)
+    failure_threshold = forms.IntegerField(
+        min_value=0, max_value=99, initial=0, help_text="percent of a wave's hosts that may fail"
+    )
+    reason = forms.CharField(required=False, max_length=2000)
+    del _Campaign
+
+    def clean_selector(self) -> dict[str, str]:
+        return _selector_field(self.cleaned_data["selector"], "selector")
+
+    def spec(self):
+        """The plan.Spec this form asks for; raises ValidationError for an unknown group."""
+        from .campaigns.plan import Spec
+        from .models import Campaign, HostGroup
+
+        data = self.cleaned_data
+        group = None
+        if data["target_kind"] == Campaign.Target.GROUP:
+            group = HostGroup.objects.filter(name=data["group"].strip()).first()
+            if group is None:
+                raise forms.ValidationError(f"no such group: {data['group']!r}")
+        from . import policies
+
+        policy = policies.REGISTRY.get(data["policy"].strip())
+        # The form has a field for every policy's parameter; only the chosen policy's count.
+        names = {p.name for p in policy.params} if policy else set()
+        params = {
+            k: data[k] for k in ("prefix", "days", "keep") if k in names and data.get(k) not in (None, "")
+        }
+        return Spec(
+            target_kind=data["target_kind"],
+            rule_kind=data["rule_kind"],
+            group=group,
+            selector=data["selector"],
+            model_sha256=data["model_sha256"].strip().lower(),
+            model_name=data["model_name"].strip(),
+            policy=data["policy"].strip(),
+            policy_params=params,
+            canary_size=data["canary_size"],
+            wave_size=data["wave_size"],
+            wave_percent=data["wave_percent"],
+            failure_threshold=(data["failure_threshold"] or 0) / 100,
+        )
+
+
+class CampaignDecisionForm(forms.Form):
+    comment = forms.CharField(required=False, max_length=2000)
+    allow_last_copy = forms.BooleanField(required=False)

@@ -319,6 +319,7 @@ DELETION_COLUMNS = (
     "finished_at",
     "host",
     "request_id",
+    "campaign_id",
     "requested_by",
     "approved_by",
     "decided_at",
@@ -339,6 +340,8 @@ def deletion_row(item: PruneItem) -> dict:
         "finished_at": item.finished_at.isoformat() if item.finished_at else "",
         "host": request.host.name,
         "request_id": str(request.id),
+        # A host's part of a campaign: the campaign it was approved with (empty otherwise).
+        "campaign_id": str(request.campaign_id) if request.campaign_id else "",
         "requested_by": request.requested_by_name,
         "approved_by": request.decided_by.get_username() if request.decided_by else "",
         "decided_at": request.decided_at.isoformat() if request.decided_at else "",

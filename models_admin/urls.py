@@ -3,7 +3,20 @@
 from django.urls import path
 
 from .notifications import views as notification_views
-from .views import audit, auth, capacity, enrollment, fleet, history, hosts, modelpages, reports, requests
+from .views import (
+    audit,
+    auth,
+    campaigns,
+    capacity,
+    enrollment,
+    fleet,
+    groups,
+    history,
+    hosts,
+    modelpages,
+    reports,
+    requests,
+)
 
 urlpatterns = [
     path("", fleet.overview, name="ocrdash-fleet"),
@@ -22,6 +35,20 @@ urlpatterns = [
     path("hosts/<str:name>/revoke-key/", enrollment.revoke_host_key, name="ocrdash-host-revoke-key"),
     path("hosts/<str:name>/accept-key/", enrollment.accept_new_key, name="ocrdash-host-accept-key"),
     path("hosts/<str:name>/reject-key/", enrollment.reject_new_key, name="ocrdash-host-reject-key"),
+    path("hosts/<str:name>/labels/", groups.set_host_labels, name="ocrdash-host-labels"),
+    path("groups/", groups.index, name="ocrdash-groups"),
+    path("groups/save/", groups.save, name="ocrdash-group-save"),
+    path("groups/<str:name>/delete/", groups.delete, name="ocrdash-group-delete"),
+    path("campaigns/", campaigns.index, name="ocrdash-campaigns"),
+    path("campaigns/new/", campaigns.new, name="ocrdash-campaign-new"),
+    path("campaigns/propose/", campaigns.propose, name="ocrdash-campaign-propose"),
+    path("campaigns/<uuid:campaign_id>/", campaigns.detail, name="ocrdash-campaign"),
+    path("campaigns/<uuid:campaign_id>/approve/", campaigns.approve, name="ocrdash-campaign-approve"),
+    path("campaigns/<uuid:campaign_id>/reject/", campaigns.reject, name="ocrdash-campaign-reject"),
+    path("campaigns/<uuid:campaign_id>/pause/", campaigns.pause, name="ocrdash-campaign-pause"),
+    path("campaigns/<uuid:campaign_id>/resume/", campaigns.resume, name="ocrdash-campaign-resume"),
+    path("campaigns/<uuid:campaign_id>/halt/", campaigns.halt, name="ocrdash-campaign-halt"),
+    path("campaigns/<uuid:campaign_id>/cancel/", campaigns.cancel, name="ocrdash-campaign-cancel"),
     path("enrollment/", enrollment.index, name="ocrdash-enrollment"),
     path("enrollment/tokens/", enrollment.create, name="ocrdash-enrollment-create"),
     path("enrollment/tokens/<uuid:token_id>/revoke/", enrollment.revoke, name="ocrdash-enrollment-revoke"),

@@ -10,10 +10,34 @@ from models_admin.models import AuditEvent, Host, PruneRequest, ReceivedReport
 class HostFilter(filters.FilterSet):
     status = filters.ChoiceFilter(choices=Host.Status.choices)
     name = filters.CharFilter(field_name="name", lookup_expr="icontains")
+    # ?label=env=prod,region=eu (approver-set labels only) and ?group=<name>.
+    label = filters.CharFilter(method="filter_label")
+    group = filters.CharFilter(method="filter_group")
 
     class Meta:
         model = Host
-        fields = ["status", "name"]
+        fields = ["status", "name", "label", "group"]
+
+    def filter_label(self, queryset, name, value):
+        from rest_framework.exceptions import ValidationError
+
+        from models_admin.fleet import labels
+
+        try:
+            return labels.matching(queryset, labels.parse_selector(value))
+        except labels.LabelError as exc:
+            raise ValidationError({"label": [str(exc)]}) from None
+
+    def filter_group(self, queryset, name, value):
+        from rest_framework.exceptions import ValidationError
+
+        from models_admin.fleet import labels
+        from models_admin.models import HostGroup
+
+        group = HostGroup.objects.filter(name=value).first()
+        if group is None:
+            raise ValidationError({"group": [f"no such group: {value!r}"]})
+        return labels.group_hosts(group, queryset)
 
 
 class PruneRequestFilter(filters.FilterSet):

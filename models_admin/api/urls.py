@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import docs, views
+from . import campaigns, docs, views
 
 urlpatterns = [
     path("", docs.ApiRoot.as_view(), name="api-root"),
@@ -36,6 +36,17 @@ urlpatterns = [
         "prune-requests/<uuid:request_id>/restore/",
         views.RequestRestore.as_view(),
         name="api-request-restore",
+    ),
+    path("hosts/<str:name>/labels/", campaigns.HostLabels.as_view(), name="api-host-labels"),
+    path("groups/", campaigns.GroupList.as_view(), name="api-groups"),
+    path("groups/<str:name>/", campaigns.GroupDetail.as_view(), name="api-group"),
+    path("campaigns/", campaigns.CampaignList.as_view(), name="api-campaigns"),
+    path("campaigns/preview/", campaigns.CampaignPreview.as_view(), name="api-campaign-preview"),
+    path("campaigns/<uuid:campaign_id>/", campaigns.CampaignDetail.as_view(), name="api-campaign"),
+    path(
+        "campaigns/<uuid:campaign_id>/<str:verb>/",
+        campaigns.CampaignAction.as_view(),
+        name="api-campaign-action",
     ),
     path("audit/", views.AuditList.as_view(), name="api-audit"),
     path("reports/rejected/", views.RejectedReportList.as_view(), name="api-rejected-reports"),

@@ -51,11 +51,11 @@ class CampaignError(workflow.WorkflowError):
     """A campaign transition that is not allowed; ``str()`` is fit to show the user."""
 
 
-class WrongState(CampaignError):
+class WrongState(CampaignError, workflow.WrongState):
     pass
 
 
-class NotAllowed(CampaignError):
+class NotAllowed(CampaignError, workflow.NotAllowed):
     pass
 
 

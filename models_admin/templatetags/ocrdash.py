@@ -32,6 +32,15 @@ STATE_COLOURS: dict[str, str] = {
     Host.Status.PENDING: "warning",
     Host.Status.ACTIVE: "success",
     Host.Status.RETIRED: "secondary",
+    # Campaigns and their per-host parts (campaigns/).
+    "running": "primary",
+    "paused": "warning",
+    "halted": "danger",
+    "cancelled": "secondary",
+    "planned": "secondary",
+    "sent": "primary",
+    "done": "success",
+    "skipped": "secondary",
 }
 OUTCOME_COLOURS = {
     "pending": "secondary",

@@ -9,10 +9,10 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from models_admin import workflow
+from models_admin import reports, workflow
 from models_admin.campaigns import plan, rollout
 from models_admin.fleet import labels
-from models_admin.models import AuditEvent, Campaign, CampaignHost, Host, PruneRequest
+from models_admin.models import AuditEvent, Campaign, CampaignHost, Host, PruneItem, PruneRequest
 from models_admin.tests.conftest import sha
 from workers.schema import ItemOutcome, Outcome
 
@@ -159,6 +159,9 @@ def test_approval_starts_the_canary_then_the_next_wave_after_it_finished(
         finish(request, Outcome.QUARANTINED, django_capture_on_commit_callbacks)
     campaign.refresh_from_db()
     assert campaign.state == Campaign.State.COMPLETED and rollout.bytes_freed(campaign) == 5_000
+    # The exports (CSV and JSON share deletion_row) name the campaign of every removed file.
+    rows = [reports.deletion_row(i) for i in PruneItem.objects.filter(request__campaign=campaign)]
+    assert len(rows) == 5 and {r["campaign_id"] for r in rows} == {str(campaign.id)}
     actions = list(
         AuditEvent.objects.filter(object_type="campaign", object_id=str(campaign.id))
         .order_by("id")

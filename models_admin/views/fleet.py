@@ -29,8 +29,9 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from ..fleet import labels
 from ..forms import FleetFilterForm
-from ..models import Host, PruneRequest
+from ..models import Host, HostGroup, PruneRequest
 from ..roles import Action
 from . import require
 
@@ -96,6 +97,10 @@ def fleet_hosts(form: FleetFilterForm, now=None) -> tuple[QuerySet[Host], str]:
         hosts = hosts.filter(problems["error"])
     if data.get("min_size") is not None:
         hosts = hosts.filter(total_bytes__gte=data["min_size"])
+    if data.get("label"):
+        hosts = labels.matching(hosts, data["label"])
+    if data.get("group") is not None:
+        hosts = labels.group_hosts(data["group"], hosts)
     sort = data.get("sort") or ""
     if sort.lstrip("-") not in SORTS:
         rank = Case(
@@ -137,6 +142,7 @@ def _context(request: HttpRequest) -> dict:
     return {
         "form": form,
         "hosts": rows,
+        "host_groups": HostGroup.objects.order_by("name"),
         "page": page,
         "sort": sort,
         "attention": ATTENTION,

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from .. import feedback, history, policies, workflow
 from ..capacity import usage as capacity_usage
+from ..fleet.labels import format_selector
 from ..forms import DiffForm, PolicyProposeForm, ProposeForm
 from ..models import ModelFile, PruneItem, PruneRequest
 from ..roles import Action
@@ -65,6 +66,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "key_revoked": host.keys.filter(revoked_at__isnull=False).exists(),
             "presence": presence(host),
             "offline_after_minutes": settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"],
+            "labels_text": format_selector(host.labels or {}),
             "files": files,
             "in_use": in_use,
             "stores": capacity_usage.store_rows(host),

@@ -94,6 +94,8 @@ def detail(request: HttpRequest, key: str) -> HttpResponse:
             "hosts": hosts,
             "hashes": sorted(v for v in identities.values_list("sha256", flat=True).distinct() if v),
             "total_bytes": totals["bytes"],
+            # One "remove everywhere" campaign per identity (name and content) shown here.
+            "identities": sorted((v.name, v.sha256) for v in identities.only("name", "sha256") if v.sha256),
             "nav": "models",
         },
     )

@@ -89,6 +89,10 @@ class DemoHost:
     ocr_files: dict[str, tuple[int, str]] = field(default_factory=dict)
     # A model a stand-in OCR engine process keeps memory-mapped, so "in use now" shows.
     held_open: str | None = None
+    # Labels an approver sets (what groups and campaigns target), and what the agent itself
+    # reports from OCRDASH_HOST_LABELS (shown apart, never targeted).
+    labels: dict[str, str] = field(default_factory=dict)
+    reported: str = ""
 
 
 HOSTS: list[DemoHost] = [
@@ -104,6 +108,8 @@ HOSTS: list[DemoHost] = [
         changes_after_first_scan="layout/table_detector_v3.onnx",
         ocr_files={"english.OCR": (384 * KIB, "ocr-en"), "old_latin.OCR": (640 * KIB, "ocr-latin-v1")},
         held_open="en_ocr_v2.gguf",
+        labels={"env": "prod", "region": "east"},
+        reported="rack=e1",
     ),
     DemoHost(
         "ocr-west-1",
@@ -116,8 +122,32 @@ HOSTS: list[DemoHost] = [
             f"llm/{ASPOSE_DEFAULT_MODEL}": (512 * KIB, "llama-3.2-3b"),
         },
         ocr_files={"english.OCR": (384 * KIB, "ocr-en"), "arabic.OCR": (512 * KIB, "ocr-ar")},
+        labels={"env": "prod", "region": "west"},
+        reported="rack=w1",
     ),
-    DemoHost("ocr-lab", has_model_dir=False),
+    DemoHost("ocr-lab", has_model_dir=False, labels={"env": "lab"}),
+    DemoHost(
+        "ocr-east-2",
+        {"en_ocr_v2.gguf": (2 * MIB, "en-v2"), "old_fr_ocr_v1.bin": (3 * MIB, "fr-v1")},
+        labels={"env": "prod", "region": "east"},
+        reported="rack=e2",
+    ),
+    DemoHost(
+        "ocr-west-2",
+        {
+            "en_ocr_v2.gguf": (2 * MIB, "en-v2"),
+            "fr_ocr_v2.bin": (3 * MIB, "fr-v2"),
+            "old_fr_ocr_v1.bin": (3 * MIB, "fr-v1"),
+        },
+        labels={"env": "prod", "region": "west"},
+        reported="rack=w2",
+    ),
+    DemoHost(
+        "ocr-west-3",
+        {"fr_ocr_v2.bin": (3 * MIB, "fr-v2"), "old_fr_ocr_v1.bin": (3 * MIB, "fr-v1")},
+        labels={"env": "prod", "region": "west"},
+        reported="rack=w3",
+    ),
 ]
 
 
@@ -552,6 +582,63 @@ def propose_first_request(var: Path) -> str | None:
     return host.name if run.request is not None else None
 
 
+def label_hosts() -> None:
+    """The approver labels the hosts (once: an approver's later changes are kept) and saves the
+    two region groups the campaign pages offer."""
+    from django.contrib.auth import get_user_model
+
+    from models_admin.fleet import labels
+    from models_admin.models import Host, HostGroup
+
+    approver = get_user_model().objects.get(username=ACCOUNTS[2][0])
+    for host in HOSTS:
+        row = Host.objects.get(name=host.name)
+        if host.labels and not row.labels:
+            labels.set_labels(row, host.labels, approver)
+    for region in ("east", "west"):
+        if not HostGroup.objects.filter(name=f"prod-{region}").exists():
+            labels.save_group(
+                f"prod-{region}",
+                selector={"env": "prod", "region": region},
+                user=approver,
+                description=f"production hosts in the {region}",
+            )
+
+
+def propose_first_campaign(var: Path) -> str | None:
+    """Once per demo folder: the operator proposes removing the old French model from every
+    production host, canary first, so the approver finds a campaign waiting."""
+    from django.contrib.auth import get_user_model
+
+    from models_admin.campaigns import plan, rollout
+    from models_admin.models import Campaign, ModelFile
+
+    marker = var / ".campaign"
+    if marker.exists():
+        return None
+    old = ModelFile.objects.filter(name="old_fr_ocr_v1.bin").exclude(sha256="").first()
+    if old is None:
+        return None
+    operator = get_user_model().objects.get(username=ACCOUNTS[1][0])
+    spec = plan.Spec(
+        target_kind=Campaign.Target.SELECTOR,
+        selector={"env": "prod"},
+        rule_kind=Campaign.Rule.IDENTITY,
+        model_name=old.name,
+        model_sha256=old.sha256,
+        canary_size=1,
+        wave_size=2,
+    )
+    try:
+        reason = "demo: the French v2 model replaced v1 everywhere"
+        campaign = rollout.propose(spec, user=operator, reason=reason)
+    except rollout.CampaignError as exc:
+        print(f"  (no demo campaign: {exc})")
+        return None
+    marker.write_text("the demo proposed its first campaign\n")
+    return campaign.short_id
+
+
 def ask_inventory(name: str) -> None:
     from django.contrib.auth import get_user_model
 
@@ -635,6 +722,8 @@ def start_processes(
         )
         if host.name in token_files:
             agent_env["OCRDASH_ENROLLMENT_TOKEN_FILE"] = str(token_files[host.name])
+        if host.reported:
+            agent_env["OCRDASH_HOST_LABELS"] = host.reported
         # The agent is a plain Python program on its host: it must not see the dashboard's
         # database or its private key (in production it has no such setting at all), nor a
         # token from the environment the demo was started in.
@@ -781,7 +870,7 @@ def run(args: argparse.Namespace) -> int:
             public_key, token_files = prepare_trust(var)
             print(
                 "Starting the web server, the ingest and notification workers, the scheduler,"
-                " the mail sink and three agents ..."
+                f" the mail sink and {len(HOSTS)} agents ..."
             )
             start_processes(sup, var, env, args.port, public_key, token_files)
             wait_for_hosts(sup, names, args.host_timeout)
@@ -799,6 +888,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {large_on}: a {size} MB model appeared; its page shows its first hashing")
                 ask_inventory(large_on)
                 follow.append(large_on)
+            label_hosts()
+            if (campaign := propose_first_campaign(var)) is not None:
+                print(f"  campaign {campaign}: the operator proposed removing old_fr_ocr_v1.bin from prod")
             print(banner(args.port, var, env["CELERY_BROKER_URL"]), flush=True)
             watch(sup, var / "mail.log", follow)
         except Stop as stop:

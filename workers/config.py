@@ -110,7 +110,8 @@ def parse_labels(text: str, variable: str = "OCRDASH_HOST_LABELS") -> dict[str, 
             or not re.fullmatch(LABEL_VALUE_PATTERN, value)
         ):
             raise ConfigError(
-                f"{variable}: {part!r} is not key=value (key: lower-case letters, digits, '.', '_', '-'; "
+                f"{variable}: {part!r} is not key=value (key: a lower-case letter, then lower-case "
+                "letters, digits, '.', '_', '-'; "
                 "value: letters, digits, '.', '_', '-')"
             )
         labels[key] = value

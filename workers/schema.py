@@ -58,7 +58,8 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 
 # Host labels (``env=prod``): keys and values kept to characters that read the same in a URL,
 # a selector (``env=prod,region=eu``) and a page. One definition for the agent and the dashboard.
-LABEL_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+# A key starts with a letter: a key of digits alone would read as an array index in a JSON path.
+LABEL_KEY_PATTERN = r"^[a-z][a-z0-9._-]{0,62}$"
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9._-]{0,63}$"
 MAX_LABELS = 32
 

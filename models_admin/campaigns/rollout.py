@@ -488,10 +488,13 @@ class Progress:
     bytes_freed: int
 
     @property
+    def taking_part(self) -> int:
+        return self.hosts - self.skipped
+
+    @property
     def percent(self) -> int:
-        taking_part = self.hosts - self.skipped
         finished = self.done + self.failed
-        return round(100 * finished / taking_part) if taking_part else 100
+        return round(100 * finished / self.taking_part) if self.taking_part else 100
 
 
 def progress(campaign: Campaign) -> Progress:

@@ -12,8 +12,9 @@ import re
 from collections.abc import Iterable, Mapping
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import CharField, QuerySet
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from workers.schema import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, MAX_LABELS
 
@@ -38,7 +39,10 @@ def parse_selector(text: str, *, what: str = "selector") -> dict[str, str]:
         if not sep:
             raise LabelError(f"{what}: {part!r} is not key=value")
         if not re.fullmatch(LABEL_KEY_PATTERN, key):
-            raise LabelError(f"{what}: key {key!r} must be lower-case letters, digits, '.', '_' or '-'")
+            raise LabelError(
+                f"{what}: key {key!r} must start with a lower-case letter, then lower-case letters, "
+                "digits, '.', '_' or '-'"
+            )
         if not re.fullmatch(LABEL_VALUE_PATTERN, value):
             raise LabelError(f"{what}: value {value!r} of {key!r} must be letters, digits, '.', '_' or '-'")
         if key in labels and labels[key] != value:
@@ -56,12 +60,13 @@ def format_selector(labels: Mapping[str, str]) -> str:
 def matching(hosts: QuerySet[Host], selector: Mapping[str, str]) -> QuerySet[Host]:
     """``hosts`` narrowed to those whose approver-set labels include every pair of ``selector``.
 
-    KeyTextTransform rather than ``labels__<key>``: a key may contain ``__``, and the same
-    query runs on SQLite (the demo) and PostgreSQL.
+    The key's text cast to a string rather than ``labels__<key>``: a key may contain ``__``,
+    and a compared JSON value would be encoded differently by SQLite (the demo) and PostgreSQL.
     """
     for i, (key, value) in enumerate(sorted(selector.items())):
         alias = f"_label_{i}"
-        hosts = hosts.alias(**{alias: KeyTextTransform(key, "labels")}).filter(**{alias: value})
+        text = Cast(KeyTextTransform(key, "labels"), output_field=CharField())
+        hosts = hosts.alias(**{alias: text}).filter(**{alias: value})
     return hosts
 
 

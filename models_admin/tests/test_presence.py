@@ -16,6 +16,7 @@ from models_admin.tests.conftest import ingest, signed_report
 from workers.schema import HeartbeatReport, ModelDirState
 
 pytestmark = pytest.mark.django_db
+WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
 def beat(host: str, sent_at=None, **fields) -> HeartbeatReport:

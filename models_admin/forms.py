@@ -170,7 +170,8 @@ class CampaignForm(forms.Form):
     selector = forms.CharField(required=False, max_length=2000)
     rule_kind = forms.ChoiceField(choices=_Campaign.Rule.choices, initial=_Campaign.Rule.POLICY)
     policy = forms.CharField(required=False, max_length=64, initial="prefix")
-    prefix = forms.CharField(required=False, max_length=200)
+    # Not "prefix": a form's prefix attribute names its fields' HTML prefix.
+    name_prefix = forms.CharField(required=False, max_length=200)
     days = forms.IntegerField(required=False, min_value=0)
     keep = forms.IntegerField(required=False, min_value=1)
     model_name = forms.CharField(required=False, max_length=255)
@@ -203,9 +204,8 @@ class CampaignForm(forms.Form):
         policy = policies.REGISTRY.get(data["policy"].strip())
         # The form has a field for every policy's parameter; only the chosen policy's count.
         names = {p.name for p in policy.params} if policy else set()
-        params = {
-            k: data[k] for k in ("prefix", "days", "keep") if k in names and data.get(k) not in (None, "")
-        }
+        given: dict[str, Any] = {"prefix": data["name_prefix"], "days": data["days"], "keep": data["keep"]}
+        params: dict[str, Any] = {k: v for k, v in given.items() if k in names and v not in (None, "")}
         return Spec(
             target_kind=data["target_kind"],
             rule_kind=data["rule_kind"],

@@ -7,7 +7,7 @@ deciding on and steering one APPROVE. State changes go through ``fleet.labels`` 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.shortcuts import get_object_or_404
 from rest_framework import generics, serializers, status
@@ -49,7 +49,7 @@ class LabelsSerializer(serializers.Serializer):
 class GroupSerializer(serializers.ModelSerializer):
     selector = SelectorField(required=False, default=dict)
     hosts = serializers.SlugRelatedField(
-        many=True, slug_field="name", queryset=Host.objects.all(), required=False, default=list
+        many=True, slug_field="name", queryset=Host.objects.all(), required=False
     )
     members = serializers.SerializerMethodField()
 
@@ -57,10 +57,14 @@ class GroupSerializer(serializers.ModelSerializer):
         model = HostGroup
         fields = ["name", "description", "selector", "hosts", "members", "created_by", "created_at"]
         read_only_fields = ["created_by", "created_at"]
-        extra_kwargs = {"name": {"validators": []}}  # saving a name again replaces the group
+        extra_kwargs: ClassVar[dict[str, Any]] = {
+            "name": {"validators": []}
+        }  # saving a name again replaces the group
 
     def get_members(self, group: HostGroup) -> list[str]:
-        return list(labels.group_hosts(group).order_by("name").values_list("name", flat=True))
+        return list(
+            labels.group_hosts(group, Host.objects.all()).order_by("name").values_list("name", flat=True)
+        )
 
 
 class SpecSerializer(serializers.Serializer):
@@ -261,7 +265,7 @@ class GroupList(_Api, generics.ListCreateAPIView):
                 data["name"],
                 user=request.user,
                 selector=data["selector"],
-                hosts=[h.name for h in data["hosts"]],
+                hosts=[h.name for h in data.get("hosts", [])],
                 description=data.get("description", ""),
             )
         except labels.LabelError as exc:

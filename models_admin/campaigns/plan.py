@@ -183,7 +183,8 @@ def preview(spec: Spec, now: datetime | None = None) -> Preview:
     params = validate(spec)
     hosts = list(target_hosts(spec).order_by("name"))
     plans = [HostPlan(h, skipped=skip_reason(h, now)) for h in hosts]
-    live = {p.host.current_snapshot_id: p for p in plans if not p.skipped}
+    # skip_reason leaves out hosts without a snapshot; the filter says so to the type checker.
+    live = {p.host.current_snapshot_id: p for p in plans if not p.skipped and p.host.current_snapshot_id}
     files = ModelFile.objects.filter(snapshot_id__in=list(live))
     if spec.rule_kind == Rule.IDENTITY:
         files = files.filter(sha256=spec.model_sha256, name=spec.model_name)

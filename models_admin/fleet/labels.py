@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from django.db import transaction
 from django.db.models import CharField, QuerySet
@@ -21,6 +22,7 @@ from workers.schema import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, MAX_LABELS
 from ..models import AuditEvent, Host, HostGroup
 
 Action = AuditEvent.Action
+_H = TypeVar("_H", bound=Host)  # a Host queryset, annotated or not, keeps its type through a filter
 GROUP_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
@@ -57,7 +59,7 @@ def format_selector(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def matching(hosts: QuerySet[Host], selector: Mapping[str, str]) -> QuerySet[Host]:
+def matching(hosts: QuerySet[_H], selector: Mapping[str, str]) -> QuerySet[_H]:
     """``hosts`` narrowed to those whose approver-set labels include every pair of ``selector``.
 
     The key's text cast to a string rather than ``labels__<key>``: a key may contain ``__``,
@@ -70,9 +72,8 @@ def matching(hosts: QuerySet[Host], selector: Mapping[str, str]) -> QuerySet[Hos
     return hosts
 
 
-def group_hosts(group: HostGroup, hosts: QuerySet[Host] | None = None) -> QuerySet[Host]:
-    """The hosts of ``group`` (retired ones included: callers decide what they skip)."""
-    hosts = hosts if hosts is not None else Host.objects.all()
+def group_hosts(group: HostGroup, hosts: QuerySet[_H]) -> QuerySet[_H]:
+    """The hosts of ``group`` among ``hosts`` (retired ones included: callers decide what they skip)."""
     if group.is_selector:
         return matching(hosts, group.selector)
     return hosts.filter(explicit_groups=group)

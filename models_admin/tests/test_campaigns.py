@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -79,7 +80,13 @@ def test_waves_by_size_and_percentage(prod) -> None:
     assert [p.wave for p in plan.preview(spec(wave_size=2)).planned] == [0, 1, 1, 2, 2]
     assert [p.wave for p in plan.preview(spec(wave_percent=50)).planned] == [0, 1, 1, 2, 2]
     assert [p.wave for p in plan.preview(spec(canary_size=2)).planned] == [0, 0, 1, 1, 1]
-    for bad in ({"canary_size": 0}, {"wave_percent": 101}, {"selector": {}}, {"failure_threshold": 1.5}):
+    bad_specs: tuple[dict[str, Any], ...] = (
+        {"canary_size": 0},
+        {"wave_percent": 101},
+        {"selector": {}},
+        {"failure_threshold": 1.5},
+    )
+    for bad in bad_specs:
         with pytest.raises(plan.PlanError):
             plan.preview(spec(**bad))
 

@@ -83,7 +83,11 @@ def test_canary_failure_halts_then_a_campaign_rolls_out_in_waves(tmp_path: Path,
         }
         assert parts[canary].wave == 0 and {parts[n].wave for n in names[1:]} == {1}
         # The rest was sent only after the canary's answer came back.
-        assert all(parts[n].request.dispatched_at >= parts[canary].request.finished_at for n in names[1:])
+        canary_done = parts[canary].request.finished_at
+        assert canary_done is not None
+        for name in names[1:]:
+            sent_at = parts[name].request.dispatched_at
+            assert sent_at is not None and sent_at >= canary_done
         assert {p.state for p in parts.values()} == {CampaignHost.State.DONE}
         assert rollout.bytes_freed(second) == 3 * len(b"old french model v1")
         for name in names:

@@ -48,10 +48,13 @@ def test_groups_are_a_selector_or_a_list(make_host, approver) -> None:
     labels.set_labels(a, {"env": "prod"}, approver)
     by_label = labels.save_group("prod", selector={"env": "prod"}, user=approver)
     listed = labels.save_group("pair", hosts=["ocr-a", "ocr-b"], user=approver)
-    assert list(labels.group_hosts(by_label).values_list("name", flat=True)) == ["ocr-a"]
-    assert set(labels.group_hosts(listed).values_list("name", flat=True)) == {"ocr-a", "ocr-b"}
+    assert list(labels.group_hosts(by_label, Host.objects.all()).values_list("name", flat=True)) == ["ocr-a"]
+    assert set(labels.group_hosts(listed, Host.objects.all()).values_list("name", flat=True)) == {
+        "ocr-a",
+        "ocr-b",
+    }
     labels.set_labels(b, {"env": "prod"}, approver)  # a selector group follows the labels
-    assert labels.group_hosts(by_label).count() == 2
+    assert labels.group_hosts(by_label, Host.objects.all()).count() == 2
     for kwargs, why in (
         ({"name": "Bad Name", "selector": {"env": "x"}}, "group name"),
         ({"name": "both", "selector": {"env": "x"}, "hosts": ["ocr-a"]}, "not both"),

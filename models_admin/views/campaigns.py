@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import groupby
+from typing import Any
 
 from django import forms as djforms
 from django.contrib import messages
@@ -37,10 +38,10 @@ def index(request: HttpRequest) -> HttpResponse:
     if state in Campaign.State.values:
         campaigns = campaigns.filter(state=state)
     page = Paginator(campaigns, PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = list(page.object_list)
-    for campaign in rows:
-        campaign.progress = rollout.progress(campaign)
-        campaign.rule = rollout.rule_label(campaign)
+    rows = [
+        {"campaign": c, "progress": rollout.progress(c), "rule": rollout.rule_label(c)}
+        for c in page.object_list
+    ]
     return render(
         request,
         "models_admin/campaigns.html",
@@ -128,7 +129,7 @@ def detail(request: HttpRequest, campaign_id) -> HttpResponse:
 def _decide(request: HttpRequest, campaign_id, transition: Callable, done: str) -> HttpResponse:
     campaign = _get_campaign(request, campaign_id, Action.APPROVE)
     form = CampaignDecisionForm(request.POST)
-    data = form.cleaned_data if form.is_valid() else {"comment": "", "allow_last_copy": False}
+    data: dict[str, Any] = form.cleaned_data if form.is_valid() else {"comment": "", "allow_last_copy": False}
     try:
         if transition is rollout.approve:
             rollout.approve(

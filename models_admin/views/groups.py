@@ -17,11 +17,16 @@ from . import flash_error, get_host_for_user, require
 
 def index(request: HttpRequest) -> HttpResponse:
     require(request, Action.VIEW)
-    groups = list(HostGroup.objects.annotate(listed=Count("hosts")).order_by("name"))
     live = Host.objects.exclude(status=Host.Status.RETIRED)
-    for group in groups:
-        group.members = labels.group_hosts(group, live).count()
-        group.selector_text = labels.format_selector(group.selector)
+    groups = [
+        {
+            "group": group,
+            "listed": group.listed,
+            "members": labels.group_hosts(group, live).count(),
+            "selector_text": labels.format_selector(group.selector),
+        }
+        for group in HostGroup.objects.annotate(listed=Count("hosts")).order_by("name")
+    ]
     used = sorted(
         {
             f"{k}={v}"
@@ -42,7 +47,7 @@ def save(request: HttpRequest) -> HttpResponse:
     form = GroupForm(request.POST)
     if not form.is_valid():
         for errors in form.errors.values():
-            messages.error(request, errors[0])
+            messages.error(request, str(errors[0]))
         return redirect("ocrdash-groups")
     data = form.cleaned_data
     try:
@@ -74,7 +79,7 @@ def set_host_labels(request: HttpRequest, name: str) -> HttpResponse:
     host = get_host_for_user(request, name, Action.MANAGE_HOSTS)
     form = LabelsForm(request.POST)
     if not form.is_valid():
-        messages.error(request, form.errors["labels"][0])
+        messages.error(request, str(form.errors["labels"][0]))
         return redirect("ocrdash-host", name=host.name)
     labels.set_labels(host, form.cleaned_data["labels"], request.user)
     messages.success(request, f"Labels of {host.name} saved.")

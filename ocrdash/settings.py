@@ -245,6 +245,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Three models have a field called state; each keeps its own enum name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "PruneRequestStateEnum": "models_admin.models.PruneRequest.State",
+        "CampaignStateEnum": "models_admin.models.Campaign.State",
+        "CampaignHostStateEnum": "models_admin.models.CampaignHost.State",
+    },
 }
 
 # ---------------------------------------------------------------- Celery

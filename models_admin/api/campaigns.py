@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiTypes, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -26,6 +27,14 @@ from .views import _Api, _validated
 # ---------------------------------------------------------------- serializers
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "example": "env=prod,region=eu"},
+            {"type": "object", "additionalProperties": {"type": "string"}},
+        ]
+    }
+)
 class SelectorField(serializers.Field):
     """A selector as ``"env=prod,region=eu"`` or ``{"env": "prod"}``; read back as a dict."""
 
@@ -233,23 +242,31 @@ def preview_data(preview: plan.Preview) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- views
 
+LABELS_OUT = inline_serializer(
+    "HostLabels",
+    {
+        "labels": serializers.DictField(child=serializers.CharField()),
+        "reported_labels": serializers.DictField(child=serializers.CharField()),
+    },
+)
+
 
 class HostLabels(_Api, APIView):
     """PUT the host's labels (replacing them all); GET them with the ones it reports itself."""
 
     action_required = Action.MANAGE_HOSTS
 
+    @extend_schema(responses=LABELS_OUT)
     def get(self, request: Request, name: str) -> Response:
         host = get_object_or_404(Host, name=name)
         return Response({"labels": host.labels, "reported_labels": host.reported_labels})
 
+    @extend_schema(request=LabelsSerializer, responses=LABELS_OUT)
     def put(self, request: Request, name: str) -> Response:
         host = get_object_or_404(Host, name=name)
         data = _validated(LabelsSerializer, request.data)
         host = labels.set_labels(host, data["labels"], request.user)
         return Response({"labels": host.labels, "reported_labels": host.reported_labels})
-
-    post = put
 
 
 class GroupList(_Api, generics.ListCreateAPIView):
@@ -305,6 +322,10 @@ class CampaignList(_Api, generics.ListCreateAPIView):
             campaigns = campaigns.filter(state=state)
         return campaigns.order_by("-created_at")
 
+    @extend_schema(request=SpecSerializer, responses={201: CampaignDetailSerializer})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.create(request, *args, **kwargs)
+
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = SpecSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -319,6 +340,7 @@ class CampaignPreview(_Api, APIView):
 
     action_required = Action.PROPOSE
 
+    @extend_schema(request=SpecSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request) -> Response:
         serializer = SpecSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -351,6 +373,11 @@ class CampaignAction(_Api, APIView):
         "cancel": rollout.cancel,
     }
 
+    @extend_schema(
+        operation_id="campaigns_action",
+        request=DecisionSerializer,
+        responses=CampaignDetailSerializer,
+    )
     def post(self, request: Request, campaign_id, verb: str) -> Response:
         transition = self.transitions.get(verb)
         if transition is None:

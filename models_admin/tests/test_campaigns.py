@@ -289,7 +289,8 @@ def test_a_proposal_expires_and_can_be_rejected(prod, operator, approver) -> Non
         rollout.propose(spec(selector={"env": "nowhere"}), user=operator, reason="x")
 
 
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback: the flush after a transaction test must not lose the migrations' groups.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_approvers_at_once_exactly_one_wins(prod, operator, approver, approver2, host_queue) -> None:
     if connection.vendor != "postgresql":
         pytest.skip("row locks need PostgreSQL")

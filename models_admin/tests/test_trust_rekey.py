@@ -76,7 +76,7 @@ def _decide(barrier: threading.Barrier, outcomes: dict, name: str, fn, host: Hos
         connection.close()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_accepting_and_refusing_a_new_key_at_once_leave_exactly_one_decision(make_host, approver):
     """Two approvers on two connections: one accepts while the other refuses the same new key.
 

@@ -13,9 +13,12 @@ def _digest(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_it_seeds_the_three_hosts_with_what_the_demo_needs(tmp_path):
+def test_it_seeds_the_six_hosts_with_what_the_demo_needs(tmp_path):
     folders = {h.name: demo.seed_host(tmp_path, h) for h in demo.HOSTS}
-    assert set(folders) == {"ocr-east-1", "ocr-west-1", "ocr-lab"}
+    assert set(folders) == {"ocr-east-1", "ocr-east-2", "ocr-west-1", "ocr-west-2", "ocr-west-3", "ocr-lab"}
+    # Two regions, and one old model on several hosts for the demo's campaign.
+    assert {h.labels.get("region") for h in demo.HOSTS} == {"east", "west", None}
+    assert sum(1 for f in folders.values() if (f / "old_fr_ocr_v1.bin").exists()) == 5
     assert not folders["ocr-lab"].exists(), "one host shows a missing model folder"
     names = {p.name for f in folders.values() if f.exists() for p in f.rglob("*") if p.is_file()}
     assert demo.ASPOSE_DEFAULT_MODEL in names

@@ -124,7 +124,7 @@ def compact_snapshots(**retention: int) -> dict[str, int]:
 
 @shared_task(name=CAMPAIGNS_TASK)
 def advance_campaigns() -> int:
-    """Expire stale campaign proposals and move running campaigns on (migration 0016: every
+    """Expire stale campaign proposals and move running campaigns on (migration 0017: every
     minute). Waves also move as soon as a campaign's request finishes; this catches the rest
     (a host retired mid-wave, a lost after-commit call)."""
     from .campaigns import rollout

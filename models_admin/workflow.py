@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -62,8 +63,9 @@ def _locked(request_id) -> PruneRequest:
 # ---------------------------------------------------------------- proposing
 
 
-def keys_in_open_requests(host: Host, files: Iterable[ModelFile | PruneItem]) -> set[tuple[str, str]]:
-    """Which (store, path) of ``files`` an open prune request of ``host`` already names.
+def keys_in_open_requests(host: Host, files: Iterable[Any]) -> set[tuple[str, str]]:
+    """Which (store, path) of ``files`` (anything with ``store`` and ``path``: files, items, a
+    campaign's identities) an open prune request of ``host`` already names.
 
     A file belongs to at most one open prune request: ``propose`` refuses the others and a
     policy's selection skips them, with this one definition of "open" for both. Store-exact:
@@ -172,8 +174,8 @@ def open_campaign_request(*, campaign, host: Host, files: Sequence, reason: str,
         raise NotAllowed(f"{host.name} is {host.get_status_display().lower()}: no orders are sent to it")
     if not files:
         raise WorkflowError("select at least one file")
-    if busy := paths_in_open_requests(host, [f.path for f in files]):
-        raise WorkflowError(f"already in an open request: {', '.join(sorted(busy)[:3])}")
+    if busy := keys_in_open_requests(host, files):
+        raise WorkflowError(f"already in an open request: {', '.join(sorted(p for _, p in busy)[:3])}")
     request = _open_request(
         files,
         host=host,

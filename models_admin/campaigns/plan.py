@@ -190,7 +190,7 @@ def preview(spec: Spec, now: datetime | None = None) -> Preview:
         files = files.filter(sha256=spec.model_sha256, name=spec.model_name)
     by_snapshot: dict[int, list[ModelFile]] = defaultdict(list)
     for f in files.only(
-        "snapshot_id", "path", "name", "size", "mtime_ns", "sha256", "known_to_aspose", "is_symlink"
+        "snapshot_id", "store", "path", "name", "size", "mtime_ns", "sha256", "known_to_aspose", "is_symlink"
     ):
         by_snapshot[f.snapshot_id].append(f)
     busy = _busy_paths([p.host.pk for p in live.values()])
@@ -200,13 +200,16 @@ def preview(spec: Spec, now: datetime | None = None) -> Preview:
         if policy is not None:
             candidates = policy.select(candidates, now, **params)
         chosen = [
-            f for f in candidates if not f.is_symlink and f.sha256 and (plan.host.pk, f.path) not in busy
+            f
+            for f in candidates
+            if not f.is_symlink and f.sha256 and (plan.host.pk, f.store, f.path) not in busy
         ]
         if not chosen:
             plan.skipped = "already in an open request" if candidates else "nothing matches the rule"
             continue
         plan.files = [
             {
+                "store": f.store,
                 "path": f.path,
                 "size": f.size,
                 "mtime_ns": f.mtime_ns,
@@ -229,13 +232,13 @@ def preview(spec: Spec, now: datetime | None = None) -> Preview:
     return Preview(spec, plans, warnings, params)
 
 
-def _busy_paths(host_ids: list[int]) -> set[tuple[int, str]]:
+def _busy_paths(host_ids: list[int]) -> set[tuple[int, str, str]]:
     return set(
         PruneItem.objects.filter(
             request__host_id__in=host_ids,
             request__kind=PruneRequest.Kind.PRUNE,
             request__state__in=PruneRequest.OPEN_STATES,
-        ).values_list("request__host_id", "path")
+        ).values_list("request__host_id", "store", "path")
     )
 
 

@@ -29,6 +29,8 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from workers.schema import Store
+
 from .. import workflow
 from ..models import AuditEvent, Campaign, CampaignHost, PruneItem, PruneRequest
 from . import plan as planning
@@ -68,6 +70,7 @@ class Identity:
     mtime_ns: int
     sha256: str
     known_to_aspose: bool
+    store: str = Store.LLM.value
 
 
 def _locked(campaign_id) -> Campaign:
@@ -417,14 +420,21 @@ def _start_wave(campaign: Campaign, wave: int) -> None:
             skipped += 1
             continue
         files = [
-            Identity(f["path"], f["size"], f["mtime_ns"], f["sha256"], f["known_to_aspose"])
+            Identity(
+                f["path"],
+                f["size"],
+                f["mtime_ns"],
+                f["sha256"],
+                f["known_to_aspose"],
+                f.get("store", Store.LLM.value),
+            )
             for f in part.files
             if campaign.allow_last_copy or not f["kept"]
         ]
         if not campaign.allow_last_copy:
             files = _without_last_copies(campaign, host, files)
-        busy = workflow.paths_in_open_requests(host, [f.path for f in files])
-        files = [f for f in files if f.path not in busy]
+        busy = workflow.keys_in_open_requests(host, files)
+        files = [f for f in files if (f.store, f.path) not in busy]
         if not files:
             part.state, part.note = Part.DONE, "nothing left to remove (the last copy in the fleet stays)"
             part.save(update_fields=["state", "note"])

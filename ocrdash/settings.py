@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "django_celery_beat",
+    "health_check",
     "axes",
     "csp",
     "models_admin",
@@ -304,6 +305,13 @@ OCRDASH = {
     "API_MAX_PAGE_SIZE": env.int("OCRDASH_API_MAX_PAGE_SIZE", default=500),
     # How long a new enrollment token stays usable.
     "ENROLLMENT_TOKEN_HOURS": env.float("OCRDASH_ENROLLMENT_TOKEN_HOURS", default=24),
+    # /healthz (ocrdash/health.py): beat must have run a periodic task within this many minutes,
+    # fewer than this many reports may wait on the ingest queue, and each probe's time budget.
+    "HEALTH_BEAT_MAX_MINUTES": env.float("OCRDASH_HEALTH_BEAT_MAX_MINUTES", default=30),
+    "HEALTH_INGEST_QUEUE_MAX": env.int("OCRDASH_HEALTH_INGEST_QUEUE_MAX", default=10_000),
+    "HEALTH_TIMEOUT_SECONDS": env.float("OCRDASH_HEALTH_TIMEOUT_SECONDS", default=3),
+    # /metrics (ocrdash/metrics.py) also answers a scraper sending "Authorization: Bearer <this>".
+    "METRICS_TOKEN": env.str("OCRDASH_METRICS_TOKEN", default=""),
     # Notifications link to pages: the dashboard's address as people reach it.
     "BASE_URL": env.str("OCRDASH_BASE_URL", default="http://127.0.0.1:8000"),
     # Sends of one notification before it is marked failed (30 s, 1, 2, 4 ... min apart).

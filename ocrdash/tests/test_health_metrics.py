@@ -1,0 +1,148 @@
+"""/healthz and /metrics against the real test PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from models_admin.models import Host, PruneItem, PruneRequest, ReceivedReport
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TOKEN = "scrape-token-for-tests-0123456789"
+
+
+@pytest.fixture
+def beat_ran():
+    every, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.MINUTES)
+    PeriodicTask.objects.create(
+        name="health-test", task="ocrdash.test", interval=every, last_run_at=timezone.now()
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_healthz_is_200_on_a_healthy_setup_without_a_login(client, beat_ran):
+    response = client.get("/healthz", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert set(body.values()) == {"OK"}
+    assert any("Broker" in k for k in body) and any("IngestQueue" in k for k in body)
+    assert client.get("/healthz/web?format=json").status_code == 200
+
+
+def test_healthz_names_the_broker_when_its_port_is_closed(client, beat_ran, settings):
+    url = f"redis://127.0.0.1:{_closed_port()}/0"
+    settings.CELERY_BROKER_URL = url
+    response = client.get("/healthz?format=json")
+    assert response.status_code == 503
+    body = response.json()
+    broken = {k for k, v in body.items() if v != "OK"}
+    assert broken and all("Broker" in k or "IngestQueue" in k for k in broken), body
+    assert "Unavailable" in next(v for k, v in body.items() if "Broker" in k)
+    assert "Database" in " ".join(k for k, v in body.items() if v == "OK")
+
+
+def test_healthz_fails_when_beat_is_quiet_or_ingest_backed_up(client, beat_ran, settings):
+    PeriodicTask.objects.update(last_run_at=timezone.now() - timedelta(hours=2))
+    body = client.get("/healthz?format=json").json()
+    assert "beat last ran" in next(v for k, v in body.items() if "BeatRecent" in k)
+    PeriodicTask.objects.update(last_run_at=timezone.now())
+    settings.OCRDASH = {**settings.OCRDASH, "HEALTH_INGEST_QUEUE_MAX": 0}
+    response = client.get("/healthz?format=json")
+    assert response.status_code == 503
+    assert "waiting on the ingest queue" in next(v for k, v in response.json().items() if "IngestQueue" in k)
+
+
+def test_metrics_refuse_without_credentials_and_with_a_wrong_token(client, settings):
+    settings.OCRDASH = {**settings.OCRDASH, "METRICS_TOKEN": TOKEN}
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    user = get_user_model().objects.create_user("viewer-m", password="x")
+    client.force_login(user)
+    assert client.get("/metrics").status_code == 403
+
+
+def _gauges(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_gauges_count_the_rows(client, settings):
+    settings.OCRDASH = {**settings.OCRDASH, "METRICS_TOKEN": TOKEN}
+    now = timezone.now()
+    Host.objects.create(name="m-online", status=Host.Status.ACTIVE, last_seen=now)
+    Host.objects.create(name="m-online2", status=Host.Status.ACTIVE, last_seen=now, heartbeat_seconds=30)
+    Host.objects.create(
+        name="m-offline",
+        status=Host.Status.ACTIVE,
+        last_seen=now - timedelta(minutes=5),
+        heartbeat_seconds=30,
+    )
+    Host.objects.create(name="m-missing", status=Host.Status.ACTIVE, last_seen=now - timedelta(days=3))
+    Host.objects.create(name="m-pending", status=Host.Status.PENDING)
+    host = Host.objects.create(name="m-retired", status=Host.Status.RETIRED)
+    exp = now + timedelta(days=1)
+    for _ in range(3):
+        PruneRequest.objects.create(host=host, reason="t", expires_at=exp)
+    done = PruneRequest.objects.create(host=host, reason="t", expires_at=exp, state="completed")
+    for i, size in enumerate((100, 250, 4000)):
+        PruneItem.objects.create(
+            request=done,
+            path=f"/m/{i}",
+            size=size,
+            mtime_ns=0,
+            sha256="0" * 64,
+            outcome="quarantined",
+            bytes_reclaimed=size,
+        )
+    back = PruneRequest.objects.create(
+        host=host, reason="t", expires_at=exp, state="completed", kind="restore", restore_of=done
+    )
+    PruneItem.objects.create(
+        request=back, path="/m/2", size=4000, mtime_ns=0, sha256="0" * 64, outcome="restored"
+    )
+    ReceivedReport.objects.create(report_id="a", status="rejected", received_at=now - timedelta(seconds=60))
+    ReceivedReport.objects.create(report_id="b", status="rejected", received_at=now - timedelta(seconds=90))
+    ReceivedReport.objects.create(report_id="c", status="accepted", received_at=now - timedelta(seconds=40))
+
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    g = _gauges(response.content.decode())
+    assert g['ocrdash_hosts{presence="online"}'] == 2
+    assert g['ocrdash_hosts{presence="offline"}'] == 1
+    assert g['ocrdash_hosts{presence="missing"}'] == 1
+    assert g['ocrdash_hosts{presence="pending"}'] == 1
+    assert g['ocrdash_hosts{presence="retired"}'] == 1
+    assert g["ocrdash_pending_approvals"] == 3
+    assert g["ocrdash_rejected_reports"] == 2
+    assert g["ocrdash_quarantine_bytes"] == 350
+    assert 40 <= g["ocrdash_ingest_last_report_age_seconds"] < 100
+    assert "ocrdash_ingest_queue_length" in g
+
+
+def test_metrics_take_a_constant_number_of_queries(client, settings, django_assert_max_num_queries):
+    settings.OCRDASH = {**settings.OCRDASH, "METRICS_TOKEN": TOKEN}
+    for i in range(30):
+        Host.objects.create(name=f"q-{i}", status=Host.Status.ACTIVE, last_seen=timezone.now())
+    with django_assert_max_num_queries(5):
+        assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+
+
+def test_a_superuser_session_may_read_metrics(client):
+    admin = get_user_model().objects.create_superuser("root-m", password="x")
+    client.force_login(admin)
+    assert client.get("/metrics").status_code == 200

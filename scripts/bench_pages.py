@@ -181,6 +181,9 @@ def pages() -> dict[str, str]:
     from models_admin.models import Host, ModelSummary
 
     host = Host.objects.order_by("name").first()
+    from django.utils import timezone
+
+    one_year_ago = (timezone.localdate() - timedelta(days=364)).isoformat()
     popular = ModelSummary.objects.order_by("-copies").values_list("name", flat=True).first()
     return {
         "fleet /": "/",
@@ -193,6 +196,7 @@ def pages() -> dict[str, str]:
         "requests": "/requests/",
         "audit": "/audit/",
         "reports (90 days)": "/reports/",
+        "reports (1 year)": f"/reports/?start={one_year_ago}",
         "api hosts": "/api/hosts/",
         "api requests": "/api/prune-requests/",
         "api audit": "/api/audit/",

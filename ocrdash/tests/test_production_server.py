@@ -10,6 +10,7 @@ test carries them by hand as the proxy's client would.
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import signal
 import socket
@@ -169,3 +170,13 @@ def test_a_password_guesser_is_locked_out_even_with_the_right_password(server):
     response, page = guesser.log_in("alice", PASSWORD)
     assert response.status == 429
     assert "Too many failed logins" in page and "15 minutes" in page
+
+
+def test_gunicorn_answers_the_compose_health_check_and_guards_metrics(server):
+    # The path and header docker-compose.yml's web health check asks with, DEBUG off.
+    browser = Browser(server)
+    response, body = browser.request("GET", "/healthz/web?format=json")
+    assert response.status == 200, body
+    assert set(json.loads(body).values()) == {"OK"}
+    refused, _ = browser.request("GET", "/metrics")
+    assert refused.status == 401

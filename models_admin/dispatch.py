@@ -23,6 +23,7 @@ from workers.schema import (
     InventoryOrder,
     PruneMode,
     PruneOrder,
+    PurgeOrder,
     RestoreOrder,
     Store,
     host_queue,
@@ -44,7 +45,7 @@ def order_deadline():
     return timezone.now() + timedelta(minutes=settings.OCRDASH["ORDER_TTL_MINUTES"])
 
 
-def send_order(order: InventoryOrder | FreeOrder | PruneOrder | RestoreOrder) -> None:
+def send_order(order: InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder) -> None:
     """Publish one order; raises DispatchError with a readable reason if the broker fails."""
     try:
         signed = trust.sign_order(order)

@@ -55,7 +55,7 @@ from workers.schema import (
 )
 from workers.signing import SIGNATURE_FIELD
 
-from . import feedback, roles, trust, workflow
+from . import feedback, quarantine, roles, trust, workflow
 from .capacity import usage as capacity_usage
 from .catalog import summary
 from .fleet import presence
@@ -150,12 +150,16 @@ def snapshot_digest(files: Iterable[FileEntry | ModelFile]) -> str:
 # ---------------------------------------------------------------- the pipeline
 
 
-def ingest_report(data: Any) -> IngestResult:
-    """Store one signed report dict as it came off the queue. Never raises for bad input."""
+def ingest_report(data: Any, received_at: datetime | None = None) -> IngestResult:
+    """Store one signed report dict as it came off the queue. Never raises for bad input.
+
+    ``received_at`` is when the report first arrived (a retry passes it on): its freshness
+    is checked against that moment, once, never against a retry's clock.
+    """
     report, problem = parse(data)
     authenticated = False
     try:
-        auth = authenticate(data)
+        auth = authenticate(data, received_at)
         authenticated = True
         if report is None:
             raise Refused(problem)
@@ -200,10 +204,10 @@ def parse(data: Any) -> tuple[AnyReport | None, str]:
         return None, str(exc)
 
 
-def authenticate(data: Any) -> trust.Authenticated:
+def authenticate(data: Any, received_at: datetime | None = None) -> trust.Authenticated:
     """Who signed ``data`` (trust.authenticate, reads only); an untrusted sender is Refused."""
     try:
-        return trust.authenticate(data)
+        return trust.authenticate(data, received_at)
     except trust.Untrusted as exc:
         raise Refused(exc.reason, security=True, host=exc.host, fingerprint=exc.fingerprint) from None
 
@@ -560,7 +564,7 @@ def apply_purge(host: Host, report: PurgeReport, now: datetime) -> Applied:
         bytes_purged=report.bytes_purged,
     )
     details = {"purged_requests": len(report.purged_requests), "bytes_purged": report.bytes_purged}
-    return Applied(details=details, events=[event])
+    return Applied(details=details, events=[event, *quarantine.record_purge(host, report, now)])
 
 
 def apply_free(host: Host, report: FreeReport, now: datetime) -> Applied:

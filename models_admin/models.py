@@ -6,6 +6,7 @@ reports in ``ingest.py``. These classes hold data, invariants and small read hel
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -260,12 +261,16 @@ class PruneRequest(models.Model):
     dispatched_at = models.DateTimeField(null=True, blank=True)
     dispatch_attempts = models.PositiveSmallIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Moved out of the model folder (quarantined) or deleted at once; still on the disk while quarantined.
     bytes_reclaimed = models.BigIntegerField(default=0)
     # A host's part of a campaign (campaigns/): approved once for every host, then an ordinary
     # request, so identity checks, outcomes, restore and audit are the same code.
     campaign = models.ForeignKey(
         "Campaign", null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
     )
+    # Given back to the disk by a purge of this request's quarantine (models_admin.quarantine).
+    bytes_purged = models.BigIntegerField(default=0)
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -294,8 +299,9 @@ class PruneRequest(models.Model):
 class PruneItem(models.Model):
     """One file of a request, by identity, and how it ended on the host."""
 
+    # "purged": the file was quarantined and its request's quarantine folder is gone since.
     Outcome = models.TextChoices(  # type: ignore[call-overload]  # as Mode above
-        "Outcome", [("PENDING", "pending")] + [(o.name, o.value) for o in Outcome]
+        "Outcome", [("PENDING", "pending")] + [(o.name, o.value) for o in Outcome] + [("PURGED", "purged")]
     )
 
     request = models.ForeignKey(PruneRequest, on_delete=models.CASCADE, related_name="items")
@@ -309,11 +315,24 @@ class PruneItem(models.Model):
     detail = models.TextField(blank=True)
     bytes_reclaimed = models.BigIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # "A file is in at most one open prune request" is the database's to enforce: while the
+    # item's prune request is open, open_on_host is its host (else NULL), and a partial unique
+    # index covers (open_on_host, store, path_digest). The digest (sha256 of the path) stands for
+    # the path because a btree entry cannot hold a 4096-byte path. workflow sets both.
+    open_on_host = models.ForeignKey(
+        "Host", null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    path_digest = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["store", "path"]
         constraints = [
-            models.UniqueConstraint(fields=["request", "store", "path"], name="pruneitem_unique_store_path")
+            models.UniqueConstraint(fields=["request", "store", "path"], name="pruneitem_unique_store_path"),
+            models.UniqueConstraint(
+                fields=["open_on_host", "store", "path_digest"],
+                condition=models.Q(open_on_host__isnull=False),
+                name="pruneitem_one_open_request_per_file",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -322,6 +341,11 @@ class PruneItem(models.Model):
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+    @staticmethod
+    def digest_of(path: str) -> str:
+        """The path's stand-in in the one-open-request index (``path_digest``)."""
+        return hashlib.sha256(path.encode("utf-8")).hexdigest()
 
 
 class ReceivedReport(models.Model):
@@ -385,6 +409,8 @@ class AuditEvent(models.Model):
         FREE_ASKED = "free_asked", "Free resources asked"
         RESOURCES_FREED = "resources_freed", "Resources freed"
         QUARANTINE_PURGED = "quarantine_purged", "Quarantine purged"
+        PURGE_ASKED = "purge_asked", "Purge asked"
+        LATE_ANSWER = "late_answer", "Late answer applied"
         AGENT_ERROR = "agent_error", "Agent error"
         LOGIN_FAILED = "login_failed", "Login failed"
         LOGIN_LOCKED_OUT = "login_locked_out", "Login locked out"

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from .compaction import Retention
 from .models import AuditEvent, Host
-from .tasks import COMPACT_TASK, FLEET_INVENTORY_TASK, HOST_INVENTORY_TASK
+from .tasks import COMPACT_TASK, FLEET_INVENTORY_TASK, HOST_INVENTORY_TASK, PURGE_TASK
 from .workflow import actor_name
 
 FLEET_INVENTORY_NAME = "ocrdash: fleet inventory"
@@ -66,6 +67,8 @@ class Overview:
     hosts: list[tuple[str, int]]  # (host name, minutes) of every enabled per-host schedule
     retention: Retention
     compaction_enabled: bool
+    quarantine_days: float = 7.0
+    purge_enabled: bool = False
 
 
 def fleet_task() -> PeriodicTask | None:
@@ -101,12 +104,30 @@ def overview() -> Overview:
         if name and (minutes := interval_minutes(task)):
             hosts.append((name, minutes))
     compaction = compaction_task()
+    purge = purge_task()
     return Overview(
         fleet_minutes=interval_minutes(fleet_task()),
         hosts=sorted(hosts),
         retention=retention_of(compaction),
         compaction_enabled=compaction is not None and compaction.enabled,
+        quarantine_days=quarantine_days_of(purge),
+        purge_enabled=purge is not None and purge.enabled,
     )
+
+
+def purge_task() -> PeriodicTask | None:
+    return PeriodicTask.objects.select_related("interval").filter(task=PURGE_TASK).order_by("id").first()
+
+
+def quarantine_days_of(task: PeriodicTask | None) -> float:
+    """The retention the daily purge runs with: its kwargs, else OCRDASH_QUARANTINE_DAYS."""
+    try:
+        days = json.loads(task.kwargs or "{}").get("retention_days") if task is not None else None
+        if days is not None:
+            return float(days)
+    except (TypeError, ValueError, AttributeError):
+        pass  # a row edited by hand into nonsense: the configured default
+    return float(settings.OCRDASH["QUARANTINE_DAYS"])
 
 
 # ---------------------------------------------------------------- changing
@@ -181,4 +202,28 @@ def set_retention(retention: Retention, enabled: bool, user) -> bool:
         task.enabled = enabled
         task.save()
         _record(user, "snapshot_retention", before, after)
+    return True
+
+
+PURGE_NAME = "ocrdash: purge quarantine"
+PURGE_EVERY_HOURS = 24
+MAX_QUARANTINE_DAYS = 3650
+
+
+def set_quarantine_days(days: float, enabled: bool, user) -> bool:
+    """How long files stay in quarantine before the daily purge deletes them, and whether it runs."""
+    if not 0 <= days <= MAX_QUARANTINE_DAYS:
+        raise ValueError(f"the quarantine retention must be between 0 and {MAX_QUARANTINE_DAYS} days")
+    with transaction.atomic():
+        task = PeriodicTask.objects.select_for_update().filter(task=PURGE_TASK).order_by("id").first()
+        before = {"days": quarantine_days_of(task), "enabled": task is not None and task.enabled}
+        after = {"days": float(days), "enabled": enabled}
+        if task is not None and before == after:
+            return False
+        if task is None:
+            task = PeriodicTask(name=PURGE_NAME, task=PURGE_TASK, interval=_interval(PURGE_EVERY_HOURS * 60))
+        task.kwargs = json.dumps({"retention_days": float(days)})
+        task.enabled = enabled
+        task.save()
+        _record(user, "quarantine_days", before, after)
     return True

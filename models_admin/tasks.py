@@ -9,14 +9,16 @@ beat schedule (migration 0003) stores task names in the database. The router in
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
+from django.utils import timezone
 
 from workers.schema import INGEST_TASK
 
-from . import ingest, workflow
+from . import ingest, trust, workflow
 from .models import Host
 from .notifications import tasks as _notification_tasks  # noqa: F401  (registers ocrdash.notify.*)
 
@@ -28,23 +30,43 @@ FLEET_INVENTORY_TASK = "ocrdash.dashboard.fleet_inventory"
 CAMPAIGNS_TASK = "ocrdash.dashboard.advance_campaigns"
 
 
-@shared_task(
-    name=INGEST_TASK,
-    bind=True,
-    # Only a database that went away is worth waiting for; every other failure is stored
-    # as a rejected report at once, since retrying a bad payload gives the same answer.
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=8,
-)
-def ingest_report(self, report: Any) -> str:
-    """Store one agent report. Returns the outcome ("accepted", "rejected", "duplicate")."""
+# How long an ingest retries while the database is away, and the longest wait between two
+# tries. Fixed steps, no jitter: 5, 10, 20, 40, then every 60 s, for an hour (jittered
+# backoff once used up 8 retries in 97 s of a 2-minute outage).
+INGEST_RETRY_WINDOW = timedelta(hours=1)
+INGEST_RETRY_MAX_SECONDS = 60
+
+
+def ingest_retry_countdown(retries: int) -> int:
+    return min(5 * 2**retries, INGEST_RETRY_MAX_SECONDS)
+
+
+@shared_task(name=INGEST_TASK, bind=True, max_retries=None)
+def ingest_report(self, report: Any, receipt: Any = None) -> str:
+    """Store one agent report. Returns the outcome ("accepted", "rejected", "duplicate").
+
+    The first attempt stamps when the report arrived (``trust.receipt_stamp``); a retry
+    carries the stamp, so freshness is checked once, against the first arrival.
+    """
+    received_at = trust.receipt_time(report, receipt) if receipt is not None else None
+    if received_at is not None and timezone.now() - received_at > INGEST_RETRY_WINDOW:
+        # A stamp outlives no retry window: a captured retry message replayed later (when
+        # its report id may be forgotten) is judged by today's clock, and refused as stale.
+        received_at = None
+    if received_at is None:
+        received_at = timezone.now()
+        receipt = trust.receipt_stamp(report, received_at)
     try:
-        return ingest.ingest_report(report).status
-    except (OperationalError, InterfaceError):
-        log.warning("database unavailable while ingesting a report; will retry", exc_info=True)
-        raise
+        return ingest.ingest_report(report, received_at=received_at).status
+    except (OperationalError, InterfaceError) as exc:
+        # Only a database that went away is worth waiting for; every other failure is stored
+        # as a rejected report at once, since retrying a bad payload gives the same answer.
+        if timezone.now() - received_at > INGEST_RETRY_WINDOW:
+            log.error("database unavailable for %s; report given up", INGEST_RETRY_WINDOW)
+            return "lost"
+        countdown = ingest_retry_countdown(self.request.retries)
+        log.warning("database unavailable while ingesting a report; retry in %d s", countdown, exc_info=True)
+        raise self.retry(kwargs={"receipt": receipt}, countdown=countdown, exc=exc) from None
     except Exception as exc:
         # A bug must not lose the report or kill the worker: keep it with the error, visible
         # on the rejected-reports page, and carry on with the next message.
@@ -130,3 +152,14 @@ def advance_campaigns() -> int:
     from .campaigns import rollout
 
     return rollout.advance_all()
+
+
+PURGE_TASK = "ocrdash.dashboard.purge_quarantine"
+
+
+@shared_task(name=PURGE_TASK)
+def purge_quarantine(retention_days: float | None = None) -> dict[str, int]:
+    """Send purge orders for quarantines past the retention (kwargs: the settings page's days)."""
+    from . import quarantine
+
+    return quarantine.send_due_purges(retention_days)

@@ -18,6 +18,7 @@ as a verifier; signatures and proofs are cut from stored payloads and never audi
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -45,6 +46,7 @@ from workers.signing import (
     new_enrollment_token,
     public_key_text,
     sign,
+    verify,
     verify_enrollment_proof,
     verify_report,
 )
@@ -98,6 +100,45 @@ def max_skew() -> timedelta:
 
 
 # ---------------------------------------------------------------- reports
+
+RECEIPT_PURPOSE = "ocrdash.ingest.received"
+
+
+def _report_digest(data: Any) -> str:
+    sig = data.get(SIGNATURE_FIELD) if isinstance(data, Mapping) else None
+    value = sig.get("value") if isinstance(sig, Mapping) else None
+    return hashlib.sha256(str(value).encode("utf-8", "backslashreplace")).hexdigest()
+
+
+def receipt_stamp(data: Any, received_at: datetime) -> dict[str, Any]:
+    """The dashboard's signed note "this report first arrived at ``received_at``".
+
+    A retry of the ingest task (the database was away) carries it, so the report's freshness
+    is judged against the moment it first arrived, not the retry's clock: a report that was
+    fresh then is not refused as a replay ten minutes later. It is signed, and bound to the
+    report's own signature, so a message put on the queue by someone else cannot claim an
+    old arrival time to pass a stale report.
+    """
+    body = {"report": _report_digest(data), "received_at": received_at.isoformat()}
+    return sign(body, dashboard_key(), signer=DASHBOARD_SIGNER, purpose=RECEIPT_PURPOSE)
+
+
+def receipt_time(data: Any, stamp: Any) -> datetime | None:
+    """When ``data`` first arrived, from a stamp made by ``receipt_stamp``; None if it is not one."""
+    if not isinstance(stamp, Mapping):
+        return None
+    try:
+        verified = verify(
+            stamp,
+            dashboard_key().public_key(),
+            expected_signer=DASHBOARD_SIGNER,
+            expected_purpose=RECEIPT_PURPOSE,
+        )
+        if verified.body.get("report") != _report_digest(data):
+            return None
+        return datetime.fromisoformat(verified.body["received_at"])
+    except (SignatureError, KeyError, TypeError, ValueError):
+        return None
 
 
 class Untrusted(Exception):

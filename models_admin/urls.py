@@ -82,4 +82,6 @@ urlpatterns = [
     path("settings/fleet/", reports.settings_fleet, name="ocrdash-settings-fleet"),
     path("settings/host/", reports.settings_host, name="ocrdash-settings-host"),
     path("settings/retention/", reports.settings_retention, name="ocrdash-settings-retention"),
+    path("settings/quarantine/", reports.settings_quarantine, name="ocrdash-settings-quarantine"),
+    path("requests/<uuid:request_id>/purge/", requests.purge, name="ocrdash-request-purge"),
 ]

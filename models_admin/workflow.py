@@ -8,7 +8,20 @@
 
 Every transition locks the row (``select_for_update``), checks the current state, writes its
 AuditEvent in the same transaction, and leaves slow I/O (the broker) until after commit, so a
-rolled-back approval never sends. The claim approved → dispatched is a conditional UPDATE:
+rolled-back approval never sends.
+
+Lock order, the same in every transaction that changes a host or its requests (propose,
+approve, reject, retire, accept, ingest of an answer): the **host row first** (``lock_host``),
+then the request row, then its items. Two transactions that lock in the same order wait for
+each other instead of deadlocking (approve during retire once deadlocked: approve held the
+request and retire the host, each waiting for the other), and a proposal waits for a
+retirement in progress and then sees the host retired instead of surviving it.
+
+"A file is in at most one open prune request" is enforced by the database: the items of an
+open prune request carry their host in ``open_on_host`` and a partial unique index covers
+(open_on_host, path_digest); every transition out of an open state clears it
+(``_close_items``). The check in ``propose`` gives the readable reason; the index is what
+holds when two proposals race. The claim approved → dispatched is a conditional UPDATE:
 a double click, a duplicate task or two sweepers racing all find 0 rows and do nothing.
 """
 
@@ -20,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -53,11 +66,34 @@ def actor_name(user) -> str:
     return user.get_username() if user is not None else "system"
 
 
+def lock_host(host: Host | int) -> Host:
+    """The host's row, locked: the first lock of every transaction that changes a host or
+    its requests (see the module docstring for the order). Call inside ``transaction.atomic``."""
+    pk = host.pk if isinstance(host, Host) else host
+    return Host.objects.select_for_update().get(pk=pk)
+
+
 def _locked(request_id) -> PruneRequest:
+    """The request's host row, then the request row, both locked (the one lock order).
+
+    The host is read first without a lock to learn which row to lock; a request never
+    changes host, so the second read finds the same one.
+    """
     try:
-        return PruneRequest.objects.select_for_update().select_related("host").get(id=request_id)
+        host_id = PruneRequest.objects.values_list("host_id", flat=True).get(id=request_id)
     except (PruneRequest.DoesNotExist, ValueError, TypeError):
         raise WorkflowError(f"no such request: {request_id}") from None
+    host = lock_host(host_id)
+    request = PruneRequest.objects.select_for_update().get(id=request_id)
+    request.host = host
+    return request
+
+
+def _close_items(request_ids: Iterable) -> None:
+    """The items of requests that left the open states no longer hold their files."""
+    PruneItem.objects.filter(request_id__in=list(request_ids), open_on_host__isnull=False).update(
+        open_on_host=None
+    )
 
 
 # ---------------------------------------------------------------- proposing
@@ -92,18 +128,27 @@ def _open_request(files: Iterable[ModelFile | PruneItem], **fields) -> PruneRequ
     request = PruneRequest.objects.create(
         created_at=now, expires_at=now + timedelta(hours=settings.OCRDASH["REQUEST_TTL_HOURS"]), **fields
     )
-    PruneItem.objects.bulk_create(
-        PruneItem(
-            request=request,
-            path=f.path,
-            size=f.size,
-            mtime_ns=f.mtime_ns,
-            sha256=f.sha256,
-            known_to_aspose=f.known_to_aspose,
-            store=f.store,
-        )
-        for f in files
-    )
+    holds = request.host if request.kind == PruneRequest.Kind.PRUNE else None
+    try:
+        # A savepoint: the unique index's refusal must leave the caller's transaction usable.
+        with transaction.atomic():
+            PruneItem.objects.bulk_create(
+                PruneItem(
+                    request=request,
+                    path=f.path,
+                    size=f.size,
+                    mtime_ns=f.mtime_ns,
+                    sha256=f.sha256,
+                    known_to_aspose=f.known_to_aspose,
+                    store=f.store,
+                    open_on_host=holds,
+                    path_digest=PruneItem.digest_of(f.path) if holds is not None else "",
+                )
+                for f in files
+            )
+    except IntegrityError:
+        # Another proposal of one of these files committed first (the index, not a check, held).
+        raise WorkflowError("a file of this selection is already in an open request") from None
     return request
 
 
@@ -134,6 +179,9 @@ def propose(
     if bad := [f.path for f in files if f.is_symlink or not f.sha256]:
         raise WorkflowError(f"cannot prune links or unhashed files: {', '.join(bad[:3])}")
     with transaction.atomic():
+        host = lock_host(host)
+        if host.status == Host.Status.RETIRED:
+            raise WorkflowError(f"{host.name} is retired")  # retired while we were waiting
         if busy := keys_in_open_requests(host, files):
             shown = ", ".join(p if s == "llm" else f"{p} ({s})" for s, p in sorted(busy)[:3])
             raise WorkflowError(f"already in an open request: {shown}")
@@ -224,6 +272,7 @@ def propose_restore(*, prune_request: PruneRequest, user, reason: str) -> PruneR
     if prune_request.kind != PruneRequest.Kind.PRUNE or prune_request.mode != PruneMode.QUARANTINE:
         raise WorkflowError("only a quarantining prune request can be restored")
     with transaction.atomic():
+        lock_host(prune_request.host_id)
         items = list(prune_request.items.filter(outcome=PruneItem.Outcome.QUARANTINED))
         if not items:
             raise WorkflowError("nothing of this request is in quarantine")
@@ -294,6 +343,7 @@ def reject(request_id, user, comment: str = "") -> PruneRequest:
         request.decision_comment = comment.strip()
         request.finished_at = request.decided_at
         request.save(update_fields=["state", "decided_by", "decided_at", "decision_comment", "finished_at"])
+        _close_items([request.id])
         AuditEvent.record(
             Action.REQUEST_REJECTED,
             actor=actor_name(user),
@@ -325,6 +375,7 @@ def withdraw(request_id, user, comment: str = "") -> PruneRequest:
         request.finished_at = timezone.now()
         request.decision_comment = comment.strip()
         request.save(update_fields=["state", "finished_at", "decision_comment"])
+        _close_items([request.id])
         AuditEvent.record(
             Action.REQUEST_WITHDRAWN,
             actor=actor_name(user),
@@ -354,10 +405,12 @@ def expire_stale(now: datetime | None = None, request_id=None) -> int:
         due = due.filter(id=request_id)
     for request in due.select_related("host"):
         with transaction.atomic():
+            lock_host(request.host_id)
             updated = PruneRequest.objects.filter(id=request.id, state=State.PROPOSED).update(
                 state=State.EXPIRED, finished_at=now
             )
             if updated:
+                _close_items([request.id])
                 AuditEvent.record(Action.REQUEST_EXPIRED, host=request.host.name, obj=request)
                 count += 1
     return count
@@ -440,11 +493,13 @@ def resend_unanswered(now: datetime | None = None) -> tuple[int, int]:
 
 def _finish_without_answer(request: PruneRequest, now: datetime, reason: str) -> bool:
     with transaction.atomic():
+        lock_host(request.host_id)
         updated = PruneRequest.objects.filter(id=request.id, state=State.DISPATCHED).update(
             state=State.FAILED, finished_at=now
         )
         if not updated:
             return False
+        _close_items([request.id])
         request.items.filter(outcome=PruneItem.Outcome.PENDING).update(
             outcome=PruneItem.Outcome.ERROR, detail=reason, finished_at=now
         )
@@ -460,29 +515,47 @@ def _finish_without_answer(request: PruneRequest, now: datetime, reason: str) ->
 # ---------------------------------------------------------------- answers from the agent
 
 
+# A late answer may turn these into what the agent really did: an answer is the truth about
+# the disk, whenever it comes.
+_LATE_STATES = (State.FAILED, State.PARTIAL)
+
+
 def record_outcomes(
     request_id, outcomes: Iterable[ItemOutcome], *, report_id: str = ""
 ) -> PruneRequest | None:
     """Store the agent's per-item outcomes and finish the request. Call inside ingest's
-    transaction. A request already finished is left as it is (a duplicate answer)."""
+    transaction (which holds the host lock).
+
+    An answer is applied whenever it comes. To a dispatched request it is *the* answer. To a
+    request already finished as failed or partial (the dashboard gave up waiting, or the agent
+    gave up on some items) it is a *late* answer: items still without success take what the
+    agent says, the request moves to its true state, and a ``late_answer`` event says so. A
+    success outcome is never replaced by a failure (an older report arriving after a newer
+    one), so a duplicate answer changes nothing and records nothing.
+    """
     try:
         request = _locked(request_id)
     except WorkflowError:
         return None
-    if request.state != State.DISPATCHED:
+    late = request.state in _LATE_STATES
+    if request.state != State.DISPATCHED and not late:
         return request
     now = timezone.now()
     items = {(item.store, item.path): item for item in request.items.all()}
     agent = f"agent:{request.host.name}"
     events = []
+    changed = []
     for outcome in outcomes:
         item = items.get((outcome.store.value, outcome.path))
         if item is None:
             continue  # the agent answers only for what it was sent; anything else is noise
+        if late and (item.outcome in SUCCESS_OUTCOMES or item.outcome == outcome.outcome.value):
+            continue
         item.outcome = outcome.outcome.value
         item.detail = outcome.detail
         item.bytes_reclaimed = outcome.bytes_reclaimed
         item.finished_at = now
+        changed.append(item)
         events.append(
             AuditEvent.build(
                 Action.ITEM_OUTCOME,
@@ -496,14 +569,18 @@ def record_outcomes(
                 outcome=item.outcome,
                 detail=item.detail,
                 bytes_reclaimed=item.bytes_reclaimed,
+                **({"late": True} if late else {}),
             )
         )
+    if late and not changed:
+        return request  # nothing new: a duplicate of an answer already applied
     AuditEvent.objects.bulk_create(events)  # one INSERT for a request of thousands of files
     for item in items.values():
         if item.outcome == PruneItem.Outcome.PENDING:
             item.outcome, item.detail, item.finished_at = PruneItem.Outcome.ERROR, "no outcome reported", now
     PruneItem.objects.bulk_update(items.values(), ["outcome", "detail", "bytes_reclaimed", "finished_at"])
     succeeded = sum(1 for i in items.values() if i.outcome in SUCCESS_OUTCOMES)
+    was = request.state
     if succeeded == len(items):
         request.state = State.COMPLETED
     elif succeeded:
@@ -513,8 +590,9 @@ def record_outcomes(
     request.finished_at = now
     request.bytes_reclaimed = sum(i.bytes_reclaimed for i in items.values())
     request.save(update_fields=["state", "finished_at", "bytes_reclaimed"])
+    _close_items([request.id])
     AuditEvent.record(
-        Action.REQUEST_FINISHED,
+        Action.LATE_ANSWER if late else Action.REQUEST_FINISHED,
         actor=agent,
         host=request.host.name,
         obj=request,
@@ -523,6 +601,7 @@ def record_outcomes(
         items=len(items),
         bytes_reclaimed=request.bytes_reclaimed,
         report_id=report_id,
+        **({"was": was, "changed_items": len(changed)} if late else {}),
     )
     if request.state == State.COMPLETED:
         notify_request(Event.REQUEST_FINISHED, request, users=[request.requested_by_id])
@@ -571,7 +650,7 @@ def ask_free(host: Host, user) -> None:
 
 def accept_host(host: Host, user) -> Host:
     with transaction.atomic():
-        host = Host.objects.select_for_update().get(pk=host.pk)
+        host = lock_host(host)
         if host.status == Host.Status.ACTIVE:
             return host
         if host.active_key is None:
@@ -590,16 +669,19 @@ def accept_host(host: Host, user) -> Host:
 def retire_host(host: Host, user) -> Host:
     """Hide a host from the overview; its open requests can no longer be sent."""
     with transaction.atomic():
-        host = Host.objects.select_for_update().get(pk=host.pk)
+        host = lock_host(host)
         if host.status == Host.Status.RETIRED:
             return host
         host.status = Host.Status.RETIRED
         host.save(update_fields=["status"])
         summary.host_left(host)
-        for request in host.prune_requests.filter(state=State.PROPOSED):
+        # Requests after the host (the lock order); ordered by id so two sweeps agree too.
+        proposed = list(host.prune_requests.select_for_update().filter(state=State.PROPOSED).order_by("id"))
+        for request in proposed:
             request.state, request.finished_at = State.EXPIRED, timezone.now()
             request.save(update_fields=["state", "finished_at"])
             AuditEvent.record(Action.REQUEST_EXPIRED, host=host.name, obj=request, reason="host retired")
+        _close_items(r.id for r in proposed)
         AuditEvent.record(Action.HOST_RETIRED, actor=actor_name(user), host=host.name, obj=host)
         # A campaign waiting on this host's part must not wait for an answer that cannot come.
         campaigns = set(

@@ -316,6 +316,9 @@ OCRDASH = {
     "BASE_URL": env.str("OCRDASH_BASE_URL", default="http://127.0.0.1:8000"),
     # Sends of one notification before it is marked failed (30 s, 1, 2, 4 ... min apart).
     "NOTIFY_MAX_ATTEMPTS": env.int("OCRDASH_NOTIFY_MAX_ATTEMPTS", default=5),
+    # Quarantined files are purged from their host after this many days (the daily purge
+    # task; the days saved on the settings page, in its kwargs, take precedence).
+    "QUARANTINE_DAYS": env.float("OCRDASH_QUARANTINE_DAYS", default=7),
 }
 
 # ---------------------------------------------------------------- email (notifications)

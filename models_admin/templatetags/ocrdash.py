@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 from django import template
 from django.conf import settings
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.template.defaultfilters import filesizeformat
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -247,3 +249,19 @@ def audit_words(event) -> str:
     from ..audit_words import in_words as sentence
 
     return sentence(event)
+
+
+@register.filter
+def url_or_blank(value: Any, url_name: str) -> str:
+    """The URL of ``url_name`` for ``value``, or "" when ``value`` cannot be in such a URL.
+
+    For strings a host may have sent (a forged report's host name with a "/", an old
+    inventory's empty file name): the page shows them as text instead of failing on
+    NoReverseMatch, which once made /audit/ answer 500 for good.
+    """
+    if value in (None, ""):
+        return ""
+    try:
+        return reverse(url_name, args=[value])
+    except NoReverseMatch:
+        return ""

@@ -57,7 +57,7 @@ def world(make_host, operator, host_queue):
         host=host, files=[files.get(path="old_fr_ocr_v1.bin")], reason="done", user=operator
     )
     PruneRequest.objects.filter(id=done.id).update(state=PruneRequest.State.COMPLETED)
-    done.items.update(outcome=PruneItem.Outcome.QUARANTINED)
+    done.items.update(outcome=PruneItem.Outcome.QUARANTINED, open_on_host=None)
     # "done" holds old_fr_ocr_v1.bin in no open request any more, so proposing it is allowed.
     queue = host_queue(HOST)
     return {"open": open_request.id, "done": done.id, "queue": queue}

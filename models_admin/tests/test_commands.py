@@ -98,3 +98,24 @@ def test_retire_host(make_host):
     make_host("ocr-1")
     assert run("retire_host", "ocr-1") == "ocr-1: active -> retired"
     assert AuditEvent.objects.filter(action=AuditEvent.Action.HOST_RETIRED, host="ocr-1").exists()
+
+
+def test_accept_host_on_a_host_without_a_key_ends_in_one_line(db):
+    """Case 10: this once ended in a traceback of workflow.NotAllowed."""
+    Host.objects.create(name="ocr-nokey", status=Host.Status.PENDING)
+    with pytest.raises(CommandError) as exc:
+        call_command("accept_host", "ocr-nokey", stdout=StringIO())
+    assert "has no enrolled key" in str(exc.value)
+    assert "\n" not in str(exc.value)
+    assert Host.objects.get(name="ocr-nokey").status == Host.Status.PENDING
+
+
+def test_every_command_turns_a_domain_refusal_into_a_command_error():
+    from django.core.management import get_commands, load_command_class
+
+    from models_admin.management.base import DomainCommand
+
+    ours = [name for name, app in get_commands().items() if app == "models_admin"]
+    assert ours
+    for name in ours:
+        assert isinstance(load_command_class("models_admin", name), DomainCommand), name

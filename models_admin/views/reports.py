@@ -363,3 +363,21 @@ def settings_retention(request: HttpRequest) -> HttpResponse:
         form.cleaned_data["retention"], form.cleaned_data["enabled"], request.user
     )
     return _saved(request, changed, "Snapshot retention")
+
+
+class QuarantineForm(forms.Form):
+    days = forms.FloatField(min_value=0, max_value=schedules.MAX_QUARANTINE_DAYS)
+    enabled = forms.BooleanField(required=False)
+
+
+@require_POST
+def settings_quarantine(request: HttpRequest) -> HttpResponse:
+    require(request, Action.CONFIGURE)
+    form = QuarantineForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("ocrdash-settings")
+    changed = schedules.set_quarantine_days(
+        form.cleaned_data["days"], form.cleaned_data["enabled"], request.user
+    )
+    return _saved(request, changed, "Quarantine retention")

@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .. import feedback, history, workflow
+from .. import feedback, history, quarantine, workflow
 from ..fleet import presence
 from ..forms import DecisionForm, RequestFilterForm, RestoreForm
 from ..models import PruneItem, PruneRequest
@@ -96,6 +96,14 @@ def _detail_context(request: HttpRequest, prune: PruneRequest) -> dict:
         "items": items,
         "rows": rows,
         "total_bytes": sum(i.size for i in items),
+        # Two different numbers: moved aside (still on the host's disk) and given back.
+        "quarantined_bytes": sum(
+            i.bytes_reclaimed for i in items if i.outcome == PruneItem.Outcome.QUARANTINED
+        ),
+        "freed_bytes": prune.bytes_purged
+        + sum(i.bytes_reclaimed for i in items if i.outcome == PruneItem.Outcome.DELETED),
+        "purgeable": prune.kind == PruneRequest.Kind.PRUNE
+        and any(i.outcome == PruneItem.Outcome.QUARANTINED for i in items),
         "last_copies": sum(1 for row in rows if row.last_copy),
         "known_count": sum(1 for i in items if i.known_to_aspose),
         "own_request": own,
@@ -146,6 +154,19 @@ def withdraw(request: HttpRequest, request_id) -> HttpResponse:
         flash_error(request, exc)
     else:
         messages.success(request, "Withdrawn: nothing will be deleted.")
+    return redirect("ocrdash-request", request_id=prune.id)
+
+
+@require_POST
+def purge(request: HttpRequest, request_id) -> HttpResponse:
+    """An approver purges this request's quarantine now (two-person rule: not its proposer)."""
+    prune = _get_request_for_user(request, request_id, Action.APPROVE)
+    try:
+        quarantine.purge_early(prune.id, request.user)
+    except workflow.WorkflowError as exc:
+        flash_error(request, exc)
+    else:
+        messages.success(request, "Purge sent: the host deletes this request's quarantined files for good.")
     return redirect("ocrdash-request", request_id=prune.id)
 
 

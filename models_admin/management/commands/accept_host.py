@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from models_admin import trust, workflow
+from models_admin.management.base import DomainCommand
 from models_admin.models import Host
 
 
@@ -22,7 +23,7 @@ def host_and_actor(name: str, by: str | None) -> tuple[Host, User | None]:
         raise CommandError(f"no user named {by!r}") from None
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Accept a pending (or retired) host, or (--new-key) the new key it enrolled."
 
     def add_arguments(self, parser):

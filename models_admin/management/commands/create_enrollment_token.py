@@ -6,12 +6,13 @@ token file. With ``--env`` the output is the agent's trust settings, one per lin
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from models_admin import trust
+from models_admin.management.base import DomainCommand
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Create a one-time enrollment token and print it (once)."
 
     def add_arguments(self, parser):

@@ -11,14 +11,15 @@ import argparse
 import os
 
 from django.contrib.auth.models import Group, User
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from models_admin.api.tokens import issue_token
+from models_admin.management.base import DomainCommand
 from models_admin.roles import Role
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Create or update a user with the given roles (viewer, operator, approver)."
 
     def add_arguments(self, parser):

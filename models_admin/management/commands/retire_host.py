@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
 from models_admin import workflow
+from models_admin.management.base import DomainCommand
 
 from .accept_host import host_and_actor
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Retire a host (its history stays)."
 
     def add_arguments(self, parser):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from models_admin import trust
+from models_admin.management.base import DomainCommand
 from models_admin.models import Host
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Revoke a host's enrolled key; it must enroll a new key with a new token."
 
     def add_arguments(self, parser):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from models_admin import trust
+from models_admin.management.base import DomainCommand
 from workers.signing import SignatureError
 
 
-class Command(BaseCommand):
+class Command(DomainCommand):
     help = "Print the dashboard's public signing key (OCRDASH_DASHBOARD_PUBLIC_KEY for agents)."
 
     def add_arguments(self, parser):

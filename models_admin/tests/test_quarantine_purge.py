@@ -1,0 +1,113 @@
+"""Purge runs (issue case 8): quarantine is purged after the retention, or early by an approver.
+
+Once OCRDASH_QUARANTINE_DAYS was read and never used, nothing sent a purge order, and the
+request page counted quarantined bytes as "reclaimed" although they were still on the disk.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from models_admin import quarantine, schedules, tasks, workflow
+from models_admin.models import AuditEvent, PruneItem, PruneRequest
+from workers.schema import ItemOutcome, Outcome, PruneMode, PruneReport, PurgedRequest, PurgeReport
+
+from .conftest import ingest
+
+pytestmark = pytest.mark.django_db
+A = AuditEvent.Action
+
+
+def quarantined(request: PruneRequest, days_ago: float) -> PruneRequest:
+    items = list(request.items.all())
+    ingest(
+        PruneReport(
+            host=request.host.name,
+            request_id=request.id.hex,
+            mode=PruneMode.QUARANTINE,
+            freed=True,
+            outcomes=[
+                ItemOutcome(path=i.path, outcome=Outcome.QUARANTINED, bytes_reclaimed=i.size) for i in items
+            ],
+        )
+    )
+    PruneRequest.objects.filter(pk=request.pk).update(finished_at=timezone.now() - timedelta(days=days_ago))
+    request.refresh_from_db()
+    assert request.state == PruneRequest.State.COMPLETED
+    return request
+
+
+def test_the_daily_task_orders_a_purge_of_what_is_past_the_retention(
+    make_host, dispatched_request, host_queue, settings, approver
+):
+    host = make_host("ocr-1", {"old_a.bin": 100, "old_b.bin": 50, "en.gguf": 10})
+    old = quarantined(dispatched_request(host, ["old_a.bin"]), days_ago=8)
+    quarantined(dispatched_request(host, ["old_b.bin"]), days_ago=2)
+    queue = host_queue("ocr-1")
+    # The migration's daily schedule runs with OCRDASH_QUARANTINE_DAYS until the page sets days.
+    assert schedules.overview().quarantine_days == settings.OCRDASH["QUARANTINE_DAYS"] == 7
+    assert schedules.set_quarantine_days(5, True, approver)
+    assert schedules.overview().quarantine_days == 5.0 and schedules.overview().purge_enabled
+
+    task = schedules.purge_task()
+    assert task is not None and task.enabled
+    assert tasks.purge_quarantine(**json.loads(task.kwargs)) == {"sent": 1, "failed": 0}
+
+    [(name, order)] = queue.drain()
+    assert name == "ocrdash.agent.purge"
+    assert order["prune_request_ids"] == [old.id.hex] and order["retention_days"] == 5.0
+    assert AuditEvent.objects.filter(action=A.PURGE_ASKED, host="ocr-1").count() == 1
+
+
+def test_a_purge_report_ends_the_items_purged_and_counts_freed_bytes_apart(
+    make_host, dispatched_request, client_for, viewer
+):
+    host = make_host("ocr-1", {"old_a.bin": 100, "en.gguf": 10})
+    request = quarantined(dispatched_request(host, ["old_a.bin"]), days_ago=8)
+    page = client_for(viewer).get(f"/requests/{request.id}/").content.decode()
+    assert "In quarantine" in page and "Freed on disk" in page
+
+    result = ingest(
+        PurgeReport(
+            host="ocr-1",
+            purged_requests=[request.id.hex],
+            bytes_purged=100,
+            purged=[PurgedRequest(request_id=request.id.hex, bytes_purged=100, files=1)],
+            freed=True,
+        )
+    )
+    assert result.status == "accepted"
+    request.refresh_from_db()
+    assert request.bytes_purged == 100 and request.purged_at is not None
+    assert request.bytes_reclaimed == 100  # moved out of the folder, as before
+    assert list(request.items.values_list("outcome", flat=True)) == [PruneItem.Outcome.PURGED]
+    # A purged request has nothing left to restore.
+    with pytest.raises(workflow.WorkflowError, match="nothing of this request is in quarantine"):
+        workflow.propose_restore(prune_request=request, user=None, reason="too late")
+
+
+def test_an_approver_may_purge_early_but_not_the_proposer(
+    make_host,
+    dispatched_request,
+    host_queue,
+    operator,
+    approver,
+    client_for,
+    django_capture_on_commit_callbacks,
+):
+    host = make_host("ocr-1", {"old_a.bin": 100, "en.gguf": 10})
+    request = quarantined(dispatched_request(host, ["old_a.bin"]), days_ago=0)
+    queue = host_queue("ocr-1")
+    with pytest.raises(workflow.NotAllowed, match="another approver"):
+        quarantine.purge_early(request.id, operator)  # operator proposed it
+
+    response = client_for(approver).post(f"/requests/{request.id}/purge/")
+    assert response.status_code == 302
+    [(_task, order)] = queue.drain()
+    assert order["prune_request_ids"] == [request.id.hex] and order["retention_days"] == 0
+    event = AuditEvent.objects.get(action=A.PURGE_ASKED)
+    assert event.actor == approver.username and event.details["early"] is True

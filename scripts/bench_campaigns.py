@@ -172,7 +172,7 @@ def main() -> int:
     from kombu import Connection
 
     from models_admin.ingest import ingest_report
-    from models_admin.models import Campaign, Host, PruneRequest
+    from models_admin.models import Campaign, Host, PruneItem, PruneRequest
     from workers.schema import HeartbeatReport, ModelDirState, host_queue
     from workers.signing import sign
 
@@ -204,9 +204,11 @@ def main() -> int:
 
     def proposed() -> str:
         # A fresh proposal; the previous run's canary request is released so every host takes part.
-        PruneRequest.objects.filter(state__in=PruneRequest.OPEN_STATES).update(
-            state=PruneRequest.State.FAILED
-        )
+        # Released the way the workflow closes a request: its items stop holding their files
+        # (the one-open-request-per-file index would refuse the next canary otherwise).
+        still_open = PruneRequest.objects.filter(state__in=PruneRequest.OPEN_STATES)
+        PruneItem.objects.filter(request__in=still_open).update(open_on_host=None)
+        still_open.update(state=PruneRequest.State.FAILED)
         Campaign.objects.filter(state=Campaign.State.RUNNING).update(state=Campaign.State.CANCELLED)
         response = ops.post("/campaigns/propose/", {**query, "reason": "bench"})
         assert response.status_code == 302, response.content[:500]

@@ -1,4 +1,4 @@
-"""Django admin: a read-mostly window for superusers. Transitions stay in workflow.py.
+"""Django admin: a read-mostly window for superusers. Transitions stay in approvals/workflow.py.
 
 Requests, items, snapshots and reports are shown, not edited: changing a state here would
 skip the two-person rule and the audit trail. Audit events cannot be added, changed or

@@ -1,6 +1,6 @@
 from django.http import HttpRequest
 
-from .roles import Action, can
+from .security.roles import Action, can
 
 
 def roles(request: HttpRequest) -> dict:

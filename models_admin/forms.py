@@ -199,7 +199,7 @@ class CampaignForm(forms.Form):
             group = HostGroup.objects.filter(name=data["group"].strip()).first()
             if group is None:
                 raise forms.ValidationError(f"no such group: {data['group']!r}")
-        from . import policies
+        from .capacity import policies
 
         policy = policies.REGISTRY.get(data["policy"].strip())
         # The form has a field for every policy's parameter; only the chosen policy's count.

@@ -1,7 +1,7 @@
 """The dashboard's domain: hosts, their inventory history, prune requests, and the audit trail.
 
-Transitions of a PruneRequest live in ``workflow.py`` (the one place); ingestion of agent
-reports in ``ingest.py``. These classes hold data, invariants and small read helpers.
+Transitions of a PruneRequest live in ``approvals/workflow.py`` (the one place); ingestion of agent
+reports in ``inventory/ingest.py``. These classes hold data, invariants and small read helpers.
 """
 
 from __future__ import annotations
@@ -592,7 +592,7 @@ class ModelSummary(models.Model):
     """What the fleet holds now under one file name: hosts, copies, bytes.
 
     Over the current snapshots of every host that is not retired, kept up to date by ingest in
-    the transaction that replaces a host's current snapshot (``catalog/summary.py``), so the
+    the transaction that replaces a host's current snapshot (``inventory/summary.py``), so the
     models pages read one row per name instead of aggregating every current file row.
     """
 

@@ -18,10 +18,10 @@ from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from .compaction import Retention
+from .approvals.workflow import actor_name
+from .inventory.compaction import Retention
 from .models import AuditEvent, Host
 from .tasks import COMPACT_TASK, FLEET_INVENTORY_TASK, HOST_INVENTORY_TASK, PURGE_TASK
-from .workflow import actor_name
 
 FLEET_INVENTORY_NAME = "ocrdash: fleet inventory"
 COMPACT_NAME = "ocrdash: compact snapshots"

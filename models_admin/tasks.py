@@ -18,7 +18,9 @@ from django.utils import timezone
 
 from workers.schema import INGEST_TASK
 
-from . import ingest, trust, workflow
+from .approvals import workflow
+from .fleet import trust
+from .inventory import ingest
 from .models import Host
 from .notifications import tasks as _notification_tasks  # noqa: F401  (registers ocrdash.notify.*)
 
@@ -112,7 +114,7 @@ def fleet_inventory() -> dict[str, int]:
     return {"asked": asked, "failed": failed}
 
 
-# ---------------------------------------------------------------- history (schedules.py, compaction.py)
+# ------------------------------------------------ history (schedules.py, inventory/compaction.py)
 
 HOST_INVENTORY_TASK = "ocrdash.dashboard.host_inventory"
 COMPACT_TASK = "ocrdash.dashboard.compact_snapshots"
@@ -139,7 +141,7 @@ def host_inventory(host: str) -> str:
 @shared_task(name=COMPACT_TASK)
 def compact_snapshots(**retention: int) -> dict[str, int]:
     """Thin old snapshots with the retention stored in this task's kwargs (settings page)."""
-    from . import compaction  # imported here to keep this addition in one place
+    from .inventory import compaction  # imported here to keep this addition in one place
 
     return compaction.compact_snapshots(retention=compaction.Retention(**retention))
 
@@ -160,6 +162,6 @@ PURGE_TASK = "ocrdash.dashboard.purge_quarantine"
 @shared_task(name=PURGE_TASK)
 def purge_quarantine(retention_days: float | None = None) -> dict[str, int]:
     """Send purge orders for quarantines past the retention (kwargs: the settings page's days)."""
-    from . import quarantine
+    from .quarantine import purge as quarantine
 
     return quarantine.send_due_purges(retention_days)

@@ -71,7 +71,7 @@ def grow(start: int, end: int, rng: random.Random) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from models_admin.catalog import summary
+    from models_admin.inventory import summary
     from models_admin.models import AuditEvent, Host, PruneRequest, Snapshot
 
     now = timezone.now()

@@ -179,7 +179,7 @@ def run(days: int) -> None:
     from django.test import Client
     from django.utils import timezone
 
-    from models_admin import compaction, reports
+    from models_admin.inventory import compaction, reports
     from models_admin.models import Host, ModelFile, Snapshot
 
     host = Host.objects.order_by("name").first()

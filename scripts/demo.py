@@ -466,7 +466,7 @@ def prepare_trust(var: Path) -> tuple[str, dict[str, Path]]:
     and an unused one would only wait to expire). Earlier demo tokens still open for the
     host are revoked first, so at most one exists per host.
     """
-    from models_admin import trust
+    from models_admin.fleet import trust
     from models_admin.models import HostKey
 
     public = trust.dashboard_public_key()
@@ -569,7 +569,7 @@ def propose_first_request(var: Path) -> str | None:
     approver finds a request waiting (the two-person rule, ready to try)."""
     from django.contrib.auth import get_user_model
 
-    from models_admin import policies
+    from models_admin.capacity import policies
     from models_admin.models import Host
 
     marker = var / ".proposed"
@@ -642,7 +642,7 @@ def propose_first_campaign(var: Path) -> str | None:
 def ask_inventory(name: str) -> None:
     from django.contrib.auth import get_user_model
 
-    from models_admin import workflow
+    from models_admin.approvals import workflow
     from models_admin.models import Host
 
     admin = get_user_model().objects.get(username=ACCOUNTS[0][0])

@@ -1,1 +1,1 @@
-"""The JSON API for scripts: the same permissions as the pages (roles.py)."""
+"""The JSON API for scripts: the same permissions as the pages (security/roles.py)."""

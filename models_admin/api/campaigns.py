@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from models_admin.campaigns import plan, rollout
 from models_admin.fleet import labels
 from models_admin.models import Campaign, CampaignHost, Host, HostGroup
-from models_admin.roles import Action
+from models_admin.security.roles import Action
 
 from .views import _Api, _validated
 

@@ -16,7 +16,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from models_admin.workflow import NotAllowed, WorkflowError, WrongState
+from models_admin.approvals.workflow import NotAllowed, WorkflowError, WrongState
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:

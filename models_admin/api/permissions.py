@@ -1,10 +1,10 @@
-"""DRF's side of roles.py: a view names the action each HTTP method needs, ``can()`` decides."""
+"""DRF's side of security/roles.py: a view names the action each HTTP method needs, ``can()`` decides."""
 
 from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from models_admin.roles import Action, can
+from models_admin.security.roles import Action, can
 
 from .throttling import AddressThrottle
 

@@ -1,4 +1,7 @@
-"""The JSON API for scripts: the same permissions as the pages (roles.py). Names prefixed ``api-``."""
+"""The JSON API for scripts: the same permissions as the pages (security/roles.py).
+
+URL names are prefixed ``api-``.
+"""
 
 from django.urls import path
 

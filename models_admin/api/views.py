@@ -1,4 +1,4 @@
-"""The JSON API for scripts. Same rules as the pages: roles.py decides, workflow.py acts.
+"""The JSON API for scripts. Same rules as the pages: security/roles.py decides, approvals/workflow.py acts.
 
 Every view is exempt from Django's LoginRequiredMiddleware (it would answer a script with a
 redirect to the login page); DRF authenticates instead and answers 401/403 as JSON. Writes go
@@ -20,9 +20,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from models_admin import policies, trust, workflow
+from models_admin.approvals import workflow
+from models_admin.capacity import policies
+from models_admin.fleet import trust
 from models_admin.models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport
-from models_admin.roles import Action
+from models_admin.security.roles import Action
 
 from . import filters, pagination, serializers
 from .permissions import RolePermission

@@ -21,7 +21,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .. import policies
+from ..capacity import policies
 from ..fleet import labels
 from ..models import Campaign, Host, HostGroup, ModelFile, PruneItem, PruneRequest
 

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from workers.schema import Store
 
-from .. import workflow
+from ..approvals import workflow
 from ..models import AuditEvent, Campaign, CampaignHost, PruneItem, PruneRequest
 from . import plan as planning
 

@@ -2,5 +2,5 @@
 
 ``usage`` keeps what agents report about use (atime with its mount's trust, holders seen
 through /proc) and the daily disk series; ``planner`` answers "free X GB"; ``forecast``
-fits the series. Policies built on them live in ``models_admin.policies`` with the others.
+fits the series. Policies built on them live in ``models_admin.capacity.policies`` with the others.
 """

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from .. import workflow
+from ..approvals import workflow
 from ..models import FileUsage, Host, ModelFile
 from . import usage as usage_mod
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from .. import workflow
+from ..approvals import workflow
 from ..models import Host, PruneRequest
 from . import candidates as cands
 

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from models_admin.workflow import WorkflowError
+from models_admin.approvals.workflow import WorkflowError
 
 
 class DomainCommand(BaseCommand):

@@ -1,4 +1,4 @@
-"""Daily snapshot compaction with the default retention (models_admin/compaction.py).
+"""Daily snapshot compaction with the default retention (models_admin/inventory/compaction.py).
 
 The retention lives in the task's kwargs, which the settings page edits; like 0003, an
 existing row (found by task name) is left as an approver set it.

@@ -17,8 +17,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .. import roles
 from ..models import Host, Notification, NotificationProfile, PresenceAlert
+from ..security import roles
 from . import channels
 from .events import DIGEST, Event
 from .send import absolute_url, enqueue, notify

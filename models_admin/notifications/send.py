@@ -24,8 +24,8 @@ from django.urls import reverse
 
 from ocrdash.celery import NOTIFY_QUEUE, app
 
-from .. import roles
 from ..models import Notification, NotificationPreference, NotificationProfile, WebhookChannel
+from ..security import roles
 from .events import Event
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from ..models import Host, PruneItem, PruneRequest
-from ..roles import roles_of
+from ..security.roles import roles_of
 
 register = template.Library()
 

@@ -19,7 +19,7 @@ from django.test import Client
 from django.utils import timezone
 from pydantic import BaseModel
 
-from models_admin.catalog import summary
+from models_admin.inventory import summary
 from models_admin.models import Host, HostKey, ModelFile, Snapshot
 from workers.schema import INGEST_TASK
 from workers.signing import key_fingerprint, public_key_text, sign
@@ -103,7 +103,7 @@ def signed_report(
 
 def ingest(report: BaseModel | dict[str, Any], key: Ed25519PrivateKey | None = None):
     """Ingest ``report`` signed by its host's key; returns the IngestResult."""
-    from models_admin.ingest import ingest_report
+    from models_admin.inventory.ingest import ingest_report
 
     return ingest_report(signed_report(report, key))
 
@@ -122,7 +122,7 @@ def enrolled_host(make_host) -> Callable[..., tuple[Host, Ed25519PrivateKey]]:
 @pytest.fixture
 def enrollment_token(approver) -> Callable[..., str]:
     """enrollment_token(label="", host_name="", hours=None) -> a fresh token's text."""
-    from models_admin import trust
+    from models_admin.fleet import trust
 
     def make(**kw: Any) -> str:
         return trust.create_token(approver.username, **kw)[1]
@@ -213,7 +213,7 @@ class HostQueue:
     @staticmethod
     def _decode(message) -> tuple[str, dict]:
         """(task, order body), after checking the order is signed by the dashboard for that task."""
-        from models_admin import trust
+        from models_admin.fleet import trust
         from workers.signing import DASHBOARD_SIGNER, verify
 
         message.ack()
@@ -255,7 +255,7 @@ def host_queue():
 @pytest.fixture
 def dispatched_request(operator, approver, host_queue, django_capture_on_commit_callbacks):
     """dispatched_request(host) -> a prune request of all the host's files, approved and sent."""
-    from models_admin import workflow
+    from models_admin.approvals import workflow
 
     def make(host: Host, paths: list[str] | None = None):
         files = list(host.current_snapshot.files.all())

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import connection
 from kombu import Connection
 
-from models_admin import trust
+from models_admin.fleet import trust
 from workers.schema import host_queue
 
 ROOT = Path(__file__).resolve().parents[2]

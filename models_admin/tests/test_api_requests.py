@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, PruneItem, PruneRequest
 
 pytestmark = pytest.mark.django_db

@@ -10,9 +10,10 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from models_admin import reports, workflow
+from models_admin.approvals import workflow
 from models_admin.campaigns import plan, rollout
 from models_admin.fleet import labels
+from models_admin.inventory import reports
 from models_admin.models import AuditEvent, Campaign, CampaignHost, Host, PruneItem, PruneRequest
 from models_admin.tests.conftest import sha
 from workers.schema import ItemOutcome, Outcome

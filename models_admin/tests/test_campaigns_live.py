@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.campaigns import plan, rollout
 from models_admin.fleet import labels
 from models_admin.models import Campaign, CampaignHost, Host, ModelFile

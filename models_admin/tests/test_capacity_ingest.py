@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models_admin import dispatch, workflow
+from models_admin.approvals import workflow
 from models_admin.capacity.usage import last_use
+from models_admin.fleet import dispatch
 from models_admin.models import DiskSample, FileUsage, Host, PruneRequest
 from workers.schema import (
     AtimeMode,

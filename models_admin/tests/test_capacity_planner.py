@@ -152,7 +152,7 @@ def _use(host, path, **kw):
 
 
 def test_not_used_for_goes_by_last_seen_open_then_atime_never_mtime(make_host):
-    from models_admin import policies
+    from models_admin.capacity import policies
 
     host = make_host(
         "ocr-1", {"seen_old.gguf": 10, "seen_new.gguf": 10, "atime_old.gguf": 10, "noatime.gguf": 10}
@@ -174,7 +174,7 @@ def test_not_used_for_goes_by_last_seen_open_then_atime_never_mtime(make_host):
 
 
 def test_the_watermark_proposes_lru_until_under_the_low_mark_and_nothing_below_the_high(make_host):
-    from models_admin import policies
+    from models_admin.capacity import policies
 
     host = make_host("ocr-1", {"a.gguf": 40, "b.gguf": 30, "c.gguf": 20, "busy.gguf": 500})
     make_host("ocr-2", {"a.gguf": 40, "b.gguf": 30, "c.gguf": 20, "busy.gguf": 500})

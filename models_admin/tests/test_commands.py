@@ -11,7 +11,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from models_admin.api.tokens import DigestTokenAuthentication
 from models_admin.models import AuditEvent, Host
-from models_admin.roles import Action, can
+from models_admin.security.roles import Action, can
 
 pytestmark = pytest.mark.django_db
 

@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from models_admin import compaction, reports
-from models_admin.compaction import Retention
+from models_admin.inventory import compaction, reports
+from models_admin.inventory.compaction import Retention
 from models_admin.models import AuditEvent, ModelFile, PruneRequest, Snapshot
 
 from .history_factories import at, host, prune, snapshot
@@ -173,7 +173,7 @@ def test_retention_refuses_nonsense():
 def test_received_reports_older_than_their_retention_are_deleted(db):
     from django.utils import timezone
 
-    from models_admin.compaction import forget_received_reports
+    from models_admin.inventory.compaction import forget_received_reports
     from models_admin.models import ReceivedReport
 
     now = timezone.now()

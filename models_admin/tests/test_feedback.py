@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, HostAction, Progress, ReceivedReport
 from workers.schema import (
     ErrorReport,

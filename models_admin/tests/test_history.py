@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from models_admin.history import change_summaries, diff_snapshots, hashes_elsewhere
+from models_admin.inventory.history import change_summaries, diff_snapshots, hashes_elsewhere
 from models_admin.models import Host, ModelFile, Snapshot
 
 from .conftest import sha

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from models_admin import workflow
-from models_admin.ingest import MAX_STORED_PAYLOAD_CHARS, ingest_report, snapshot_digest
+from models_admin.approvals import workflow
+from models_admin.inventory.ingest import MAX_STORED_PAYLOAD_CHARS, ingest_report, snapshot_digest
 from models_admin.models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport, Snapshot
 from workers.schema import (
     ErrorReport,

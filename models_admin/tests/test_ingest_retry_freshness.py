@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from models_admin import tasks, trust
+from models_admin import tasks
+from models_admin.fleet import trust
 from models_admin.models import AuditEvent, ReceivedReport
 from workers.schema import FreeReport
 from workers.signing import DASHBOARD_SIGNER, sign

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, PruneItem, PruneRequest
 from workers.schema import ItemOutcome, Outcome, PruneMode, PruneReport
 

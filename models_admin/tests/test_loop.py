@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from models_admin import policies, workflow
+from models_admin.approvals import workflow
+from models_admin.capacity import policies
 from models_admin.models import AuditEvent, Host, PruneRequest
 from workers.prune import QUARANTINE_DIR
 

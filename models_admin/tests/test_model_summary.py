@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from models_admin import workflow
-from models_admin.catalog import summary
+from models_admin.approvals import workflow
+from models_admin.inventory import summary
 from models_admin.models import Host, ModelSummary, ModelVersion
 
 from .conftest import ingest

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 from kombu import Connection
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import (
     AuditEvent,
     Host,

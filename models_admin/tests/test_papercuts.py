@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, HostAction, PruneItem
 from models_admin.templatetags.ocrdash import in_words, outcome_badge
 
@@ -111,7 +111,7 @@ def test_a_fresh_install_s_reports_start_at_the_first_data(client_for, viewer, m
 
     from django.utils import timezone
 
-    from models_admin import reports
+    from models_admin.inventory import reports
     from models_admin.models import Snapshot
 
     today = timezone.localdate()

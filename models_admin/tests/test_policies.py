@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from models_admin import policies, workflow
+from models_admin.approvals import workflow
+from models_admin.capacity import policies
 from models_admin.models import AuditEvent, ModelFile, PruneRequest
 
 pytestmark = pytest.mark.django_db

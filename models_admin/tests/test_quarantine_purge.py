@@ -12,8 +12,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from models_admin import quarantine, schedules, tasks, workflow
+from models_admin import schedules, tasks
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, PruneItem, PruneRequest
+from models_admin.quarantine import purge as quarantine
 from workers.schema import ItemOutcome, Outcome, PruneMode, PruneReport, PurgedRequest, PurgeReport
 
 from .conftest import ingest

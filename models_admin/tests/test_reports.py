@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from models_admin import reports
+from models_admin.inventory import reports
 from models_admin.models import PruneRequest
 
 from .history_factories import at, host, prune, snapshot

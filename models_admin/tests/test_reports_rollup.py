@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.test import override_settings
 
-from models_admin import reports
+from models_admin.inventory import reports
 from models_admin.models import Host, Snapshot
 
 pytestmark = pytest.mark.django_db

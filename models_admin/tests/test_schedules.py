@@ -12,8 +12,9 @@ from django.conf import settings
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from models_admin import schedules, tasks, trust
-from models_admin.compaction import Retention
+from models_admin import schedules, tasks
+from models_admin.fleet import trust
+from models_admin.inventory.compaction import Retention
 from models_admin.models import AuditEvent, Snapshot
 from workers.schema import AgentTask, InventoryOrder, host_queue
 from workers.signing import DASHBOARD_SIGNER, verify

@@ -10,7 +10,8 @@ from django.apps import apps as django_apps
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from models_admin import tasks, workflow
+from models_admin import tasks
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, Host, PruneRequest
 from ocrdash.celery import DASHBOARD_QUEUE, app, route_task
 

@@ -21,7 +21,7 @@ from celery import Celery
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, Host, HostKey, ModelFile, Snapshot
 from workers.schema import (
     INGEST_TASK,

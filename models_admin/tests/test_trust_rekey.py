@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from models_admin import trust
+from models_admin.fleet import trust
 from models_admin.models import AuditEvent, Host, HostKey
 from workers.signing import key_fingerprint, public_key_text
 

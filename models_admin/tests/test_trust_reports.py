@@ -14,8 +14,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
 
-from models_admin import trust, workflow
-from models_admin.ingest import ingest_report
+from models_admin.approvals import workflow
+from models_admin.fleet import trust
+from models_admin.inventory.ingest import ingest_report
 from models_admin.models import (
     AuditEvent,
     EnrollmentToken,

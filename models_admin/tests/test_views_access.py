@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 
 READ_PAGES = [
     ("ocrdash-fleet", {}),

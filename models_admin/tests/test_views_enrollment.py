@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 from django.urls import reverse
 
-from models_admin import trust
-from models_admin.ingest import ingest_report
+from models_admin.fleet import trust
+from models_admin.inventory.ingest import ingest_report
 from models_admin.models import AuditEvent, EnrollmentToken, Host
 from workers.schema import HostFacts, InventoryReport, ModelDirState
 from workers.signing import ENROLLMENT_TOKEN_PREFIX, enrollment_proof, public_key_text

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import Host
 
 

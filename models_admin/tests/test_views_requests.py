@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, PruneItem, PruneRequest
 
 State = PruneRequest.State

@@ -10,7 +10,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, Host, PruneItem, PruneRequest
 from ocrdash.celery import app
 

@@ -17,9 +17,9 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import DatabaseError, connection, transaction
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import Host, PruneItem, PruneRequest
-from models_admin.roles import Role
+from models_admin.security.roles import Role
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

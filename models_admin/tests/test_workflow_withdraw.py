@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, PruneRequest
 
 State = PruneRequest.State
@@ -66,7 +66,7 @@ def role_groups(transactional_db) -> None:
     """The role groups migration 0002 makes: an earlier transactional test's flush removed them."""
     from django.contrib.auth.models import Group
 
-    from models_admin.roles import Role
+    from models_admin.security.roles import Role
 
     for role in Role:
         Group.objects.get_or_create(name=role.value)

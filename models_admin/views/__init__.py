@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 
 from ..models import Host
-from ..roles import Action, can
+from ..security.roles import Action, can
 
 
 def require(request: HttpRequest, action: Action) -> None:

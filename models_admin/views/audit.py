@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ..forms import AuditFilter
 from ..models import AuditEvent, ReceivedReport
-from ..roles import Action
+from ..security.roles import Action
 from ..security.spreadsheet import csv_lines
 from . import CappedPaginator, require
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from ..api.tokens import issue_token, revoke_token
 from ..models import ApiToken, AuditEvent
-from ..roles import GRANTS, Action, can, roles_of
+from ..security.roles import GRANTS, Action, can, roles_of
 
 WHAT = {
     Action.VIEW: "See the fleet, requests, models and the audit log",

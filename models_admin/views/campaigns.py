@@ -13,11 +13,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from .. import policies
 from ..campaigns import plan, rollout
+from ..capacity import policies
 from ..forms import CampaignDecisionForm, CampaignForm
 from ..models import Campaign, CampaignHost, HostGroup
-from ..roles import Action, can
+from ..security.roles import Action, can
 from . import flash_error, require
 
 PAGE_SIZE = 50

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from ..capacity import planner
-from ..roles import Action, can
+from ..security.roles import Action, can
 from . import flash_error, get_host_for_user
 
 DEFAULT_AMOUNT = "1 GB"

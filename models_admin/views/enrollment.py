@@ -19,9 +19,9 @@ from django.views.decorators.http import require_POST
 
 from workers.schema import HOST_NAME_PATTERN
 
-from .. import trust
+from ..fleet import trust
 from ..models import EnrollmentToken
-from ..roles import Action
+from ..security.roles import Action
 from . import flash_error, get_host_for_user, require
 
 LISTED_TOKENS = 50

@@ -32,7 +32,7 @@ from django.utils import timezone
 from ..fleet import labels
 from ..forms import FleetFilterForm
 from ..models import Host, HostGroup, PruneRequest
-from ..roles import Action
+from ..security.roles import Action
 from . import require
 
 # Rows per page: the page and its 10-second poller cost the same at 3 hosts and at 10,000.

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from ..fleet import labels
 from ..forms import GroupForm, LabelsForm
 from ..models import Host, HostGroup
-from ..roles import Action
+from ..security.roles import Action
 from . import flash_error, get_host_for_user, require
 
 

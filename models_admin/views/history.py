@@ -8,9 +8,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from .. import reports
+from ..inventory import reports
 from ..models import ModelFile
-from ..roles import Action
+from ..security.roles import Action
 from . import get_host_for_user, require
 
 TIMELINE_PAGE = 50

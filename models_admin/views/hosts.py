@@ -11,12 +11,15 @@ from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from .. import feedback, history, policies, workflow
+from ..approvals import workflow
+from ..capacity import policies
 from ..capacity import usage as capacity_usage
+from ..fleet import feedback
 from ..fleet.labels import format_selector
 from ..forms import DiffForm, PolicyProposeForm, ProposeForm
+from ..inventory import history
 from ..models import ModelFile, PruneItem, PruneRequest
-from ..roles import Action
+from ..security.roles import Action
 from . import flash_error, get_host_for_user
 from .fleet import presence
 

@@ -1,6 +1,6 @@
 """Models across the fleet: one file name (or one hash) and every host that holds it now.
 
-Both pages read the per-model summary ingest keeps (``catalog/summary.py``: one row per name
+Both pages read the per-model summary ingest keeps (``inventory/summary.py``: one row per name
 and per name and content), never an aggregate over every current file row; the model page
 lists its copies a page at a time.
 """
@@ -16,9 +16,9 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from .. import history
+from ..inventory import history
 from ..models import ModelSummary, ModelVersion
-from ..roles import Action
+from ..security.roles import Action
 from . import require
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")

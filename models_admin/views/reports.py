@@ -23,11 +23,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from .. import reports, schedules
-from ..compaction import DEFAULT_RECEIVED_REPORTS_DAYS, Retention
+from .. import schedules
+from ..inventory import reports
+from ..inventory.compaction import DEFAULT_RECEIVED_REPORTS_DAYS, Retention
 from ..models import Host
-from ..roles import Action, can
 from ..security.params import validate_report_date
+from ..security.roles import Action, can
 from ..security.spreadsheet import csv_lines
 from . import require
 

@@ -14,11 +14,13 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .. import feedback, history, quarantine, workflow
-from ..fleet import presence
+from ..approvals import workflow
+from ..fleet import feedback, presence
 from ..forms import DecisionForm, RequestFilterForm, RestoreForm
+from ..inventory import history
 from ..models import PruneItem, PruneRequest
-from ..roles import Action
+from ..quarantine import purge as quarantine
+from ..security.roles import Action
 from . import flash_error, require
 
 State = PruneRequest.State

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.core.management.base import CommandError
 
-from models_admin import trust, workflow
+from models_admin.approvals import workflow
+from models_admin.fleet import trust
 from models_admin.management.base import DomainCommand
 from models_admin.models import Host
 

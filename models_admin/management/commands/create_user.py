@@ -16,7 +16,7 @@ from django.db import transaction
 
 from models_admin.api.tokens import issue_token
 from models_admin.management.base import DomainCommand
-from models_admin.roles import Role
+from models_admin.security.roles import Role
 
 
 class Command(DomainCommand):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models_admin import workflow
+from models_admin.approvals import workflow
 from models_admin.management.base import DomainCommand
 
 from .accept_host import host_and_actor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from models_admin import trust
+from models_admin.fleet import trust
 from models_admin.management.base import DomainCommand
 from workers.signing import SignatureError
 

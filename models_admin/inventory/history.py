@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import F
 
-from .models import Host, ModelFile, Snapshot
+from ..models import Host, ModelFile, Snapshot
 
 # The columns that make a file "the same file"; known_to_aspose is compared too because it
 # changes what deleting the file would break.

@@ -39,11 +39,12 @@ from django.utils import timezone
 
 from workers.schema import SUCCESS_OUTCOMES, ItemOutcome, PruneMode
 
-from . import dispatch, feedback, roles
-from .catalog import summary
-from .models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest
-from .notifications import Event
-from .notifications.send import notify_request
+from ..fleet import dispatch, feedback
+from ..inventory import summary
+from ..models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest
+from ..notifications import Event
+from ..notifications.send import notify_request
+from ..security import roles
 
 log = logging.getLogger(__name__)
 State = PruneRequest.State
@@ -260,7 +261,7 @@ def _campaign_moves(request: PruneRequest) -> None:
     """A campaign's request finished: let its campaign look at the wave, after commit (so the
     finished state is visible and no request lock is held while the campaign takes its own)."""
     if request.campaign_id is not None:
-        from .campaigns import rollout
+        from ..campaigns import rollout
 
         campaign_id = request.campaign_id
         transaction.on_commit(lambda: rollout.advance(campaign_id))
@@ -690,7 +691,7 @@ def retire_host(host: Host, user) -> Host:
             ).values_list("campaign_id", flat=True)
         )
         if campaigns:
-            from .campaigns import rollout
+            from ..campaigns import rollout
 
             transaction.on_commit(lambda: [rollout.advance(c) for c in campaigns])
     return host

@@ -51,7 +51,7 @@ from workers.signing import (
     verify_report,
 )
 
-from .models import AuditEvent, EnrollmentToken, Host, HostKey
+from ..models import AuditEvent, EnrollmentToken, Host, HostKey
 
 Action = AuditEvent.Action
 REDACTED = "(redacted)"

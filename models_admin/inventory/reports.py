@@ -28,8 +28,8 @@ from django.utils import timezone
 
 from workers.schema import Outcome
 
+from ..models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
 from . import history
-from .models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
 
 # Outcomes of a prune item that gave disk space back. RESTORED belongs to restore requests
 # and puts space *back in use*, so it is not "reclaimed".

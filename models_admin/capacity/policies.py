@@ -27,9 +27,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import workflow
-from .capacity import candidates
-from .models import Host, ModelFile, PruneRequest
+from ..approvals import workflow
+from ..models import Host, ModelFile, PruneRequest
+from . import candidates
 
 
 class PolicyError(workflow.WorkflowError):

@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from .models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport, Snapshot
+from ..models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport, Snapshot
 from .reports import local_day, week_start
 
 DEFAULT_DAILY_AFTER_DAYS = 30

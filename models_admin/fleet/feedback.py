@@ -29,7 +29,7 @@ from workers.schema import (
     PurgeReport,
 )
 
-from .models import AuditEvent, Host, HostAction, Progress, PruneRequest
+from ..models import AuditEvent, Host, HostAction, Progress, PruneRequest
 
 log = logging.getLogger(__name__)
 State = HostAction.State

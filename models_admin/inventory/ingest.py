@@ -55,12 +55,14 @@ from workers.schema import (
 )
 from workers.signing import SIGNATURE_FIELD
 
-from . import feedback, quarantine, roles, trust, workflow
-from .capacity import usage as capacity_usage
-from .catalog import summary
-from .fleet import presence
-from .models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
-from .notifications import Event, notify
+from ..approvals import workflow
+from ..capacity import usage as capacity_usage
+from ..fleet import feedback, presence, trust
+from ..models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
+from ..notifications import Event, notify
+from ..quarantine import purge as quarantine
+from ..security import roles
+from . import summary
 
 log = logging.getLogger(__name__)
 Action = AuditEvent.Action

@@ -31,8 +31,8 @@ from workers.schema import (
 )
 from workers.signing import SignatureError
 
+from ..models import PruneRequest
 from . import trust
-from .models import PruneRequest
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Approvals: the request state machine and the two-person rule (``workflow.py``)."""

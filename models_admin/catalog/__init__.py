@@ -1,1 +1,0 @@
-"""What the fleet holds now, per model: the summaries the models pages read."""

@@ -9,10 +9,11 @@ so the page needs no inline script and passes the Content-Security-Policy.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.urls import URLPattern, reverse
+from django.urls import URLPattern, URLResolver, reverse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import serializers
@@ -25,27 +26,39 @@ from .views import _Api
 IGNORED_METHODS = {"options", "head", "trace"}
 
 
-def endpoints() -> list[dict[str, Any]]:
-    """Every route of models_admin.api.urls: its name, path template and HTTP methods."""
-    from . import urls  # here, not at import: urls imports this module
-
+def endpoints(routes: Sequence[URLPattern | URLResolver]) -> list[dict[str, Any]]:
+    """Every route in ``routes`` (groups opened): its name, path template and HTTP methods."""
     prefix = reverse("api-root")
     listed = []
-    for pattern in urls.urlpatterns:
-        if not isinstance(pattern, URLPattern) or pattern.name == "api-root":
-            continue
+    for route, pattern in flatten(routes):
         view_class = getattr(pattern.callback, "cls", None)
         methods = sorted(
             m.upper()
             for m in getattr(view_class, "http_method_names", ())
             if m not in IGNORED_METHODS and hasattr(view_class, m)
         )
-        listed.append({"name": pattern.name, "path": prefix + str(pattern.pattern), "methods": methods})
+        listed.append({"name": pattern.name, "path": prefix + route, "methods": methods})
     return listed
 
 
+def flatten(routes: Sequence[URLPattern | URLResolver], prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+    """(whole route, pattern) of every pattern in ``routes``, an ``include`` opened in place."""
+    for pattern in routes:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            yield from flatten(pattern.url_patterns, route)
+        else:
+            yield route, pattern
+
+
 class ApiRoot(_Api):
-    """GET /api/: where the schema and the docs are, and every endpoint."""
+    """GET /api/: where the schema and the docs are, and every endpoint.
+
+    ``routes`` is given by api/urls.py (``as_view(routes=...)``): the routes are the URL
+    module's to know, and this view lists what it is handed.
+    """
+
+    routes: Sequence[URLPattern | URLResolver] = ()
 
     @extend_schema(
         responses=inline_serializer(
@@ -62,7 +75,7 @@ class ApiRoot(_Api):
             {
                 "schema": request.build_absolute_uri(reverse("api-schema")),
                 "docs": request.build_absolute_uri(reverse("api-docs")),
-                "endpoints": endpoints(),
+                "endpoints": endpoints(self.routes),
             }
         )
 

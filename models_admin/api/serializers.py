@@ -6,7 +6,16 @@ from typing import Any
 
 from rest_framework import serializers
 
-from models_admin.models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest, ReceivedReport, Snapshot
+from models_admin.models import (
+    AuditEvent,
+    Host,
+    ModelFile,
+    PruneItem,
+    PruneRequest,
+    ReceivedReport,
+    Snapshot,
+    StoreChoices,
+)
 from workers.schema import HOST_NAME_PATTERN
 
 
@@ -74,6 +83,7 @@ class PruneItemSerializer(serializers.ModelSerializer):
             "mtime_ns",
             "sha256",
             "known_to_aspose",
+            "store",
             "outcome",
             "detail",
             "bytes_reclaimed",
@@ -149,6 +159,8 @@ class ProposeSerializer(serializers.Serializer):
     )
     reason = serializers.CharField(max_length=2000)
     mode = serializers.ChoiceField(choices=PruneRequest.Mode.choices, default=PruneRequest.Mode.QUARANTINE)
+    # The store every named path is in: one request may hold files of both, one call names one.
+    store = serializers.ChoiceField(choices=StoreChoices.choices, default=StoreChoices.LLM)
 
 
 class PolicyRunSerializer(serializers.Serializer):

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from models_admin.approvals import workflow
 from models_admin.capacity import policies
 from models_admin.fleet import trust
-from models_admin.models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport
+from models_admin.models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport, StoreChoices
 from models_admin.security.roles import Action
 
 from . import filters, pagination, serializers
@@ -223,7 +223,8 @@ class EnrollmentTokenCreate(_Api, APIView):
 
 
 class HostPropose(_Api, APIView):
-    """Propose pruning files of the host's current snapshot, named by relative path."""
+    """Propose pruning files of the host's current snapshot, named by relative path in one
+    store (``store``: the LLM folder by default, or ``ocr`` for the OCR resources folder)."""
 
     action_required = Action.PROPOSE
 
@@ -236,11 +237,16 @@ class HostPropose(_Api, APIView):
         wanted = list(dict.fromkeys(data["files"]))
         files: list[ModelFile] = []
         if host.current_snapshot_id is not None:
-            current = ModelFile.objects.filter(snapshot_id=host.current_snapshot_id, path__in=wanted)
+            current = ModelFile.objects.filter(
+                snapshot_id=host.current_snapshot_id, store=data["store"], path__in=wanted
+            )
             files = list(current.select_related("snapshot"))
         if unknown := sorted(set(wanted) - {f.path for f in files}):
             shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
-            raise ValidationError({"files": [f"not in the current inventory of {host.name}: {shown}"]})
+            where = StoreChoices(data["store"]).label
+            raise ValidationError(
+                {"files": [f"not in the current inventory of {host.name} ({where}): {shown}"]}
+            )
         prune_request = workflow.propose(
             host=host, files=files, reason=data["reason"], user=request.user, mode=data["mode"]
         )

@@ -7,7 +7,6 @@ deleted at all (the database refuses too).
 
 from __future__ import annotations
 
-import apprise
 from django import forms
 from django.contrib import admin
 
@@ -21,8 +20,10 @@ from .models import (
     ReceivedReport,
     Snapshot,
     WebhookChannel,
+    WebhookRoute,
 )
 from .notifications.events import Event
+from .notifications.forms import WEBHOOK_URL_HELP, clean_webhook_url
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -118,41 +119,43 @@ class WebhookChannelForm(forms.ModelForm):
     url = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "size": 80}),
-        help_text="Any URL apprise knows: https://hooks.slack.com/services/..., a Teams webhook, "
-        "json://host:port/path for a generic JSON webhook. Stored, never shown again in full.",
-    )
-    events = forms.MultipleChoiceField(
-        choices=Event.choices,
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Sent to this webhook.",
+        help_text=WEBHOOK_URL_HELP,
     )
 
     class Meta:
         model = WebhookChannel
-        fields = ["name", "url", "events", "enabled"]
+        fields = ["name", "url", "enabled"]
 
     def clean_url(self) -> str:
-        url = self.cleaned_data["url"].strip()
-        if not url:
-            if self.instance.pk:
-                return self.instance.url
-            raise forms.ValidationError("A webhook needs its URL.")
-        if apprise.Apprise.instantiate(url) is None:
-            raise forms.ValidationError("apprise does not know this kind of URL.")
-        return url
+        return clean_webhook_url(self.cleaned_data["url"], self.instance.url if self.instance.pk else "")
+
+
+class WebhookRouteInline(admin.TabularInline):
+    """Shown here, changed on the dashboard's webhook page (``/settings/webhooks/``), which
+    checks a route's group or labels the way routing reads them."""
+
+    model = WebhookRoute
+    fields = ["event", "scope", "group", "selector", "created_by", "created_at"]
+    readonly_fields = ["event", "scope", "group", "selector", "created_by", "created_at"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(WebhookChannel)
 class WebhookChannelAdmin(admin.ModelAdmin):
     form = WebhookChannelForm
+    inlines = [WebhookRouteInline]
     list_display = ["name", "masked_url", "routed_events", "enabled"]
     readonly_fields = ["masked_url", "created_by", "created_at"]
 
     @admin.display(description="events")
     def routed_events(self, obj: WebhookChannel) -> str:
         labels = dict(Event.choices)
-        return "; ".join(labels.get(e, e) for e in obj.events) or "(none)"
+        events = dict.fromkeys(obj.routes.values_list("event", flat=True))
+        return "; ".join(labels.get(e, e) for e in events) or "(none)"
 
     def save_model(self, request, obj, form, change) -> None:
         if not change:

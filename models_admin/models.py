@@ -715,7 +715,7 @@ class NotificationProfile(models.Model):
 
 
 class WebhookChannel(models.Model):
-    """A webhook (any URL apprise knows: Slack, Teams, json://...) and the events routed to it.
+    """A webhook (any URL apprise knows: Slack, Teams, json://...); its ``routes`` say what it gets.
 
     The URL often *is* the credential (a Slack hook URL lets anyone post), so it is stored
     but never shown back in full: pages and the admin show ``masked_url`` only.
@@ -723,8 +723,6 @@ class WebhookChannel(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     url = models.TextField()
-    # Values of notifications.Event routed to this channel.
-    events = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
     created_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -740,6 +738,46 @@ class WebhookChannel(models.Model):
         from .notifications.channels import mask_url
 
         return mask_url(self.url)
+
+
+class WebhookRoute(models.Model):
+    """One event sent to one webhook, for every host, for a group's or a selector's hosts, or
+    for the rest (what no group or selector route of the same event took).
+
+    The matching is ``notifications/routing.py``; ``event`` holds a ``notifications.Event``
+    value, free of ``choices`` like the preferences, so adding an event needs no migration.
+    """
+
+    class Scope(models.TextChoices):
+        ALL = "all", "Every host"
+        GROUP = "group", "Hosts of a group"
+        LABELS = "labels", "Hosts with labels"
+        REST = "rest", "The rest: what no group or label route of this event took"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)  # in the page's forms
+    webhook = models.ForeignKey(WebhookChannel, on_delete=models.CASCADE, related_name="routes")
+    event = models.CharField(max_length=64)
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.ALL)
+    # Deleting a group deletes its routes: its hosts' events then go to the "rest" routes.
+    group = models.ForeignKey(HostGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # {key: value} for the "labels" scope, matched like a group's selector.
+    selector = models.JSONField(default=dict, blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["event", "scope", "created_at"]
+        indexes = [models.Index(fields=["event"], name="webhookroute_event")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(scope="group") & models.Q(group__isnull=False))
+                | (~models.Q(scope="group") & models.Q(group__isnull=True)),
+                name="webhookroute_group_iff_group_scope",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} ({self.scope}) to {self.webhook_id}"
 
 
 class Notification(models.Model):

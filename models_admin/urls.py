@@ -66,6 +66,15 @@ urlpatterns = [
     path("audit/rejected-reports/", audit.rejected_reports, name="ocrdash-rejected-reports"),
     path("account/", auth.account, name="ocrdash-account"),
     path("account/notifications/", notification_views.preferences, name="ocrdash-notification-preferences"),
+    path("settings/webhooks/", notification_views.webhooks, name="ocrdash-webhooks"),
+    path("settings/webhooks/add/", notification_views.webhook_add, name="ocrdash-webhook-add"),
+    path("settings/webhooks/change/", notification_views.webhook_change, name="ocrdash-webhook-change"),
+    path("settings/webhooks/routes/add/", notification_views.route_add, name="ocrdash-webhook-route-add"),
+    path(
+        "settings/webhooks/routes/<uuid:route_id>/delete/",
+        notification_views.route_delete,
+        name="ocrdash-webhook-route-delete",
+    ),
     path("account/api-token/", auth.token_create, name="ocrdash-api-token-create"),
     path("account/api-token/revoke/", auth.token_revoke, name="ocrdash-api-token-revoke"),
     # history and reports

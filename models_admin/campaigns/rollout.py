@@ -33,6 +33,9 @@ from workers.schema import Store
 
 from ..approvals import workflow
 from ..models import AuditEvent, Campaign, CampaignHost, PruneItem, PruneRequest
+from ..notifications import Event
+from ..notifications.send import notify_campaign
+from ..security import roles
 from . import plan as planning
 
 log = logging.getLogger(__name__)
@@ -146,6 +149,7 @@ def propose(spec: planning.Spec, *, user, reason: str, mode: str = "quarantine")
             files=preview.file_count,
             bytes=preview.bytes,
         )
+        notify_campaign(Event.CAMPAIGN_WAITING, campaign, role=roles.Action.APPROVE, exclude=[user])
     return campaign
 
 
@@ -218,6 +222,7 @@ def approve(campaign_id, user, *, comment: str = "", allow_last_copy: bool = Fal
             requested_by=campaign.requested_by_name,
             allow_last_copy=campaign.allow_last_copy,
         )
+        notify_campaign(Event.CAMPAIGN_APPROVED, campaign, users=[campaign.requested_by_id])
         _start_wave(campaign, 0)
         _settle(campaign)
     return campaign
@@ -235,6 +240,7 @@ def reject(campaign_id, user, *, comment: str = "") -> Campaign:
         campaign.save(update_fields=["state", "decided_by", "decided_at", "decision_comment", "finished_at"])
         campaign.hosts.filter(state=Part.PLANNED).update(state=Part.CANCELLED)
         _record(Action.CAMPAIGN_REJECTED, campaign, user, comment=campaign.decision_comment)
+        notify_campaign(Event.CAMPAIGN_REJECTED, campaign, users=[campaign.requested_by_id], exclude=[user])
     return campaign
 
 
@@ -295,6 +301,12 @@ def _halt(campaign: Campaign, reason: str, user=None) -> None:
     campaign.save(update_fields=["state", "halt_reason", "finished_at"])
     campaign.hosts.filter(state=Part.PLANNED).update(state=Part.CANCELLED)
     _record(Action.CAMPAIGN_HALTED, campaign, user, wave=campaign.current_wave, reason=campaign.halt_reason)
+    notify_campaign(
+        Event.CAMPAIGN_HALTED,
+        campaign,
+        users=[campaign.requested_by_id, campaign.decided_by_id],
+        exclude=[user],
+    )
 
 
 # ---------------------------------------------------------------- waves
@@ -366,6 +378,7 @@ def _settle(campaign: Campaign) -> None:
                 state=campaign.state,
                 bytes_reclaimed=bytes_freed(campaign),
             )
+            notify_campaign(Event.CAMPAIGN_FINISHED, campaign, users=[campaign.requested_by_id])
             return
         campaign.current_wave = later
         campaign.save(update_fields=["current_wave"])

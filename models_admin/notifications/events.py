@@ -1,5 +1,8 @@
 """The events people can be told of. Adding one is one line here and one ``notify`` call.
 
+Nothing else lists them: the preferences page, the webhook routes page and the admin read
+this enum, and the rows store its value in a free CharField, so no migration either.
+
 The value is stored (preferences, notifications, webhook routes); the label is what the
 preferences page and the webhook form show. Who receives an event is decided by the call
 (``notify(..., users=..., role=...)``), not here, so one event can go to the proposer in one
@@ -21,6 +24,11 @@ class Event(models.TextChoices):
     HOST_MISSING = "host_missing", "A host went missing"
     MODEL_DIR_GONE = "model_dir_gone", "A host's model folder disappeared"
     REPORT_REFUSED = "report_refused", "A forged or replayed report was refused"
+    CAMPAIGN_WAITING = "campaign_waiting", "A campaign waits for your approval"
+    CAMPAIGN_APPROVED = "campaign_approved", "Your campaign was approved"
+    CAMPAIGN_REJECTED = "campaign_rejected", "Your campaign was rejected"
+    CAMPAIGN_HALTED = "campaign_halted", "A campaign halted"
+    CAMPAIGN_FINISHED = "campaign_finished", "Your campaign finished"
 
 
 # The one event that is not chosen by anyone: the digest email that carries the others.

@@ -12,6 +12,7 @@ broker costs the workflow one quick INSERT and nothing else.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,8 +25,9 @@ from django.urls import reverse
 
 from ocrdash.celery import NOTIFY_QUEUE, app
 
-from ..models import Notification, NotificationPreference, NotificationProfile, WebhookChannel
+from ..models import Campaign, Notification, NotificationPreference, NotificationProfile
 from ..security import roles
+from . import routing
 from .events import Event
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class Message:
     path: str  # the page it is about, e.g. reverse("ocrdash-request", ...)
     host: str = ""
     lines: Sequence[str] = field(default_factory=tuple)
+    campaign_id: uuid.UUID | None = None  # the campaign it is about: webhooks route by its target
 
     @property
     def url(self) -> str:
@@ -71,10 +74,12 @@ def notify(
     users: Iterable[object] = (),
     role: roles.Action | None = None,
     exclude: Iterable[object] = (),
+    campaign: Campaign | None = None,
 ) -> None:
     """Tell ``users`` (ids or users; None is skipped) and everyone whom ``role`` allows, except
-    ``exclude``, of ``event``; and the webhooks routed for it. Returns at once."""
-    message = Message(event, subject[:255], path, host, tuple(lines))
+    ``exclude``, of ``event``; and the webhooks routed for it (``routing``: by ``host``'s labels
+    and groups, or by ``campaign``'s target). Returns at once."""
+    message = Message(event, subject[:255], path, host, tuple(lines), campaign.pk if campaign else None)
     user_ids = {pk for u in users if (pk := _pk(u)) is not None}
     excluded = {pk for u in exclude if (pk := _pk(u)) is not None}
     transaction.on_commit(lambda: _after_commit(message, user_ids, role, excluded), robust=True)
@@ -119,19 +124,24 @@ def _after_commit(
                 kind=Notification.Kind.EMAIL, user=user, recipient=user.email, status=status, **common
             )
         )
-    for hook in WebhookChannel.objects.filter(enabled=True):
-        if message.event.value in (hook.events or []):
-            rows.append(
-                Notification(
-                    kind=Notification.Kind.WEBHOOK, webhook=hook, recipient=hook.masked_url, **common
-                )
-            )
+    for hook in routing.webhooks_for(message.event.value, _about(message)):
+        rows.append(
+            Notification(kind=Notification.Kind.WEBHOOK, webhook=hook, recipient=hook.masked_url, **common)
+        )
     if not rows:
         return
     Notification.objects.bulk_create(rows)
     for row in rows:
         if row.status == Notification.Status.PENDING:
             enqueue(row.id)
+
+
+def _about(message: Message) -> routing.About:
+    if message.campaign_id is not None:
+        campaign = Campaign.objects.select_related("target_group").filter(pk=message.campaign_id).first()
+        if campaign is not None:
+            return routing.About.campaign(campaign)
+    return routing.About.host(message.host)
 
 
 def enqueue(notification_id) -> bool:
@@ -195,4 +205,39 @@ def notify_request(
         users=users,
         role=role,
         exclude=exclude,
+    )
+
+
+def notify_campaign(
+    event: Event,
+    campaign: Campaign,
+    *,
+    users: Iterable[object] = (),
+    role: roles.Action | None = None,
+    exclude: Iterable[object] = (),
+) -> None:
+    """``notify`` about a Campaign; webhooks route it by the campaign's target group or selector."""
+    what = f"Campaign {campaign.short_id} on {campaign.target_label or 'its hosts'}"
+    lines = [f"Proposed by {campaign.requested_by_name}: {campaign.reason}"]
+    if campaign.decided_by is not None and event != Event.CAMPAIGN_WAITING:
+        comment = f": {campaign.decision_comment}" if campaign.decision_comment else ""
+        lines.append(f"Decided by {campaign.decided_by.get_username()}{comment}")
+    if campaign.halt_reason:
+        lines.append(f"Why it halted: {campaign.halt_reason}")
+    subjects = {
+        Event.CAMPAIGN_WAITING: f"{what} waits for your approval",
+        Event.CAMPAIGN_APPROVED: f"{what} was approved",
+        Event.CAMPAIGN_REJECTED: f"{what} was rejected",
+        Event.CAMPAIGN_HALTED: f"{what} halted",
+        Event.CAMPAIGN_FINISHED: f"{what} finished: {campaign.get_state_display().lower()}",
+    }
+    notify(
+        event,
+        subjects.get(event, f"{what}: {event.label}"),
+        path=reverse("ocrdash-campaign", args=[campaign.id]),
+        lines=lines,
+        users=users,
+        role=role,
+        exclude=exclude,
+        campaign=campaign,
     )

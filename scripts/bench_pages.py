@@ -125,12 +125,22 @@ def grow(start: int, end: int, rng: random.Random) -> None:
                 sha = hashlib.sha256(name.encode()).hexdigest()
                 total += size
                 path = f"family{slot % 7}/{name}"
-                row = (snapshot.pk, path, name, size, 1_700_000_000_000_000_000 + slot, sha, slot == 0, False)
+                row = (
+                    snapshot.pk,
+                    "llm",
+                    path,
+                    name,
+                    size,
+                    1_700_000_000_000_000_000 + slot,
+                    sha,
+                    slot == 0,
+                    False,
+                )
                 buffer.write("\t".join(map(str, row)) + "\n")
             totals[snapshot.pk] = total
         with connection.cursor() as cursor:
             with cursor.copy(
-                "COPY models_admin_modelfile (snapshot_id, path, name, size, mtime_ns, sha256,"
+                "COPY models_admin_modelfile (snapshot_id, store, path, name, size, mtime_ns, sha256,"
                 " known_to_aspose, is_symlink) FROM STDIN"
             ) as copy:
                 copy.write(buffer.getvalue())

@@ -81,6 +81,7 @@ urlpatterns = [
     path("hosts/<str:name>/timeline/", history.timeline, name="ocrdash-host-timeline"),
     path("models/<str:key>/lifecycle/", history.lifecycle, name="ocrdash-model-lifecycle"),
     path("reports/", reports.index, name="ocrdash-reports"),
+    path("reports/hosts.json", reports.host_names, name="ocrdash-report-hosts"),
     path("reports/deletions/", reports.deletions, name="ocrdash-report-deletions"),
     path(
         "reports/deletions/export.<str:fmt>",

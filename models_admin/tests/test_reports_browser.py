@@ -91,6 +91,19 @@ def test_the_charts_draw_the_numbers_of_the_page(live_server, page, viewer, oper
     assert drawn[3] == [4, 4 * len(data["request_weeks"])]
     assert page.errors == []
 
+    # The host field suggests from what is typed (host_picker.js), and the pick narrows the page.
+    page.fill("#id_host", "west")
+    page.wait_for_function("() => document.querySelectorAll('#host-suggestions option').length > 0")
+    assert page.eval_on_selector_all("#host-suggestions option", "os => os.map(o => o.value)") == ["ocr-west-1"]
+    page.fill("#id_host", "ocr-west-1")
+    page.click("#range-form button[type=submit]")
+    page.wait_for_function("() => window.Chart && Chart.getChart('chart-models')")
+    assert page.eval_on_selector_all("#selected-hosts input:checked", "bs => bs.map(b => b.value)") == [
+        "ocr-west-1"
+    ]
+    assert page.evaluate("() => Chart.getChart('chart-models').data.labels") == ["ocr-west-1"]
+    page.screenshot(path=str(ARTIFACTS / "reports-one-host.png"), full_page=True)
+
     page.goto(f"{live_server.url}/reports/deletions/")
     page.screenshot(path=str(ARTIFACTS / "deletions.png"))
     page.goto(f"{live_server.url}/hosts/ocr-lab/timeline/")

@@ -167,3 +167,39 @@ def test_a_large_fleet_draws_its_biggest_hosts_and_sums_the_rest(client_for, vie
     rows = _table(response.content.decode(), "table-models")
     assert len(rows) == TOP_HOSTS + 1 and "and 3 smaller hosts" in rows[-1][0]
     assert data["fleet_bytes"][-1] == sum(1000 + i for i in range(TOP_HOSTS + 3))
+
+
+def test_the_host_field_is_a_search_not_a_list_of_every_host(client_for, viewer):
+    """The page names only the hosts picked (as ticked boxes), whatever the fleet's size;
+    the suggestions come from the JSON endpoint, a few names at a time."""
+    _fixture()
+    for i in range(30):
+        host(f"ocr-z{i:02d}")
+
+    html = client_for(viewer).get(URL + RANGE + "&host=ocr-b&host=ocr-a").content.decode()
+
+    assert "<option" not in re.search(r'<form[^>]*id="range-form".*?</form>', html, re.S).group(0)
+    picked = re.findall(r'<input type="checkbox"[^>]*name="host" value="([^"]+)" checked>', html)
+    assert picked == ["ocr-b", "ocr-a"]
+    assert [r[0] for r in _table(html, "table-models")] == ["ocr-a", "ocr-b"]
+    assert 'src="/static/models_admin/host_picker.js"' in html
+
+
+def test_an_unknown_host_is_explained(client_for, viewer):
+    _fixture()
+
+    response = client_for(viewer).get(URL + RANGE + "&host=ocr-nope")
+
+    assert response.status_code == 400
+    assert "no host named ocr-nope" in response.content.decode()
+
+
+def test_the_host_suggestions(client_for, viewer, outsider):
+    for name in ("web-ocr-1", "ocr-10", "ocr-2", *(f"ocr-x{i:02d}" for i in range(30))):
+        host(name)
+    url = reverse("ocrdash-report-hosts")
+
+    body = client_for(viewer).get(url + "?q=OCR-1").json()
+    assert body == {"q": "OCR-1", "hosts": ["ocr-10", "web-ocr-1"]}  # those starting with it first
+    assert len(client_for(viewer).get(url).json()["hosts"]) == 20
+    assert client_for(outsider).get(url).status_code == 403

@@ -94,7 +94,8 @@ def test_the_charts_draw_the_numbers_of_the_page(live_server, page, viewer, oper
     # The host field suggests from what is typed (host_picker.js), and the pick narrows the page.
     page.fill("#id_host", "west")
     page.wait_for_function("() => document.querySelectorAll('#host-suggestions option').length > 0")
-    assert page.eval_on_selector_all("#host-suggestions option", "os => os.map(o => o.value)") == ["ocr-west-1"]
+    suggested = page.eval_on_selector_all("#host-suggestions option", "os => os.map(o => o.value)")
+    assert suggested == ["ocr-west-1"]
     page.fill("#id_host", "ocr-west-1")
     page.click("#range-form button[type=submit]")
     page.wait_for_function("() => window.Chart && Chart.getChart('chart-models')")

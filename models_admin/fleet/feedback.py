@@ -143,8 +143,15 @@ def host_live(host: Host) -> dict:
             host=host.name, action=AuditEvent.Action.QUARANTINE_PURGED
         ).first(),
     }
-    busy = bool(working) or any(
-        a.state in (State.ASKED, State.RUNNING) and a.pk not in overdue for a in actions
+    # A request on its way to the host counts too: its answer changes the files table, which the
+    # page then fetches within a second instead of at the next slow poll.
+    prune_sent = PruneRequest.objects.filter(
+        host=host, state=PruneRequest.State.DISPATCHED, dispatched_at__gt=now - ttl
+    ).exists()
+    busy = (
+        bool(working)
+        or prune_sent
+        or any(a.state in (State.ASKED, State.RUNNING) and a.pk not in overdue for a in actions)
     )
     return {
         "host": host,

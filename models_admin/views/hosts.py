@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Sum
@@ -18,7 +21,7 @@ from ..fleet import feedback
 from ..fleet.labels import format_selector
 from ..forms import DiffForm, PolicyProposeForm, ProposeForm
 from ..inventory import history
-from ..models import ModelFile, PruneItem, PruneRequest
+from ..models import Host, ModelFile, PruneItem, PruneRequest
 from ..security.roles import Action
 from . import flash_error, get_host_for_user
 from .fleet import presence
@@ -31,28 +34,45 @@ def _policies() -> list[dict]:
     return [p.as_dict() for p in policies.REGISTRY.values()]
 
 
-def detail(request: HttpRequest, name: str) -> HttpResponse:
-    host = get_host_for_user(request, name)
-    files = (
-        list(ModelFile.objects.filter(snapshot_id=host.current_snapshot_id))
-        if host.current_snapshot_id
-        else []
-    )
-    busy = set(
+@dataclass(frozen=True)
+class HostFiles:
+    """The host page's model-files table, its "in use now" list, and a version that changes
+    whenever the table would: a new or re-seen inventory (usage and every time in the table
+    come with it), or a file entering or leaving an open request. The live poll sends the
+    version it shows and gets the table again only when it differs."""
+
+    files: list[ModelFile]
+    in_use: list[ModelFile]
+    version: str
+
+
+def host_files(host: Host) -> HostFiles:
+    busy = sorted(
         PruneItem.objects.filter(
             request__host=host,
             request__kind=PruneRequest.Kind.PRUNE,
             request__state__in=PruneRequest.OPEN_STATES,
         ).values_list("store", "path")
     )
+    snapshot = host.current_snapshot
+    seen = snapshot.last_seen_at.isoformat() if snapshot is not None else ""
+    digest = hashlib.sha256(repr((host.current_snapshot_id, seen, host.model_dir_state, busy)).encode())
+    files = list(ModelFile.objects.filter(snapshot=snapshot)) if snapshot is not None else []
+    held = set(busy)
     usages = capacity_usage.usages_for(host)
     for f in files:
         # Page-only attributes for the template's rows.
-        f.busy = (f.store, f.path) in busy  # type: ignore[attr-defined]
+        f.busy = (f.store, f.path) in held  # type: ignore[attr-defined]
         use = usages.get((f.store, f.path))
         f.usage = use  # type: ignore[attr-defined]
         f.last_use = capacity_usage.last_use(use)  # type: ignore[attr-defined]
     in_use = [f for f in files if (u := usages.get((f.store, f.path))) is not None and u.open_by]
+    return HostFiles(files, in_use, digest.hexdigest()[:16])
+
+
+def detail(request: HttpRequest, name: str) -> HttpResponse:
+    host = get_host_for_user(request, name)
+    table = host_files(host)
     snapshots = list(host.snapshots.all()[:HISTORY_LENGTH])
     requests = (
         host.prune_requests.select_related("host", "requested_by")
@@ -70,8 +90,9 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "presence": presence(host),
             "offline_after_minutes": settings.OCRDASH["HOST_OFFLINE_AFTER_MINUTES"],
             "labels_text": format_selector(host.labels or {}),
-            "files": files,
-            "in_use": in_use,
+            "files": table.files,
+            "in_use": table.in_use,
+            "files_version": table.version,
             "stores": capacity_usage.store_rows(host),
             "snapshots": snapshots,
             "changes": history.change_summaries(snapshots),
@@ -84,12 +105,40 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
     )
 
 
+# The parts of the host page the live poll may send again, and their templates.
+LIVE_PARTS = {"files": "models_admin/_host_files.html", "totals": "models_admin/_host_totals.html"}
+
+
 def live(request: HttpRequest, name: str) -> JsonResponse:
-    """The host page's live panel (orders asked, progress, last inventory/free/purge), polled."""
+    """The host page's live panel (orders asked, progress, last inventory/free/purge), polled.
+
+    ``?files=<version>&totals=<version>``: the versions the page shows; a part whose version
+    changed (an inventory or a prune answered) comes back in ``parts``, rendered as the page
+    renders it, so the table refreshes without a reload and costs nothing while it stands still.
+    """
     host = get_host_for_user(request, name)
     context = feedback.host_live(host)
     html = render_to_string("models_admin/_host_live.html", context, request=request)
-    return JsonResponse({"html": html, "busy": context["busy"]})
+    payload: dict[str, object] = {"html": html, "busy": context["busy"]}
+    wanted = {part: request.GET[part] for part in LIVE_PARTS if part in request.GET}
+    if wanted:
+        host.refresh_from_db()  # the panel's context may be older than the latest inventory
+        table = host_files(host)
+        changed = [part for part, shown in wanted.items() if shown != table.version]
+        if changed:
+            part_context = {
+                "host": host,
+                "files": table.files,
+                "stale_prefix": settings.OCRDASH["STALE_PREFIX"],
+            }
+            payload["parts"] = {
+                part: {
+                    "html": render_to_string(LIVE_PARTS[part], part_context, request=request),
+                    "version": table.version,
+                }
+                for part in changed
+            }
+    return JsonResponse(payload)
 
 
 def diff(request: HttpRequest, name: str) -> HttpResponse:

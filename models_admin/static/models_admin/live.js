@@ -3,12 +3,32 @@
 // every 15 s otherwise, every 60 s while the tab is hidden; a failed poll keeps the old panel
 // and says so. A request page's panel is swapped only while the request is in flight or when
 // its state changed, so a comment being typed in the decision form is never wiped.
+// Other parts of the page marked data-live-part="name" data-version="..." (the host page's
+// files table) are sent as ?name=version; the server sends a part again only when its version
+// changed, and the part then fires "ocrdash:part-updated" for the page's own script.
 (function () {
   "use strict";
   var panel = document.querySelector("[data-live-url]");
   if (!panel) return;
   var timer = null;
   var busy = panel.dataset.busy === "true";
+  var parts = Array.prototype.slice.call(document.querySelectorAll("[data-live-part]"));
+
+  function url() {
+    var target = new URL(panel.dataset.liveUrl, window.location.href);
+    parts.forEach(function (part) { target.searchParams.set(part.dataset.livePart, part.dataset.version || ""); });
+    return target.toString();
+  }
+
+  function swapParts(fresh) {
+    parts.forEach(function (part) {
+      var got = fresh && fresh[part.dataset.livePart];
+      if (!got) return;
+      part.innerHTML = got.html;
+      part.dataset.version = got.version;
+      part.dispatchEvent(new CustomEvent("ocrdash:part-updated", { bubbles: true }));
+    });
+  }
 
   function schedule() {
     clearTimeout(timer);
@@ -23,7 +43,7 @@
   }
 
   function refresh() {
-    fetch(panel.dataset.liveUrl, { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+    fetch(url(), { headers: { "Accept": "application/json" }, credentials: "same-origin" })
       .then(function (response) {
         if (!response.ok) throw new Error(response.status);
         return response.json();
@@ -34,6 +54,7 @@
           panel.innerHTML = data.html;
           panel.dataset.state = data.state || "";
         }
+        swapParts(data.parts);
         busy = !!data.busy;
         say("Live · updated " + new Date().toLocaleTimeString());
       })

@@ -514,7 +514,8 @@ class EnrollmentToken(models.Model):
 
     The token itself is never stored: it is shown once when made, and this row keeps only its
     *verifier* (the public half of a key pair derived from the token, see
-    ``workers.signing.enrollment_verifier``), which can check an agent's proof but not make one.
+    ``workers.signing.enrollment.enrollment_verifier``), which can check an agent's proof but
+    not make one.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -134,7 +134,7 @@ sys.path.insert(0, sys.argv[3])
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from workers.aspose_backend import AsposeSession
 from workers.inventory import inventory_report, scan
-from workers.signing import sign
+from workers.signing.envelope import sign
 from workers.state import StateDB
 models, state = sys.argv[1], sys.argv[2]
 with AsposeSession(models, state) as session:

@@ -57,7 +57,7 @@ def build(hosts: int, files: int) -> dict:
     from django.utils import timezone
 
     from models_admin.models import Host, HostKey, ModelFile, Snapshot
-    from workers.signing import key_fingerprint, public_key_text
+    from workers.signing.keys import key_fingerprint, public_key_text
 
     operator = User.objects.create_user("bench-operator", password="x")
     operator.groups.add(*Group.objects.filter(name__in=["viewer", "operator"]))
@@ -174,7 +174,7 @@ def main() -> int:
     from models_admin.inventory.ingest import ingest_report
     from models_admin.models import Campaign, Host, PruneItem, PruneRequest
     from workers.schema import HeartbeatReport, ModelDirState, host_queue
-    from workers.signing import sign
+    from workers.signing.envelope import sign
 
     call_command("migrate", verbosity=0)
     print(f"building {args.hosts} hosts x {args.files} files ...")

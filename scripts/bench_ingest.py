@@ -3,7 +3,7 @@
 
 Every report is a *new* signed 50-file inventory (a new snapshot and 50 file rows: the
 expensive case) of one of ``--hosts`` enrolled hosts, signed by the agent's own code
-(``workers.signing.sign``). In the same run it measures
+(``workers.signing.envelope.sign``). In the same run it measures
 
 - ``ingest_report`` called directly, against the floor: raw psycopg writing the same rows
   (received report, snapshot, file rows, host update, audit event) in one transaction per
@@ -81,7 +81,7 @@ class Fleet:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         from models_admin.models import Host, HostKey
-        from workers.signing import key_fingerprint, public_key_text
+        from workers.signing.keys import key_fingerprint, public_key_text
 
         self.keys: dict[str, Ed25519PrivateKey] = {}
         for i in range(hosts):
@@ -99,7 +99,7 @@ class Fleet:
         from django.utils import timezone
 
         from workers.schema import INGEST_TASK, FileEntry, HostFacts, InventoryReport, ModelDirState
-        from workers.signing import sign
+        from workers.signing.envelope import sign
 
         names = list(self.keys)
         out = []

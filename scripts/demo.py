@@ -449,7 +449,7 @@ def demo_address(username: str) -> str:
 
 def _agent_public_key(state: Path) -> str | None:
     """The public key of the agent's own key file, or None if the agent never started."""
-    from workers.signing import load_private_key, public_key_text
+    from workers.signing.keys import load_private_key, public_key_text
     from workers.trust import AGENT_KEY_FILE
 
     path = state / AGENT_KEY_FILE

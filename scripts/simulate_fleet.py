@@ -80,7 +80,8 @@ def build_fleet(hosts: int, files: int) -> list[SimHost]:
 
     from models_admin.inventory.ingest import snapshot_digest
     from models_admin.models import Host, HostKey, Snapshot
-    from workers.signing import ReplayGuard, key_fingerprint, public_key_text
+    from workers.signing.keys import key_fingerprint, public_key_text
+    from workers.signing.replay import ReplayGuard
     from workers.trust import AgentTrust
 
     guard = ReplayGuard(Path(tempfile.mkdtemp(prefix="ocrdash-sim-")))  # orders only; none come

@@ -447,7 +447,7 @@ class Enrollment(BaseModel):
     """A host asking to have its key enrolled: the key, and proof it holds a one-time token.
 
     The token itself never travels; ``proof`` is bound to the host name, this public key and
-    the report id (see ``workers.signing.enrollment_proof``), so it enrolls nothing else.
+    the report id (see ``workers.signing.enrollment.enrollment_proof``), so it enrolls nothing else.
     """
 
     model_config = _STRICT

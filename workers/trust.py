@@ -38,23 +38,17 @@ from workers.schema import (
     RestoreReport,
     utcnow,
 )
-from workers.signing import (
-    DASHBOARD_SIGNER,
-    SIGNATURE_FIELD,
-    FreshnessError,
-    KeyFileError,
-    ReplayError,
-    ReplayGuard,
-    SignatureError,
-    enrollment_proof,
-    enrollment_verifier,
+from workers.signing.enrollment import enrollment_proof, enrollment_verifier
+from workers.signing.envelope import DASHBOARD_SIGNER, SIGNATURE_FIELD, sign
+from workers.signing.errors import FreshnessError, KeyFileError, ReplayError, SignatureError
+from workers.signing.keys import (
     key_fingerprint,
     load_or_create_private_key,
     pinned_public_key,
     public_key_text,
-    sign,
-    verify_order,
 )
+from workers.signing.orders import verify_order
+from workers.signing.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
 

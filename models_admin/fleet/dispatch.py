@@ -29,7 +29,7 @@ from workers.schema import (
     host_queue,
     new_id,
 )
-from workers.signing import SignatureError
+from workers.signing.errors import SignatureError
 
 from ..models import PruneRequest
 from . import trust

@@ -33,23 +33,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from workers.schema import HOST_NAME_PATTERN, ORDER_TASKS
-from workers.signing import (
-    DASHBOARD_SIGNER,
-    SIGNATURE_FIELD,
-    KeyFileError,
-    SignatureError,
-    Verified,
-    enrollment_verifier,
-    key_fingerprint,
-    load_or_create_private_key,
-    load_public_key,
-    new_enrollment_token,
-    public_key_text,
-    sign,
-    verify,
-    verify_enrollment_proof,
-    verify_report,
-)
+from workers.signing.enrollment import enrollment_verifier, new_enrollment_token, verify_enrollment_proof
+from workers.signing.envelope import DASHBOARD_SIGNER, SIGNATURE_FIELD, Verified, sign, verify
+from workers.signing.errors import KeyFileError, SignatureError
+from workers.signing.keys import key_fingerprint, load_or_create_private_key, load_public_key, public_key_text
+from workers.signing.reports import verify_report
 
 from ..models import AuditEvent, EnrollmentToken, Host, HostKey
 

@@ -53,7 +53,7 @@ from workers.schema import (
     SchemaError,
     parse_report,
 )
-from workers.signing import SIGNATURE_FIELD
+from workers.signing.envelope import SIGNATURE_FIELD
 
 from ..approvals import workflow
 from ..capacity import usage as capacity_usage

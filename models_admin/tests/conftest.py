@@ -22,7 +22,8 @@ from pydantic import BaseModel
 from models_admin.inventory import summary
 from models_admin.models import Host, HostKey, ModelFile, Snapshot
 from workers.schema import INGEST_TASK
-from workers.signing import key_fingerprint, public_key_text, sign
+from workers.signing.envelope import sign
+from workers.signing.keys import key_fingerprint, public_key_text
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -214,7 +215,7 @@ class HostQueue:
     def _decode(message) -> tuple[str, dict]:
         """(task, order body), after checking the order is signed by the dashboard for that task."""
         from models_admin.fleet import trust
-        from workers.signing import DASHBOARD_SIGNER, verify
+        from workers.signing.envelope import DASHBOARD_SIGNER, verify
 
         message.ack()
         args, _kwargs, _embed = message.decode()

@@ -27,7 +27,7 @@ from kombu import Connection
 
 from ocrdash.celery import app
 from workers.schema import INGEST_TASK, HostFacts, InventoryReport, ModelDirState
-from workers.signing import sign
+from workers.signing.envelope import sign
 
 from .processes import ROOT, start, stop
 
@@ -135,7 +135,7 @@ def _sessions(conn: psycopg.Connection) -> int:
 
 
 def test_the_ingest_worker_reuses_its_connection_and_reconnects_after_a_restart(private_postgres, tmp_path):
-    from workers.signing import key_fingerprint, public_key_text
+    from workers.signing.keys import key_fingerprint, public_key_text
 
     host, key = "reuse-1", Ed25519PrivateKey.generate()
     env = _env(private_postgres.url)

@@ -21,7 +21,8 @@ from workers.schema import (
     PruneReport,
     PurgeReport,
 )
-from workers.signing import enrollment_proof, public_key_text
+from workers.signing.enrollment import enrollment_proof
+from workers.signing.keys import public_key_text
 
 from .conftest import ingest, sha, signed_report
 

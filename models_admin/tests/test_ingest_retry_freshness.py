@@ -16,7 +16,7 @@ from models_admin import tasks
 from models_admin.fleet import trust
 from models_admin.models import AuditEvent, ReceivedReport
 from workers.schema import FreeReport
-from workers.signing import DASHBOARD_SIGNER, sign
+from workers.signing.envelope import DASHBOARD_SIGNER, sign
 
 from .conftest import signed_report
 

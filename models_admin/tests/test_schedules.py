@@ -17,7 +17,7 @@ from models_admin.fleet import trust
 from models_admin.inventory.compaction import Retention
 from models_admin.models import AuditEvent, Snapshot
 from workers.schema import AgentTask, InventoryOrder, host_queue
-from workers.signing import DASHBOARD_SIGNER, verify
+from workers.signing.envelope import DASHBOARD_SIGNER, verify
 
 from .history_factories import at, host, snapshot
 

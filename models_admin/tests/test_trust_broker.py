@@ -40,7 +40,8 @@ from workers.schema import (
     host_queue,
     utcnow,
 )
-from workers.signing import DASHBOARD_SIGNER, public_key_text, sign
+from workers.signing.envelope import DASHBOARD_SIGNER, sign
+from workers.signing.keys import public_key_text
 from workers.tests.test_trust_orders import tree_state
 
 from .processes import Fleet, running_fleet, unique_host_name

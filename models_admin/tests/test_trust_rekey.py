@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from models_admin.fleet import trust
 from models_admin.models import AuditEvent, Host, HostKey
-from workers.signing import key_fingerprint, public_key_text
+from workers.signing.keys import key_fingerprint, public_key_text
 
 Action = AuditEvent.Action
 

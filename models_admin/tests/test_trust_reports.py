@@ -27,7 +27,8 @@ from models_admin.models import (
     Snapshot,
 )
 from workers.schema import FileEntry, FreeReport, HostFacts, InventoryReport, ModelDirState
-from workers.signing import enrollment_proof, key_fingerprint, public_key_text
+from workers.signing.enrollment import enrollment_proof
+from workers.signing.keys import key_fingerprint, public_key_text
 
 from .conftest import HOST_KEYS, sha, signed_report
 

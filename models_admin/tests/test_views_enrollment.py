@@ -14,7 +14,8 @@ from models_admin.fleet import trust
 from models_admin.inventory.ingest import ingest_report
 from models_admin.models import AuditEvent, EnrollmentToken, Host
 from workers.schema import HostFacts, InventoryReport, ModelDirState
-from workers.signing import ENROLLMENT_TOKEN_PREFIX, enrollment_proof, public_key_text
+from workers.signing.enrollment import ENROLLMENT_TOKEN_PREFIX, enrollment_proof
+from workers.signing.keys import public_key_text
 
 from .conftest import signed_report
 

@@ -26,7 +26,7 @@ import yaml
 from ocrdash.celery import DASHBOARD_QUEUE, NOTIFY_QUEUE
 from workers.config import load_config
 from workers.schema import HOST_NAME_PATTERN, INGEST_QUEUE
-from workers.signing import new_enrollment_token
+from workers.signing.enrollment import new_enrollment_token
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = ("agent-ocr-1", "agent-ocr-2")

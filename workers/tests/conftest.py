@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from workers.aspose_backend import AsposeSession
 from workers.schema import ORDER_TASKS, utcnow
-from workers.signing import DASHBOARD_SIGNER, sign
+from workers.signing.envelope import DASHBOARD_SIGNER, sign
 from workers.state import StateDB
 
 ASPOSE_MODEL = "Llama-3.2-3B-Instruct-Q4_K_M.gguf"

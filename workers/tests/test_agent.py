@@ -28,7 +28,8 @@ from workers.schema import (
     RestoreReport,
     utcnow,
 )
-from workers.signing import DEFAULT_MAX_SKEW, public_key_text
+from workers.signing.freshness import DEFAULT_MAX_SKEW
+from workers.signing.keys import public_key_text
 from workers.tasks import Agent
 from workers.tests.conftest import sign_order, write
 

@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kombu import Connection
 
 from workers.schema import INGEST_TASK, AgentTask, InventoryOrder, host_queue, parse_report
-from workers.signing import load_private_key, public_key_text, verify
+from workers.signing.envelope import verify
+from workers.signing.keys import load_private_key, public_key_text
 from workers.tests.conftest import sign_order
 from workers.trust import AGENT_KEY_FILE
 

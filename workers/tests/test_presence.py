@@ -20,7 +20,8 @@ from kombu import Connection
 from workers.config import ConfigError, load_config, parse_labels
 from workers.presence import heartbeat_report, model_dir_state
 from workers.schema import INGEST_TASK, HeartbeatReport, ModelDirState, SchemaError, parse_report
-from workers.signing import load_private_key, public_key_text, verify
+from workers.signing.envelope import verify
+from workers.signing.keys import load_private_key, public_key_text
 from workers.trust import AGENT_KEY_FILE
 
 ROOT = Path(__file__).resolve().parents[2]

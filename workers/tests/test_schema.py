@@ -32,7 +32,8 @@ from workers.schema import (
     path_bytes,
     wire_path,
 )
-from workers.signing import SignatureError, sign, verify
+from workers.signing.envelope import sign, verify
+from workers.signing.errors import SignatureError
 
 SHA = hashlib.sha256(b"x").hexdigest()
 

@@ -30,7 +30,8 @@ from workers.schema import (
     PruneReport,
     utcnow,
 )
-from workers.signing import public_key_text, sign
+from workers.signing.envelope import sign
+from workers.signing.keys import public_key_text
 from workers.tasks import Agent, startup_order
 from workers.tests.conftest import sign_order, write
 from workers.trust import AgentTrust, self_signer
@@ -255,8 +256,9 @@ def test_the_enrollment_token_is_not_in_the_configs_repr(config):
 def test_reports_are_signed_and_carry_an_enrollment_while_a_token_is_set(config, state_dir):
     from dataclasses import replace
 
-    from workers.schema import FreeReport, HostFacts, ModelDirState
-    from workers.signing import INGEST_TASK, enrollment_verifier, verify, verify_enrollment_proof
+    from workers.schema import INGEST_TASK, FreeReport, HostFacts, ModelDirState
+    from workers.signing.enrollment import enrollment_verifier, verify_enrollment_proof
+    from workers.signing.envelope import verify
 
     token = "ocrdash-enroll-" + "B" * 43
     trust = AgentTrust.load(replace(config, enrollment_token=token))

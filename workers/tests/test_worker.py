@@ -35,7 +35,8 @@ from workers.schema import (
     host_queue,
     parse_report,
 )
-from workers.signing import load_private_key, public_key_text, verify
+from workers.signing.envelope import verify
+from workers.signing.keys import load_private_key, public_key_text
 from workers.tests.conftest import sign_order, write
 from workers.trust import AGENT_KEY_FILE
 

@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kombu import Connection
 
 from workers.schema import INGEST_TASK, AgentTask, ErrorReport, InventoryOrder, host_queue, parse_report
-from workers.signing import SIGNATURE_FIELD, load_private_key, public_key_text, verify
+from workers.signing.envelope import SIGNATURE_FIELD, verify
+from workers.signing.keys import load_private_key, public_key_text
 from workers.tests.conftest import sign_order
 from workers.tests.test_worker import REDIS_URL, require_redis
 from workers.trust import AGENT_KEY_FILE

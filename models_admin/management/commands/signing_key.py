@@ -6,7 +6,7 @@ from django.core.management.base import CommandError
 
 from models_admin.fleet import trust
 from models_admin.management.base import DomainCommand
-from workers.signing import SignatureError
+from workers.signing.errors import SignatureError
 
 
 class Command(DomainCommand):

@@ -116,7 +116,10 @@ def in_words(detail: str) -> str:
 
 @register.filter
 def reltime(value: datetime | None, empty: str = "never") -> str:
-    """'3 minutes ago' with the exact time on hover: readable at a glance, exact when needed."""
+    """'3 minutes ago' with the exact time on hover: readable at a glance, exact when needed.
+
+    The one way pages show a relative time: tests/test_absolute_times.py visits every page and
+    fails on a relative time that has no absolute one around it."""
     if value is None:
         return format_html('<span class="text-body-secondary">{}</span>', empty)
     exact = timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")

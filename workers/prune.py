@@ -406,7 +406,12 @@ def _exists(root_fd: int, parts: list[str]) -> bool:
 
 
 def account_prune(
-    root: Path, db: StateDB | None, request_id: str, items: list[FileIdentity], reason: str
+    root: Path,
+    db: StateDB | None,
+    request_id: str,
+    items: list[FileIdentity],
+    reason: str,
+    store: Store = Store.LLM,
 ) -> list[ItemOutcome]:
     """What became of each item of a prune that will not run (given up, crashed, out of time).
 
@@ -418,7 +423,7 @@ def account_prune(
     """
     check_request_id(request_id)
     try:
-        recorded = db.item_outcomes("prune", request_id) if db is not None else {}
+        recorded = db.item_outcomes(record_kind("prune", store), request_id) if db is not None else {}
     except Exception:  # the state folder is broken: the disk alone decides
         recorded = {}
     outcomes = []
@@ -428,17 +433,25 @@ def account_prune(
             if item.path in recorded:
                 outcome, detail, size = recorded[item.path]
                 outcomes.append(
-                    ItemOutcome(path=item.path, outcome=Outcome(outcome), detail=detail, bytes_reclaimed=size)
+                    ItemOutcome(
+                        path=item.path,
+                        outcome=Outcome(outcome),
+                        detail=detail,
+                        bytes_reclaimed=size,
+                        store=store,
+                    )
                 )
                 continue
             try:
                 parts = split_relpath(item.path)
             except _Stop as stop:
-                outcomes.append(ItemOutcome(path=item.path, outcome=stop.outcome, detail=stop.detail))
+                outcomes.append(
+                    ItemOutcome(path=item.path, outcome=stop.outcome, detail=stop.detail, store=store)
+                )
                 continue
             if _exists(root_fd, parts):
                 result = ItemOutcome(
-                    path=item.path, outcome=Outcome.ERROR, detail=f"not done: {reason}"[:2000]
+                    path=item.path, outcome=Outcome.ERROR, detail=f"not done: {reason}"[:2000], store=store
                 )
             elif _exists(root_fd, [QUARANTINE_DIR, request_id, *parts]):
                 result = ItemOutcome(
@@ -446,10 +459,14 @@ def account_prune(
                     outcome=Outcome.QUARANTINED,
                     detail=f"{QUARANTINE_DIR}/{request_id}/{item.path}",
                     bytes_reclaimed=item.size,
+                    store=store,
                 )
             else:
                 result = ItemOutcome(
-                    path=item.path, outcome=Outcome.SKIPPED_MISSING, detail="the file no longer exists"
+                    path=item.path,
+                    outcome=Outcome.SKIPPED_MISSING,
+                    detail="the file no longer exists",
+                    store=store,
                 )
             outcomes.append(result)
     finally:
@@ -464,12 +481,13 @@ def account_restore(
     prune_request_id: str,
     paths: list[str] | None,
     reason: str,
+    store: Store = Store.LLM,
 ) -> list[ItemOutcome]:
     """What became of each item of a restore that will not run; moves nothing (see account_prune)."""
     check_request_id(request_id)
     check_request_id(prune_request_id)
     try:
-        recorded = db.item_outcomes("restore", request_id) if db is not None else {}
+        recorded = db.item_outcomes(record_kind("restore", store), request_id) if db is not None else {}
     except Exception:
         recorded = {}
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -485,22 +503,27 @@ def account_restore(
         for path in paths:
             if path in recorded:
                 outcome, detail, _ = recorded[path]
-                outcomes.append(ItemOutcome(path=path, outcome=Outcome(outcome), detail=detail))
+                outcomes.append(ItemOutcome(path=path, outcome=Outcome(outcome), detail=detail, store=store))
                 continue
             try:
                 parts = split_relpath(path)
             except _Stop as stop:
-                outcomes.append(ItemOutcome(path=path, outcome=stop.outcome, detail=stop.detail))
+                outcomes.append(ItemOutcome(path=path, outcome=stop.outcome, detail=stop.detail, store=store))
                 continue
             if _exists(root_fd, [QUARANTINE_DIR, prune_request_id, *parts]):
                 result = ItemOutcome(
-                    path=path, outcome=Outcome.ERROR, detail=f"not restored: {reason}"[:2000]
+                    path=path, outcome=Outcome.ERROR, detail=f"not restored: {reason}"[:2000], store=store
                 )
             elif _exists(root_fd, parts):
-                result = ItemOutcome(path=path, outcome=Outcome.RESTORED, detail="found back at its path")
+                result = ItemOutcome(
+                    path=path, outcome=Outcome.RESTORED, detail="found back at its path", store=store
+                )
             else:
                 result = ItemOutcome(
-                    path=path, outcome=Outcome.SKIPPED_MISSING, detail="not in this request's quarantine"
+                    path=path,
+                    outcome=Outcome.SKIPPED_MISSING,
+                    detail="not in this request's quarantine",
+                    store=store,
                 )
             outcomes.append(result)
     finally:
@@ -748,3 +771,45 @@ def purge_stores(
                 )
             )
     return [merged[k] for k in sorted(merged)]
+
+
+def account_prune_stores(
+    roots: StoreRoots, db: StateDB | None, request_id: str, items: list[FileIdentity], reason: str
+) -> list[ItemOutcome]:
+    """``account_prune`` for each item in its own store's root (as ``prune_stores`` runs them)."""
+    by_store: dict[Store, list[FileIdentity]] = {}
+    for item in items:
+        by_store.setdefault(item.store, []).append(item)
+    done: dict[tuple[Store, str], ItemOutcome] = {}
+    for store, its in by_store.items():
+        root = roots.get(store)
+        results = (
+            [_missing_store(store, i.path) for i in its]
+            if root is None or not os.path.isdir(root)
+            else account_prune(root, db, request_id, its, reason, store=store)
+        )
+        done.update(((store, o.path), o) for o in results)
+    return [done[(i.store, i.path)] for i in items]
+
+
+def account_restore_stores(
+    roots: StoreRoots,
+    db: StateDB | None,
+    request_id: str,
+    prune_request_id: str,
+    paths: Mapping[Store, list[str] | None] | None,
+    reason: str,
+) -> list[ItemOutcome]:
+    """``account_restore`` store by store, with ``restore_stores``' reading of ``paths``."""
+    outcomes: list[ItemOutcome] = []
+    for store in Store:
+        root = roots.get(store)
+        wanted = None if paths is None else paths.get(store)
+        if paths is not None and not wanted:
+            continue
+        if root is None or not os.path.isdir(root):
+            if wanted:
+                outcomes.extend(_missing_store(store, p) for p in wanted)
+            continue
+        outcomes.extend(account_restore(root, db, request_id, prune_request_id, wanted, reason, store=store))
+    return outcomes

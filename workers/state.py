@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS item_outcomes (
 CREATE TABLE IF NOT EXISTS runs (
     task TEXT NOT NULL, request_id TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, reports TEXT, started_at REAL, finished_at REAL,
+    order_body TEXT,
     PRIMARY KEY (task, request_id)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -71,7 +72,9 @@ DROP TABLE hashes;
 """
 
 # Bumped with every change of _SCHEMA (the tables are created when it differs).
-_USER_VERSION = 1
+_USER_VERSION = 2
+# Columns added to a table that an earlier version created: (table, column, declaration).
+_ADDED_COLUMNS = (("runs", "order_body", "TEXT"),)
 
 # Cached hash of one inode: (ino, size, mtime_ns, ctime_ns, sha256), the row as sqlite gives it.
 CachedHash = tuple[int, int, int, int, str]
@@ -138,6 +141,9 @@ class StateDB:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            for table, column, declaration in _ADDED_COLUMNS:
+                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             if db.execute("SELECT 1 FROM sqlite_master WHERE name='hashes'").fetchone():
                 for statement in _MIGRATE_HASHES.split(";"):
                     if statement.strip():
@@ -261,11 +267,14 @@ class StateDB:
 
     # ------------------------------------------------------------ task runs
 
-    def start_attempt(self, task: str, request_id: str) -> tuple[int, list[dict[str, Any]] | None]:
-        """Count a start of ``task`` for ``request_id``.
+    def start_attempt(
+        self, task: str, request_id: str, order: dict[str, Any] | None = None
+    ) -> tuple[int, list[dict[str, Any]] | None]:
+        """Count a start of ``task`` for ``request_id``, journaling its verified ``order``.
 
         Returns (attempts including this one, reports already sent if the run finished before).
-        A finished run does not count further attempts.
+        A finished run does not count further attempts. The journal lets a restarted agent
+        answer an order it began and never finished (``unfinished_runs``).
         """
         with self._transaction() as db:
             row = db.execute(
@@ -275,12 +284,23 @@ class StateDB:
                 return row[0], json.loads(row[1])
             attempts = (row[0] if row else 0) + 1
             db.execute(
-                "INSERT INTO runs (task, request_id, attempts, started_at) VALUES (?, ?, ?, ?) "
+                "INSERT INTO runs (task, request_id, attempts, started_at, order_body) "
+                "VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (task, request_id) DO UPDATE SET attempts=excluded.attempts, "
-                "started_at=excluded.started_at",
-                (task, request_id, attempts, time.time()),
+                "started_at=excluded.started_at, order_body=COALESCE(excluded.order_body, order_body)",
+                (task, request_id, attempts, time.time(), None if order is None else json.dumps(order)),
             )
             return attempts, None
+
+    def unfinished_runs(self, tasks: Iterable[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        """(task, request id, journaled order) of every run of ``tasks`` that started and never
+        finished (its agent was killed or restarted mid-run), oldest first."""
+        rows = self._execute(
+            "SELECT task, request_id, order_body FROM runs WHERE reports IS NULL AND order_body IS NOT NULL "
+            "AND task IN (SELECT value FROM json_each(?)) ORDER BY started_at",
+            (json.dumps(list(tasks)),),
+        ).fetchall()
+        return [(task, rid, json.loads(body)) for task, rid, body in rows]
 
     def run_unfinished(self, task: str, request_id: str) -> bool:
         """A run of ``task`` for ``request_id`` started and never finished (its worker died)."""

@@ -16,6 +16,7 @@ worker is given up after a few starts.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from celery import Celery, Task
 from celery.signals import worker_ready
 
 from workers import __version__
-from workers.aspose_backend import AsposeSession
+from workers.aspose_backend import AsposeSession, default_ocr_resources_dir
 from workers.config import AgentConfig
 from workers.inventory import inventory_report, scan
 from workers.procs import visibility
@@ -35,8 +36,8 @@ from workers.prune import (
     QUARANTINE_DIR,
     Pruner,
     StoreRoots,
-    account_prune,
-    account_restore,
+    account_prune_stores,
+    account_restore_stores,
     prune_stores,
     purge_stores,
     restore_stores,
@@ -68,6 +69,11 @@ from workers.trust import AgentTrust, OrderRefused
 log = logging.getLogger(__name__)
 
 AnyOrder = InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder | MaintainOrder
+# The request ids of the inventories an agent orders itself at every (re)connect.
+STARTUP_PREFIX = "startup-"
+# Orders that move files: begun and never finished, a restarted agent answers them item by item.
+ITEM_TASKS = (AgentTask.PRUNE.value, AgentTask.RESTORE.value, AgentTask.MAINTAIN.value)
+INTERRUPTED = "the agent stopped before the order finished (it was restarted)"
 ProgressHook = Callable[[int], None] | ProgressReporter
 
 
@@ -171,7 +177,7 @@ class Agent:
             reason = f"order for host {order.host!r} reached {self.config.host_name!r}"
             return [self._error(task, reason, order.request_id)], False, order.request_id
 
-        attempts, sent = self.db.start_attempt(task, order.request_id)
+        attempts, sent = self.db.start_attempt(task, order.request_id, order=payload)
         if sent is not None:
             return [parse_report(r) for r in sent], False, order.request_id
         if attempts > self.config.max_attempts:
@@ -187,25 +193,28 @@ class Agent:
         self.db.finish_run(task, order.request_id, [r.to_json() for r in reports])
         return reports, True, order.request_id
 
-    def _account(self, task: str, order: AnyOrder, reason: str) -> list[AnyReport]:
+    def _account(self, task: str, order: AnyOrder, reason: str, *, inventory: bool = True) -> list[AnyReport]:
         """The end of an order that did not run to its end: what became of each item, then a fresh inventory.
 
         An ErrorReport alone would leave the dashboard believing nothing moved while files
         sit in quarantine; so a prune or restore always answers item by item (from the
-        record, else from the disk), and the inventory that follows shows the folder as it is.
+        record, else from the disk), in each item's own store, and the inventory that follows
+        shows the folders as they are (``inventory`` False: the caller sends one anyway).
         """
         host, rid = self.config.host_name, order.request_id
         common: dict[str, Any] = {"host": host, "request_id": rid, "agent_version": __version__}
         log.warning("order %s ends without running to its end: %s", rid, reason)
         try:
-            root = self.session_root()
+            roots = self.store_roots()
             if isinstance(order, PruneOrder | MaintainOrder) and order.items:
-                outcomes = account_prune(root, self.db, rid, order.items, reason)
+                outcomes = account_prune_stores(roots, self.db, rid, order.items, reason)
                 reports: list[AnyReport] = [
                     PruneReport(**common, mode=order.mode, outcomes=outcomes, freed=True)
                 ]
             elif isinstance(order, RestoreOrder):
-                outcomes = account_restore(root, self.db, rid, order.prune_request_id, order.paths, reason)
+                outcomes = account_restore_stores(
+                    roots, self.db, rid, order.prune_request_id, _restore_paths(order), reason
+                )
                 reports = [
                     RestoreReport(
                         **common, prune_request_id=order.prune_request_id, outcomes=outcomes, freed=True
@@ -216,11 +225,43 @@ class Agent:
         except Exception as exc:  # even the disk cannot be read: say so, with the first reason
             log.exception("order %s: the items could not be accounted for", rid)
             return [self._error(task, f"{reason}; the items could not be checked: {exc}", rid)]
+        if not inventory:
+            return reports
         try:
             reports.append(self.inventory(rid))
         except Exception as exc:
             log.warning("order %s: no inventory after it: %s", rid, exc)
         return reports
+
+    def finish_interrupted(self, current: str | None = None) -> int:
+        """Answer every order that moves files which this agent began and never finished.
+
+        A SIGKILL or a restart of the whole agent leaves its message unacknowledged on the
+        broker, handed back only after the visibility timeout (hours), and the dashboard would
+        re-send only after its resend interval: meanwhile the request showed nothing although
+        files may sit in quarantine. So the startup inventory first reads the journal (the
+        verified orders of runs that never finished, ``StateDB.unfinished_runs``) and answers
+        each one item by item from the record and the disk, moving nothing: quarantined,
+        restored, or not done. Its own inventory follows these answers in the outbox. The run
+        is then finished: a later copy of the order gets these same reports.
+
+        Runs one order at a time (the agent's worker has one process), so no order of this
+        agent is running while it looks. ``current``: the startup inventory's own request id.
+        Returns how many orders it answered.
+        """
+        answered = 0
+        for task, rid, body in self.db.unfinished_runs(ITEM_TASKS):
+            if rid == current:
+                continue
+            try:
+                order = parse_order(body)
+            except SchemaError as exc:  # journaled by another version of the agent
+                log.warning("order %s in the journal cannot be read: %s", rid, exc)
+                continue
+            reports = self._account(task, order, INTERRUPTED, inventory=False)
+            self.db.finish_run(task, rid, [r.to_json() for r in reports])
+            answered += 1
+        return answered
 
     def session_root(self) -> Path:
         """The model folder, without holding an Aspose session (accounting touches no model)."""
@@ -228,6 +269,14 @@ class Agent:
             return self.config.models_dir
         with self.session() as session:
             return session.get_local_path()
+
+    def store_roots(self) -> StoreRoots:
+        """Both stores' roots, as a session would set them (``_roots``), without holding one."""
+        ocr = self.config.ocr_resources_dir
+        return {
+            Store.LLM: self.session_root(),
+            Store.OCR: Path(os.path.abspath(ocr)) if ocr is not None else default_ocr_resources_dir(),
+        }
 
     def _redelivered(self, task: str, refused: OrderRefused) -> dict[str, Any] | None:
         """The body of an authentic message seen before whose run never finished, else None.
@@ -248,6 +297,8 @@ class Agent:
         host, rid = self.config.host_name, order.request_id
         common: dict[str, Any] = {"host": host, "request_id": rid, "agent_version": __version__}
         if isinstance(order, InventoryOrder):
+            if rid.startswith(STARTUP_PREFIX):
+                self.finish_interrupted(current=rid)
             return [self.inventory(rid)]
         if isinstance(order, FreeOrder):
             with self.session() as session:
@@ -272,12 +323,9 @@ class Agent:
             ]
         if isinstance(order, RestoreOrder):
             with self.session() as session:
-                wanted = (
-                    None
-                    if order.paths is None and order.ocr_paths is None
-                    else {Store.LLM: order.paths, Store.OCR: order.ocr_paths}
+                outcomes = restore_stores(
+                    _roots(session), self.db, rid, order.prune_request_id, _restore_paths(order)
                 )
-                outcomes = restore_stores(_roots(session), self.db, rid, order.prune_request_id, wanted)
             return [
                 RestoreReport(
                     **common, prune_request_id=order.prune_request_id, outcomes=outcomes, freed=session.freed
@@ -363,10 +411,17 @@ def _roots(session: AsposeSession) -> StoreRoots:
     return {Store.LLM: session.get_local_path(), Store.OCR: session.ocr_dir}
 
 
+def _restore_paths(order: RestoreOrder) -> dict[Store, list[str] | None] | None:
+    """What a restore names per store; None: everything of its prune request, in every store."""
+    if order.paths is None and order.ocr_paths is None:
+        return None
+    return {Store.LLM: order.paths, Store.OCR: order.ocr_paths}
+
+
 def startup_order(config: AgentConfig) -> InventoryOrder:
     """The inventory an agent orders itself at start (signed with its own key, see trust.py)."""
     return InventoryOrder(
-        host=config.host_name, request_id=f"startup-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+        host=config.host_name, request_id=f"{STARTUP_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}"
     )
 
 

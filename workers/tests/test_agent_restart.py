@@ -29,7 +29,7 @@ from kombu import Connection
 
 from workers.prune import QUARANTINE_DIR
 from workers.schema import AgentTask, ErrorReport, FileIdentity, Outcome, PruneOrder, host_queue
-from workers.signing import public_key_text
+from workers.signing.keys import public_key_text
 from workers.tasks import INTERRUPTED
 from workers.tests.conftest import sign_order
 from workers.tests.test_worker import REDIS_URL, require_redis

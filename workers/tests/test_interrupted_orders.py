@@ -31,7 +31,7 @@ from workers.schema import (
     Store,
     parse_report,
 )
-from workers.signing import public_key_text
+from workers.signing.keys import public_key_text
 from workers.state import StateDB
 from workers.tasks import INTERRUPTED, Agent, startup_order
 from workers.tests.conftest import sign_order, write

@@ -7,12 +7,7 @@ nobody else; a real ``celery -A ocrdash worker`` with the production settings on
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,83 +24,16 @@ from ocrdash.celery import app
 from workers.schema import INGEST_TASK, HostFacts, InventoryReport, ModelDirState
 from workers.signing.envelope import sign
 
-from .processes import ROOT, start, stop
+from .private_postgres import PrivatePostgres, dashboard_env, enroll_host, private_postgres_server
+from .processes import start, stop
 
 pytestmark = pytest.mark.slow
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_postgres(argv: list[str]) -> list[str]:
-    # initdb refuses to run as root; the server's files then belong to the postgres user.
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
-
-
-class PrivatePostgres:
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, _free_port()
-        self.data, self.log = folder / "data", folder / "server.log"
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/ocrdash"
-
-    def ctl(self, *args: str) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-        argv = [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", *args]
-        subprocess.run(_as_postgres(argv), check=True, capture_output=True)
-
-    def create(self) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres")
-        subprocess.run(
-            _as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"]),
-            check=True,
-            capture_output=True,
-        )
-        self.ctl("start")
-        with psycopg.connect(f"postgres://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE ocrdash")
 
 
 @pytest.fixture
 def private_postgres() -> Iterator[PrivatePostgres]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip("needs PostgreSQL 15's initdb to start a private server")
-    # Not under pytest's tmp folder: the postgres user must be able to reach it.
-    server = PrivatePostgres(Path(tempfile.mkdtemp(prefix="ocrdash-pg-")))
-    try:
-        server.create()
+    with private_postgres_server() as server:
         yield server
-    finally:
-        if (server.data / "postmaster.pid").exists():
-            server.ctl("stop", "-m", "immediate")
-        shutil.rmtree(server.folder, ignore_errors=True)
-
-
-def _env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "CELERY_", "DJANGO_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="ocrdash.settings",
-        DJANGO_SECRET_KEY=settings.SECRET_KEY,
-        DATABASE_URL=database_url,
-        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-        OCRDASH_SIGNING_KEY_FILE=str(settings.OCRDASH_SIGNING_KEY_FILE),
-    )
-    return env
-
-
-SETUP = """
-import django, sys
-django.setup()
-from django.core.management import call_command
-call_command("migrate", verbosity=0)
-from models_admin.models import Host, HostKey
-host = Host.objects.create(name=sys.argv[1], status=Host.Status.ACTIVE)
-HostKey.objects.create(host=host, public_key=sys.argv[2], fingerprint=sys.argv[3])
-"""
 
 
 def _report(host: str, key: Ed25519PrivateKey, n: int) -> dict:
@@ -135,16 +63,10 @@ def _sessions(conn: psycopg.Connection) -> int:
 
 
 def test_the_ingest_worker_reuses_its_connection_and_reconnects_after_a_restart(private_postgres, tmp_path):
-    from workers.signing.keys import key_fingerprint, public_key_text
 
     host, key = "reuse-1", Ed25519PrivateKey.generate()
-    env = _env(private_postgres.url)
-    subprocess.run(
-        [sys.executable, "-c", SETUP, host, public_key_text(key), key_fingerprint(key)],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
+    env = dashboard_env(private_postgres.url)
+    enroll_host(env, host, key)
     queue, log = f"ocrdash.ingest.reuse-{uuid.uuid4().hex[:8]}", tmp_path / "worker.log"
     worker = start(
         [

@@ -410,13 +410,21 @@ def requests_per_week(start: date, end: date, hosts: Iterable[str] | None = None
 # ---------------------------------------------------------------- the deletions audit
 
 
+# The deletions audit keeps a purged file's row: it was quarantined first, then freed by the
+# purge. Of the bytes of a row, "in quarantine" still sit on the host's disk (restorable) and
+# "freed on disk" are gone (deleted at once, or purged); a restored file counts in neither.
+DELETION_OUTCOMES = (*RECLAIMED_OUTCOMES, PruneItem.Outcome.PURGED.value)
+FREED_OUTCOMES = (Outcome.DELETED.value, PruneItem.Outcome.PURGED.value)
+
+
 @dataclass
 class DeletionFilter:
     start: date
     end: date
     hosts: Sequence[str] = ()
     user: str = ""
-    # "reclaimed": only items that gave space back; "all": every finished item, skips included.
+    # "reclaimed": only items moved out of the model folder (quarantined, deleted, purged);
+    # "all": every finished item, skips included.
     outcomes: str = "reclaimed"
 
 
@@ -433,7 +441,7 @@ def deletions(f: DeletionFilter) -> QuerySet[PruneItem]:
         .annotate(restored=restored())
     )
     if f.outcomes == "reclaimed":
-        qs = qs.filter(outcome__in=RECLAIMED_OUTCOMES)
+        qs = qs.filter(outcome__in=DELETION_OUTCOMES)
     if f.hosts:
         qs = qs.filter(request__host__name__in=list(f.hosts))
     if f.user:
@@ -444,14 +452,19 @@ def deletions(f: DeletionFilter) -> QuerySet[PruneItem]:
 
 
 def deletion_totals(qs: QuerySet[PruneItem]) -> dict:
-    """Files removed, bytes reclaimed and requests behind the rows of ``qs``: one query."""
+    """Files removed, their bytes still in quarantine and freed on disk, and the requests
+    behind the rows of ``qs``: one query. Never one "reclaimed" sum: a quarantined file still
+    takes its space on the host until it is purged."""
+    kept = Q(restored=False)
     totals = qs.order_by().aggregate(
         rows=Count("id"),
-        files=Count("id", filter=Q(outcome__in=RECLAIMED_OUTCOMES, restored=False)),
-        bytes=Sum("bytes_reclaimed", filter=Q(restored=False)),
+        files=Count("id", filter=Q(outcome__in=DELETION_OUTCOMES) & kept),
+        bytes_in_quarantine=Sum("bytes_reclaimed", filter=Q(outcome=Outcome.QUARANTINED.value) & kept),
+        bytes_freed=Sum("bytes_reclaimed", filter=Q(outcome__in=FREED_OUTCOMES) & kept),
         requests=Count("request_id", distinct=True),
     )
-    totals["bytes"] = totals["bytes"] or 0
+    totals["bytes_in_quarantine"] = totals["bytes_in_quarantine"] or 0
+    totals["bytes_freed"] = totals["bytes_freed"] or 0
     return totals
 
 
@@ -469,13 +482,16 @@ DELETION_COLUMNS = (
     "size",
     "sha256",
     "outcome",
-    "bytes_reclaimed",
+    "bytes_in_quarantine",
+    "bytes_freed",
 )
 
 
 def deletion_row(item: PruneItem) -> dict:
     """One row of the audit export; the same dict feeds the table, the CSV and the JSON."""
     request = item.request
+    restored = bool(getattr(item, "restored", False))
+    kept = not restored
     return {
         "finished_at": item.finished_at.isoformat() if item.finished_at else "",
         "host": request.host.name,
@@ -491,8 +507,9 @@ def deletion_row(item: PruneItem) -> dict:
         "size": item.size,
         "sha256": item.sha256,
         # A quarantined file moved back later gave nothing back in the end.
-        "outcome": f"{item.outcome}, restored" if getattr(item, "restored", False) else item.outcome,
-        "bytes_reclaimed": 0 if getattr(item, "restored", False) else item.bytes_reclaimed,
+        "outcome": f"{item.outcome}, restored" if restored else item.outcome,
+        "bytes_in_quarantine": item.bytes_reclaimed if kept and item.outcome == Outcome.QUARANTINED else 0,
+        "bytes_freed": item.bytes_reclaimed if kept and item.outcome in FREED_OUTCOMES else 0,
     }
 
 

@@ -195,12 +195,14 @@ def test_deletions_carry_who_asked_who_approved_and_the_file_identity(operator, 
     ]
     assert rows[1]["comment"] == "fine"
     assert rows[1]["request_id"] == str(r1.id)
-    assert (rows[1]["size"], rows[1]["outcome"], rows[1]["bytes_reclaimed"]) == (100, "quarantined", 100)
+    assert (rows[1]["size"], rows[1]["outcome"], rows[1]["bytes_in_quarantine"]) == (100, "quarantined", 100)
+    assert (rows[0]["bytes_in_quarantine"], rows[0]["bytes_freed"]) == (0, 30)
     assert len(rows[1]["sha256"]) == 64
     assert reports.deletion_totals(reports.deletions(march)) == {
         "rows": 2,
         "files": 2,
-        "bytes": 130,
+        "bytes_in_quarantine": 100,
+        "bytes_freed": 30,
         "requests": 2,
     }
 
@@ -208,7 +210,8 @@ def test_deletions_carry_who_asked_who_approved_and_the_file_identity(operator, 
     assert reports.deletion_totals(reports.deletions(everything)) == {
         "rows": 3,
         "files": 2,
-        "bytes": 130,
+        "bytes_in_quarantine": 100,
+        "bytes_freed": 30,
         "requests": 2,
     }
     by_otto = reports.DeletionFilter(start=date(2026, 3, 1), end=date(2026, 3, 31), user="otto")
@@ -303,10 +306,11 @@ def test_a_restored_file_counts_as_reclaimed_nowhere(approver, operator):
     [week] = reports.reclaimed_per_week(date(2026, 3, 2), date(2026, 3, 8))
     assert (week["bytes"], week["files"]) == (30, 1)
     rows = {r["path"]: r for r in map(reports.deletion_row, reports.deletions(march))}
-    assert (rows["old_a.bin"]["outcome"], rows["old_a.bin"]["bytes_reclaimed"]) == (
+    assert (rows["old_a.bin"]["outcome"], rows["old_a.bin"]["bytes_in_quarantine"]) == (
         "quarantined, restored",
         0,
     )
-    assert (rows["old_b.bin"]["outcome"], rows["old_b.bin"]["bytes_reclaimed"]) == ("quarantined", 30)
+    assert rows["old_a.bin"]["bytes_freed"] == 0
+    assert (rows["old_b.bin"]["outcome"], rows["old_b.bin"]["bytes_in_quarantine"]) == ("quarantined", 30)
     totals = reports.deletion_totals(reports.deletions(march))
-    assert (totals["files"], totals["bytes"]) == (1, 30)
+    assert (totals["files"], totals["bytes_in_quarantine"], totals["bytes_freed"]) == (1, 30, 0)

@@ -59,7 +59,13 @@ def test_it_lists_each_removed_file_with_totals_at_the_top(client_for, viewer, h
     response = client_for(viewer).get(URL + MARCH)
 
     assert response.status_code == 200
-    assert response.context["totals"] == {"rows": 2, "files": 2, "bytes": 130, "requests": 2}
+    assert response.context["totals"] == {
+        "rows": 2,
+        "files": 2,
+        "bytes_in_quarantine": 100,
+        "bytes_freed": 30,
+        "requests": 2,
+    }
     html = response.content.decode()
     assert html.index('id="deletion-totals"') < html.index('id="deletions"')
     assert "m/old_a.bin" in html and "old_c.bin" in html
@@ -74,8 +80,8 @@ def test_filters_by_user_host_and_outcome(client_for, viewer, history):
     on_b = client.get(URL + MARCH + "&host=ocr-b").context["totals"]
     everything = client.get(URL + MARCH + "&outcomes=all").context["totals"]
 
-    assert (by_alice["files"], by_alice["bytes"]) == (1, 100)
-    assert (on_b["files"], on_b["bytes"]) == (1, 30)
+    assert (by_alice["files"], by_alice["bytes_in_quarantine"], by_alice["bytes_freed"]) == (1, 100, 0)
+    assert (on_b["files"], on_b["bytes_in_quarantine"], on_b["bytes_freed"]) == (1, 0, 30)
     assert (everything["rows"], everything["files"]) == (3, 2)
 
 
@@ -85,10 +91,12 @@ def test_csv_export_round_trips_with_the_page_filters(client_for, viewer, histor
     assert response["Content-Type"].startswith("text/csv")
     assert 'filename="ocrdash-deletions-20260301-20260331.csv"' in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert [(r["host"], r["path"], r["outcome"], r["bytes_reclaimed"]) for r in rows] == [
-        ("ocr-b", "old_c.bin", "deleted", "30"),
-        ("ocr-a", "m/old_a.bin", "quarantined", "100"),
-        ("ocr-a", "m/old_b.bin", "skipped_changed", "0"),
+    assert [
+        (r["host"], r["path"], r["outcome"], r["bytes_in_quarantine"], r["bytes_freed"]) for r in rows
+    ] == [
+        ("ocr-b", "old_c.bin", "deleted", "0", "30"),
+        ("ocr-a", "m/old_a.bin", "quarantined", "100", "0"),
+        ("ocr-a", "m/old_b.bin", "skipped_changed", "0", "0"),
     ]
     first_a = rows[1]
     assert (first_a["requested_by"], first_a["approved_by"]) == ("otto", "alice")
@@ -114,7 +122,13 @@ def test_json_export_matches_the_csv_and_carries_the_totals(client_for, viewer, 
         "user": "otto",
         "outcomes": "reclaimed",
     }
-    assert payload["totals"] == {"rows": 1, "files": 1, "bytes": 100, "requests": 1}
+    assert payload["totals"] == {
+        "rows": 1,
+        "files": 1,
+        "bytes_in_quarantine": 100,
+        "bytes_freed": 0,
+        "requests": 1,
+    }
     assert [{k: str(v) for k, v in row.items()} for row in payload["deletions"]] == csv_rows
 
 

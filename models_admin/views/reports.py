@@ -338,9 +338,6 @@ def settings_page(request: HttpRequest) -> HttpResponse:
         {
             "current": current,
             "can_configure": can(request.user, Action.CONFIGURE),
-            "active_hosts": Host.objects.filter(status=Host.Status.ACTIVE)
-            .order_by("name")
-            .values_list("name", flat=True),
             "min_minutes": schedules.MIN_INTERVAL_MINUTES,
             "nav": "reports",
         },

@@ -250,7 +250,8 @@ def a_year_of_audit(hosts: int, days: int = 365) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            INSERT INTO models_admin_auditevent (at, actor, action, host, object_type, object_id, details)
+            INSERT INTO models_admin_auditevent
+                (at, actor, action, host, object_type, object_id, details)
             SELECT now() - make_interval(days => d, secs => h * 8.0),
                    'agent:ocr-' || lpad(h::text, 5, '0'), 'report_ingested',
                    'ocr-' || lpad(h::text, 5, '0'), 'snapshot', (d * %(hosts)s + h)::text,
@@ -262,9 +263,11 @@ def a_year_of_audit(hosts: int, days: int = 365) -> int:
         events = cursor.rowcount
         cursor.execute(
             """
-            INSERT INTO models_admin_auditevent (at, actor, action, host, object_type, object_id, details)
+            INSERT INTO models_admin_auditevent
+                (at, actor, action, host, object_type, object_id, details)
             SELECT now() - make_interval(days => d, mins => k * 7),
-                   'bench-operator', 'request_approved', 'ocr-' || lpad(((d * 200 + k) %% %(hosts)s)::text, 5, '0'),
+                   'bench-operator', 'request_approved',
+                   'ocr-' || lpad(((d * 200 + k) %% %(hosts)s)::text, 5, '0'),
                    'prune_request', md5((d * 200 + k)::text), jsonb_build_object('comment', 'checked')
             FROM generate_series(1, %(days)s) d, generate_series(0, 199) k
             """,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.db.models import F
 
 from ..models import Host, ModelFile, Snapshot
@@ -102,6 +103,46 @@ def current_files():
     return ModelFile.objects.filter(snapshot_id=F("snapshot__host__current_snapshot_id")).exclude(
         snapshot__host__status=Host.Status.RETIRED
     )
+
+
+def current_copies(key: str, by_hash: bool, offset: int, limit: int) -> list[ModelFile]:
+    """One page of the current copies of a model (by file name or by sha256), by host name
+    then path, with their snapshot and host loaded. Two queries whatever the fleet's size.
+
+    The page is chosen by walking the hosts in name order and looking each one's current
+    snapshot up on the (snapshot, name) index until the page is full: a page of a model on
+    1,500 of 10,000 hosts reads ~700 hosts, not every current file row of the model. (Through
+    the ORM the join goes file -> snapshot -> host, which PostgreSQL estimates at one row and
+    answers by visiting every host: 7x slower at 10,000 hosts.)
+    """
+    column = "sha256" if by_hash else "name"
+    sql = f"""
+        SELECT f.id FROM {Host._meta.db_table} h
+        JOIN {ModelFile._meta.db_table} f ON f.snapshot_id = h.current_snapshot_id AND f.{column} = %s
+        WHERE h.status <> %s
+        ORDER BY h.name, f.path, f.id
+        LIMIT %s OFFSET %s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, Host.Status.RETIRED.value, limit, offset])
+        ids = [row[0] for row in cursor.fetchall()]
+    files = ModelFile.objects.filter(id__in=ids).select_related("snapshot__host").in_bulk()
+    return [files[i] for i in ids]
+
+
+class CurrentCopies:
+    """The current copies of a model as a sequence a Paginator can slice (``current_copies``
+    per page); its length is the summary's copy count, so no count runs over file rows."""
+
+    def __init__(self, key: str, by_hash: bool, count: int) -> None:
+        self.key, self.by_hash, self.count = key, by_hash, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: slice) -> list[ModelFile]:
+        start, stop, _ = index.indices(self.count)
+        return current_copies(self.key, self.by_hash, start, max(stop - start, 0))
 
 
 def hashes_elsewhere(host: Host, sha256s: Iterable[str]) -> set[str]:

@@ -87,3 +87,24 @@ def test_its_query_count_does_not_grow_with_hosts_or_history(
 
 def test_outsiders_are_refused(client_for, outsider, fleet):
     assert client_for(outsider).get(_url("old_fr.bin")).status_code == 403
+
+
+def test_a_model_on_many_hosts_is_listed_a_page_at_a_time(client_for, viewer, fleet, settings):
+    from models_admin.views import history
+
+    for i in range(history.LIFECYCLE_PAGE + 5):
+        snapshot(host(f"ocr-z{i:03d}"), at("2026-03-03 10:00"), {"old_fr.bin": 10})
+    client = client_for(viewer)
+
+    first = client.get(_url("old_fr.bin"))
+    last = client.get(_url("old_fr.bin") + "?page=2")
+
+    total = history.LIFECYCLE_PAGE + 7
+    assert len(first.context["hosts"]) == history.LIFECYCLE_PAGE
+    assert [h.host for h in last.context["hosts"]] == [f"ocr-z{i:03d}" for i in range(48, 55)]
+    # The heading counts every host, not the page: all but ocr-a hold it now.
+    assert f"Seen on {total} hosts; on {total - 1} now." in last.content.decode()
+    assert [(h.host, h.present, h.removals != []) for h in first.context["hosts"][:2]] == [
+        ("ocr-a", False, True),
+        ("ocr-b", True, False),
+    ]

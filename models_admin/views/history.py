@@ -14,6 +14,7 @@ from ..security.roles import Action
 from . import get_host_for_user, require
 
 TIMELINE_PAGE = 50
+LIFECYCLE_PAGE = 50
 
 
 class AtForm(forms.Form):
@@ -59,7 +60,9 @@ def lifecycle(request: HttpRequest, key: str) -> HttpResponse:
     key = key.strip()
     if not key:
         raise Http404("name a model")
-    hosts = reports.model_lifecycle(key)
+    # A model on every host of a big fleet has a row per host: a page of them at a time.
+    page = Paginator(reports.lifecycle_hosts(key), LIFECYCLE_PAGE).get_page(request.GET.get("page"))
+    hosts = reports.model_lifecycle(key, list(page.object_list))
     return render(
         request,
         "models_admin/history/lifecycle.html",
@@ -67,7 +70,11 @@ def lifecycle(request: HttpRequest, key: str) -> HttpResponse:
             "key": key,
             "by_hash": reports.is_sha256(key),
             "hosts": hosts,
-            "present_on": sum(1 for h in hosts if h.present),
+            "page": page,
+            "seen_on": page.paginator.count,
+            "present_on": reports.present_count(key) if hosts else 0,
+            "previous_label": "\u2039 Previous",
+            "next_label": "Next \u203a",
             "nav": "models",
         },
     )

@@ -8,16 +8,17 @@ lists its copies a page at a time.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db.models import Count, Max, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from ..inventory import history
-from ..models import ModelSummary, ModelVersion
+from ..models import ModelFile, ModelSummary, ModelVersion
 from ..security.roles import Action
 from . import require
 
@@ -77,11 +78,10 @@ def detail(request: HttpRequest, key: str) -> HttpResponse:
     else:
         summary = ModelSummary.objects.filter(name=key).first()
         hosts = summary.hosts if summary else 0
-    files = history.current_files().select_related("snapshot__host")
-    files = files.filter(sha256=key) if by_hash else files.filter(name=key)
-    paginator = Paginator(files.order_by("snapshot__host__name", "path"), COPIES_PAGE)
-    paginator.count = totals["copies"]  # known from the summary: no count over the file rows
-    page = paginator.get_page(request.GET.get("page"))
+    # The copy count is the summary's: no count over the file rows.
+    copies = history.CurrentCopies(key, by_hash, totals["copies"])
+    # A sequence by duck type: len() and slices, which is all a Paginator asks of it.
+    page: Page = Paginator(cast("Sequence[ModelFile]", copies), COPIES_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         "models_admin/model.html",

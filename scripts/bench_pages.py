@@ -14,7 +14,7 @@ queries).
 
     python scripts/bench_pages.py                 # 3 runs per page and size
     python scripts/bench_pages.py --quick         # the same sizes, 2 runs
-    python scripts/bench_pages.py --screenshots DIR   # also screenshots at 10 and 10,000 hosts
+    python scripts/bench_pages.py --screenshots DIR   # also screenshots at 3 and 10,000 hosts
 
 It works in its own database (``--database-url``), created, migrated and dropped.
 """
@@ -232,6 +232,19 @@ def pages() -> dict[str, str]:
     }
 
 
+# The pages saved by --screenshots (1280 px wide, at the smallest and the largest fleet).
+SCREENSHOTS = (
+    "fleet /",
+    "models index",
+    "model detail",
+    "model lifecycle",
+    "requests",
+    "audit",
+    "reports (1 year)",
+    "deletions (1 year)",
+    "settings",
+)
+
 # The audit pages measured again after a simulated year (``a_year_of_audit``).
 AUDIT_PAGES = ("audit", "audit by host", "audit by action", "api audit")
 
@@ -329,11 +342,20 @@ def screenshots(folder: Path, size: int, paths: dict[str, str]) -> None:
             page.fill("input[name=password]", "bench-viewer-pass-1")
             page.click("button[type=submit], input[type=submit]")
             page.wait_for_load_state("networkidle")
-            for label in ("fleet /", "models index", "model detail"):
+            for label in SCREENSHOTS:
                 page.goto(server.url + paths[label])
                 page.wait_for_load_state("networkidle")
-                name = label.split()[0] + ("-detail" if "detail" in label else "")
+                name = "".join(c if c.isalnum() else "-" for c in label).strip("-")
                 page.screenshot(path=str(folder / f"{name}-{size}-hosts.png"), full_page=True)
+                # A table wider than its box is cut off (or scrolls) at 1280 px: say so.
+                clipped = page.evaluate(
+                    """() => [...document.querySelectorAll('table')].filter(t => {
+                        const box = t.closest('.table-responsive') || t.parentElement;
+                        return t.scrollWidth > box.clientWidth + 1;
+                    }).map(t => t.id || t.className)"""
+                )
+                if clipped:
+                    print(f"  {label} at {size} hosts: table wider than the page at 1280 px: {clipped}")
             browser.close()
     finally:
         server.stop()
@@ -365,6 +387,11 @@ def main() -> None:
         rng = random.Random(11)
         results: dict[int, dict[str, tuple[list[float], int, int]]] = {}
         built = 0
+        if args.screenshots:
+            # The pages as a small site sees them: 3 hosts, before the fleet grows to 10.
+            grow(0, 3, rng)
+            built = 3
+            screenshots(args.screenshots, 3, pages())
         for size in SIZES:
             t0 = time.perf_counter()
             grow(built, size, rng)
@@ -380,7 +407,7 @@ def main() -> None:
                 f"{size} hosts built in {time.perf_counter() - t0:.0f} s, measured"
                 f" (load average {one:.2f} / {five:.2f} on {os.cpu_count()} cores)"
             )
-            if args.screenshots and size in (SIZES[0], SIZES[-1]):
+            if args.screenshots and size == SIZES[-1]:
                 screenshots(args.screenshots, size, paths)
         small, large = SIZES[0], SIZES[-1]
         t0 = time.perf_counter()

@@ -69,7 +69,10 @@ def _problems(now) -> dict[str, Q]:
         "error": ~Q(last_error="") | Q(model_dir_state__in=[Host.DirState.MISSING, Host.DirState.UNREADABLE]),
         "offline": offline,
         "low disk": Q(disk_total__gt=0, disk_free__lt=F("disk_total") * (100 - LOW_DISK_USED_PERCENT) / 100),
-        "waiting for approval": Q(status=Host.Status.PENDING) | Q(pending_count__gt=0),
+        # An uncorrelated IN: PostgreSQL hashes the proposed requests' hosts once, where the
+        # pending_count subquery would run once per host of the fleet (9 of 14 ms at 10,000).
+        "waiting for approval": Q(status=Host.Status.PENDING)
+        | Q(pk__in=PruneRequest.objects.filter(state=PruneRequest.State.PROPOSED).values("host_id")),
     }
 
 

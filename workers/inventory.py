@@ -19,9 +19,9 @@ from datetime import datetime
 from operator import attrgetter
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK, S_ISREG
-from typing import NamedTuple
+from typing import Any, Literal, NamedTuple
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from workers import __version__, usage
 from workers.aspose_backend import AsposeSession, ModelDirNotFound, aspose_version
@@ -34,8 +34,10 @@ from workers.schema import (
     HostFacts,
     InventoryReport,
     ModelDirState,
+    SchemaError,
     Store,
     StoreFacts,
+    parse_report,
     utcnow,
     wire_path,
 )
@@ -414,14 +416,140 @@ def host_facts(
     )
 
 
-def inventory_report(host: str, scan_result: Scan, request_id: str | None = None) -> InventoryReport:
-    return InventoryReport(
+# Files validated per chunk when a report is built: every entry is checked against the schema,
+# and no more than a chunk of validated objects is alive at a time.
+_CHECK_CHUNK = 2000
+
+
+def wire_file(entry: Entry) -> dict[str, Any]:
+    """One entry as it crosses the broker: ``schema.FileEntry``'s JSON form, defaults left out.
+
+    At 100,000 files the fields that are almost always at their default (not known to Aspose,
+    not a link, the LLM store, held by nobody) would be a third of the report; the dashboard's
+    parse fills them in.
+    """
+    out: dict[str, Any] = {
+        "path": entry.path,
+        "size": entry.size,
+        "mtime_ns": entry.mtime_ns,
+        "sha256": entry.sha256,
+    }
+    if entry.atime_ns is not None:
+        out["atime_ns"] = entry.atime_ns
+    if entry.known_to_aspose:
+        out["known_to_aspose"] = True
+    if entry.is_symlink:
+        out["is_symlink"] = True
+    if entry.store is not Store.LLM:
+        out["store"] = entry.store.value
+    if entry.open_by:
+        out["open_by"] = [h.model_dump(mode="json") for h in entry.open_by]
+    if entry.last_open_at is not None:
+        out["last_open_at"] = _DATETIME.dump_python(entry.last_open_at, mode="json")
+    if entry.last_open_by:
+        out["last_open_by"] = entry.last_open_by
+    return out
+
+
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+@dataclass(frozen=True)
+class ScannedInventory:
+    """An inventory report as the agent sends it: a validated header and the files in wire form.
+
+    A pydantic ``FileEntry`` per file cost about 1.3 KB, so a 100,000-file report held as a
+    model graph (and dumped to JSON beside it) was twice the memory of the scan itself. Here
+    each file is a small dict made straight from the walk's entry, checked against the schema
+    chunk by chunk when the report is built (``inventory_report``) and never held as a model.
+    ``header`` is an ``InventoryReport`` with no files; ``model_copy`` and ``to_json`` give
+    what the outbox and the signer need, ``files`` the validated entries on demand (it
+    builds them all: for tests and the command line, not for the send path).
+    """
+
+    header: InventoryReport
+    wire_files: list[dict[str, Any]]
+    kind: Literal["inventory"] = "inventory"
+
+    @property
+    def report_id(self) -> str:
+        return self.header.report_id
+
+    @property
+    def request_id(self) -> str | None:
+        return self.header.request_id
+
+    @property
+    def host(self) -> str:
+        return self.header.host
+
+    @property
+    def facts(self) -> HostFacts:
+        return self.header.facts
+
+    @property
+    def files(self) -> list[FileEntry]:
+        return _FILES.validate_python(self.wire_files)
+
+    def model_copy(self, *, update: dict[str, Any]) -> ScannedInventory:
+        """The same files under a header with ``update`` applied (``sent_at``, ``enrollment``)."""
+        return ScannedInventory(self.header.model_copy(update=update), self.wire_files)
+
+    def to_json(self) -> dict[str, Any]:
+        body = self.header.to_json()
+        body["files"] = self.wire_files
+        return body
+
+    def parse(self) -> InventoryReport:
+        """The whole report as the dashboard will read it (every file a model: costs memory)."""
+        return InventoryReport.model_validate(self.to_json())
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ScannedInventory:
+        """A stored inventory body (the outbox's), its header validated and its files checked by chunk."""
+        files = body.get("files")
+        if not isinstance(files, list):
+            raise SchemaError("report: files: a list is required")
+        header = parse_report({**body, "files": []})
+        if not isinstance(header, InventoryReport):
+            raise SchemaError("report: not an inventory")
+        _check_files(files)
+        return cls(header, files)
+
+
+def _check_files(files: list[dict[str, Any]]) -> None:
+    """Validate ``files`` against ``schema.FileEntry`` a chunk at a time, keeping nothing."""
+    if len(files) > _MAX_FILES:
+        raise SchemaError(f"report: files: at most {_MAX_FILES} files")
+    for start in range(0, len(files), _CHECK_CHUNK):
+        try:
+            _FILES.validate_python(files[start : start + _CHECK_CHUNK])
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            if first["loc"] and isinstance(first["loc"][0], int):
+                where = ".".join(str(p) for p in (start + first["loc"][0], *first["loc"][1:]))
+            raise SchemaError(f"report: files.{where}: {first['msg']}") from None
+
+
+# The schema's own bound (InventoryReport.files), checked here since the files skip its model.
+_MAX_FILES = next(
+    m.max_length for m in InventoryReport.model_fields["files"].metadata if getattr(m, "max_length", None)
+)
+
+
+def inventory_report(host: str, scan_result: Scan, request_id: str | None = None) -> ScannedInventory:
+    """The report of ``scan_result``: its header validated, its files in wire form and checked."""
+    header = InventoryReport(
         host=host,
         request_id=request_id,
         agent_version=__version__,
         facts=scan_result.facts,
-        files=file_entries(scan_result.files),
+        files=[],
     )
+    files = [wire_file(e) for e in scan_result.files]
+    _check_files(files)
+    return ScannedInventory(header, files)
 
 
 def file_entries(entries: list[Entry]) -> list[FileEntry]:

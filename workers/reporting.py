@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
+from workers.inventory import ScannedInventory
 from workers.schema import (
     INGEST_QUEUE,
     INGEST_TASK,
+    SCHEMA_VERSION,
     ErrorReport,
     FreeReport,
     HeartbeatReport,
@@ -46,7 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AnyReport = (
-    InventoryReport
+    ScannedInventory
+    | InventoryReport
     | PruneReport
     | RestoreReport
     | PurgeReport
@@ -74,6 +77,17 @@ def send_report(
     app.send_task(INGEST_TASK, args=[trust.sign_report(report)], queue=queue, **options)
 
 
+def outgoing_report(body: dict[str, Any]) -> AnyReport:
+    """A stored report, checked again before it is signed (an older agent's row, a damaged one).
+
+    An inventory stays in wire form (``ScannedInventory``): parsed whole, a 100,000-file
+    report would cost the sender more memory than the scan that made it.
+    """
+    if body.get("kind") == "inventory" and body.get("schema_version") == SCHEMA_VERSION:
+        return ScannedInventory.from_json(body)
+    return parse_report(body)
+
+
 def flush_outbox(
     app: Celery,
     db: StateDB,
@@ -94,7 +108,7 @@ def flush_outbox(
         if not db.claim_report(report_id, everything=everything):
             continue  # the other sender has it
         try:
-            report = parse_report(body)
+            report = outgoing_report(body)
         except SchemaError as exc:  # written by an older agent, or damaged: keep it, say so
             log.error("outbox: report %s cannot be read and is kept aside: %s", report_id, exc)
             db.report_failed(report_id, f"unreadable: {exc}", hold=BACKOFF_MAX * 60)

@@ -29,7 +29,7 @@ from celery.signals import worker_ready
 from workers import __version__
 from workers.aspose_backend import AsposeSession, default_ocr_resources_dir
 from workers.config import AgentConfig
-from workers.inventory import inventory_report, scan
+from workers.inventory import ScannedInventory, inventory_report, scan
 from workers.procs import visibility
 from workers.progress import Phase, ProgressReporter, folder_bytes
 from workers.prune import (
@@ -42,7 +42,7 @@ from workers.prune import (
     purge_stores,
     restore_stores,
 )
-from workers.reporting import AnyReport, OutboxSender, flush_outbox, send_report
+from workers.reporting import AnyReport, OutboxSender, flush_outbox, outgoing_report, send_report
 from workers.schema import (
     ORDER_TASKS,
     AgentTask,
@@ -50,7 +50,6 @@ from workers.schema import (
     FreeOrder,
     FreeReport,
     InventoryOrder,
-    InventoryReport,
     MaintainOrder,
     PruneOrder,
     PruneReport,
@@ -61,7 +60,6 @@ from workers.schema import (
     SchemaError,
     Store,
     parse_order,
-    parse_report,
 )
 from workers.state import StateDB, StateFull, is_disk_full
 from workers.trust import AgentTrust, OrderRefused
@@ -179,7 +177,7 @@ class Agent:
 
         attempts, sent = self.db.start_attempt(task, order.request_id, order=payload)
         if sent is not None:
-            return [parse_report(r) for r in sent], False, order.request_id
+            return [outgoing_report(r) for r in sent], False, order.request_id
         if attempts > self.config.max_attempts:
             reports = self._account(task, order, f"gave up after {attempts - 1} attempts")
         else:
@@ -353,7 +351,7 @@ class Agent:
     def pruner(self, session: AsposeSession) -> Pruner:
         return Pruner(session.get_local_path(), self.db, in_use=self.config.in_use_check)
 
-    def inventory(self, request_id: str | None = None) -> InventoryReport:
+    def inventory(self, request_id: str | None = None) -> ScannedInventory:
         with self.session() as session:
             if isinstance(self.progress, ProgressReporter):
                 root = session.get_local_path()
@@ -448,7 +446,7 @@ def register_tasks(app: Celery, config: AgentConfig) -> None:
             agent = Agent(config, progress=progress, trust=trust)
             try:
                 reports = agent.handle(name, order)
-                if any(isinstance(r, InventoryReport) for r in reports):
+                if any(r.kind == "inventory" for r in reports):
                     may_report_progress[0] = True
                 for report in agent.unqueued:  # the outbox could not take them: now or never
                     try:

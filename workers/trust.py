@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -49,6 +49,9 @@ from workers.signing.keys import (
 )
 from workers.signing.orders import verify_order
 from workers.signing.replay import ReplayGuard
+
+if TYPE_CHECKING:
+    from workers.inventory import ScannedInventory
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +179,7 @@ class AgentTrust:
 
     # ------------------------------------------------------------ reports
 
-    def sign_report(self, report: AnyReport) -> dict[str, Any]:
+    def sign_report(self, report: AnyReport | ScannedInventory) -> dict[str, Any]:
         """The signed dict that crosses the broker for ``report``.
 
         Re-signed at every send with ``sent_at`` set to now: a report re-sent for a
@@ -184,7 +187,7 @@ class AgentTrust:
         arrived) but must still pass the dashboard's freshness check if the first copy was lost.
         """
         update: dict[str, Any] = {"sent_at": utcnow()}
-        if isinstance(report, InventoryReport) and self.enrollment_token:
+        if report.kind == "inventory" and self.enrollment_token:
             public = self.public_key
             update["enrollment"] = Enrollment(
                 public_key=public,

@@ -11,13 +11,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from workers.config import AgentConfig
+from workers.inventory import ScannedInventory
 from workers.schema import (
     AgentTask,
     ErrorReport,
     FileIdentity,
     FreeOrder,
     FreeReport,
-    InventoryReport,
     MaintainOrder,
     Outcome,
     PruneOrder,
@@ -68,7 +68,7 @@ def test_maintain_lists_prunes_frees_and_lists_again(agent: Agent, models_dir: P
     write(models_dir / "old_fr_ocr_v1.bin", b"fr")
     order = MaintainOrder(host=HOST, request_id="m1", items=[ident(models_dir, "old_fr_ocr_v1.bin")])
     before, pruned, after = agent.handle(AgentTask.MAINTAIN, signed(order))
-    assert isinstance(before, InventoryReport) and isinstance(after, InventoryReport)
+    assert isinstance(before, ScannedInventory) and isinstance(after, ScannedInventory)
     assert {f.path for f in before.files} == {"en_ocr_v1.gguf", "old_fr_ocr_v1.bin"}
     assert isinstance(pruned, PruneReport) and pruned.freed
     assert [o.outcome for o in pruned.outcomes] == [Outcome.QUARANTINED]
@@ -101,7 +101,7 @@ def test_prune_and_restore_are_followed_by_a_fresh_inventory(agent: Agent, model
     write(models_dir / "en.gguf", b"y")
     order = PruneOrder(host=HOST, request_id="p1", items=[ident(models_dir, "old.bin")])
     pruned, inventory = agent.handle(AgentTask.PRUNE, signed(order))
-    assert isinstance(pruned, PruneReport) and isinstance(inventory, InventoryReport)
+    assert isinstance(pruned, PruneReport) and isinstance(inventory, ScannedInventory)
     assert [f.path for f in inventory.files] == ["en.gguf"]
     restore = RestoreOrder(host=HOST, request_id="r1", prune_request_id="p1")
     restored, inventory = agent.handle(AgentTask.RESTORE, signed(restore))
@@ -187,7 +187,7 @@ def test_order_that_keeps_killing_the_worker_is_given_up_item_by_item(
     assert by_path["old.bin"].detail == "not done: gave up after 3 attempts"
     assert by_path["moved.bin"].outcome is Outcome.QUARANTINED and by_path["moved.bin"].bytes_reclaimed == 1
     assert (models_dir / "old.bin").exists()
-    assert isinstance(inventory, InventoryReport) and [f.path for f in inventory.files] == ["old.bin"]
+    assert isinstance(inventory, ScannedInventory) and [f.path for f in inventory.files] == ["old.bin"]
     assert agent.handle(AgentTask.PRUNE, signed(order)) == [report, inventory]
 
 
@@ -216,7 +216,7 @@ def test_a_prune_that_crashes_half_way_reports_each_item(
         ("b.bin", Outcome.ERROR),
     ]
     assert "disk went away" in report.outcomes[1].detail
-    assert isinstance(inventory, InventoryReport)
+    assert isinstance(inventory, ScannedInventory)
 
 
 @pytest.mark.parametrize(
@@ -275,5 +275,5 @@ def test_missing_model_folder_is_reported_not_raised(
         AgentTask.INVENTORY,
         signed({"schema_version": 2, "host": HOST, "request_id": "i", "kind": "inventory"}),
     )
-    assert isinstance(report, InventoryReport)
+    assert isinstance(report, ScannedInventory)
     assert report.facts.model_dir_state == "missing"

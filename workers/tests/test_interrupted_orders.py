@@ -18,11 +18,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from workers.config import AgentConfig
+from workers.inventory import ScannedInventory
 from workers.prune import QUARANTINE_DIR, Pruner
 from workers.schema import (
     AgentTask,
     FileIdentity,
-    InventoryReport,
     Outcome,
     PruneOrder,
     PruneReport,
@@ -130,7 +130,7 @@ def test_a_given_up_prune_accounts_for_each_item_in_its_own_store(
     moved = {(o.store, o.path): o for o in report.outcomes}[(Store.OCR, "old_engine.OCR")]
     assert moved.bytes_reclaimed == len(b"ocr moved")
     assert moved.detail == f"{QUARANTINE_DIR}/p1/old_engine.OCR"
-    assert isinstance(inventory, InventoryReport)
+    assert isinstance(inventory, ScannedInventory)
     assert {(f.store.value, f.path) for f in inventory.files} == {
         ("llm", "old.bin"),
         ("llm", "twin.bin"),
@@ -193,7 +193,7 @@ def test_a_restarted_agent_answers_the_prune_it_had_begun_then_its_inventory(
 
     [inventory] = start_again(config)
 
-    assert isinstance(inventory, InventoryReport) and inventory.request_id.startswith("startup-")
+    assert isinstance(inventory, ScannedInventory) and inventory.request_id.startswith("startup-")
     prune, queued_inventory = outbox(config.state_dir)
     assert queued_inventory.report_id == inventory.report_id  # the inventory goes after the answer
     assert isinstance(prune, PruneReport) and prune.request_id == "p1"

@@ -1,12 +1,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
+import pytest
+
 from workers.aspose_backend import AsposeSession
-from workers.inventory import QUARANTINE_DIR, scan
-from workers.schema import ModelDirState
+from workers.inventory import (
+    QUARANTINE_DIR,
+    ScannedInventory,
+    file_entries,
+    host_facts,
+    inventory_report,
+    scan,
+)
+from workers.schema import InventoryReport, ModelDirState, SchemaError, parse_report
 from workers.state import StateDB
 from workers.tests.conftest import ASPOSE_MODEL, write
 
@@ -142,3 +152,37 @@ def test_aspose_listing_is_reused_only_while_the_folders_it_reads_are_unchanged(
         files = by_path(scan(session, db))
         assert len(calls) == 2
         assert files[f"sub/{ASPOSE_MODEL}"].known_to_aspose
+
+
+def test_the_report_is_built_in_wire_form_and_reads_back_as_the_walk_found_it(
+    session: AsposeSession, models_dir: Path, db: StateDB
+) -> None:
+    write(models_dir / "en_ocr_v1.gguf", b"current")
+    write(models_dir / "sub" / ASPOSE_MODEL, b"llama")
+    os.symlink("/etc", models_dir / "etc-link")
+    write(models_dir / "caf\udce9.bin", b"latin-1 name")
+    result = scan(session, db)
+    report = inventory_report("ocr-1", result, "r1")
+    body = report.to_json()
+    plain = next(f for f in body["files"] if f["path"] == "en_ocr_v1.gguf")
+    # Defaults are left out of the wire form; the dashboard's parse fills them in.
+    assert set(plain) == {"path", "size", "mtime_ns", "sha256", "atime_ns"}
+    assert next(f for f in body["files"] if f["path"] == "etc-link")["is_symlink"] is True
+    parsed = parse_report(json.loads(json.dumps(body)))
+    assert isinstance(parsed, InventoryReport) and parsed.report_id == report.report_id
+    assert parsed.files == file_entries(result.files) == report.files
+    assert {f.path for f in parsed.files if f.known_to_aspose} == {f"sub/{ASPOSE_MODEL}"}
+    assert "caf\\xe9.bin" in {f.path for f in parsed.files}
+    # What the outbox reads back is the same report.
+    assert ScannedInventory.from_json(json.loads(json.dumps(body))) == report
+
+
+def test_a_stored_inventory_with_a_bad_file_is_refused_naming_the_file() -> None:
+    facts = host_facts(Path("/nonexistent"), ModelDirState.MISSING, "gone")
+    header = InventoryReport(host="ocr-1", facts=facts, files=[]).to_json()
+    good = {"path": "a.bin", "size": 1, "mtime_ns": 1, "sha256": "0" * 64}
+    files = [good] * 2500 + [{**good, "path": "../etc/passwd"}]
+    with pytest.raises(SchemaError, match=r"files\.2500\.path"):
+        ScannedInventory.from_json({**header, "files": files})
+    with pytest.raises(SchemaError, match="at most 100000"):
+        ScannedInventory.from_json({**header, "files": [good] * 100_001})

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from workers.inventory import ScannedInventory
 from workers.progress import ProgressReporter, folder_bytes
 from workers.schema import (
     AgentTask,
     InventoryOrder,
-    InventoryReport,
     ProgressReport,
     PruneOrder,
     parse_report,
@@ -88,7 +88,7 @@ def test_a_first_inventory_and_a_prune_report_their_progress(
     [inventory] = agent.handle(
         AgentTask.INVENTORY, sign_order(InventoryOrder(host=HOST, request_id="i1"), dashboard_key)
     )
-    assert isinstance(inventory, InventoryReport)
+    assert isinstance(inventory, ScannedInventory)
     hashing = [r for r in sent if r.request_id == "i1"]
     assert hashing and all(r.phase == "hashing" for r in hashing)
     total = sum(f.size for f in inventory.files)

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from workers.config import AgentConfig, ConfigError
+from workers.inventory import ScannedInventory
 from workers.schema import (
     AgentTask,
     ErrorReport,
@@ -200,7 +201,7 @@ def test_a_redelivered_order_whose_run_never_finished_carries_on(agent, models_d
 def test_the_replay_guard_survives_a_restart(config, models_dir, sentinel, dashboard_key):
     message = sign_order(InventoryOrder(host=HOST, request_id="inv-1"), dashboard_key)
     [first] = Agent(config).handle(AgentTask.INVENTORY, message)
-    assert isinstance(first, InventoryReport)
+    assert isinstance(first, ScannedInventory)
     refused(Agent(config), AgentTask.INVENTORY, message, models_dir, "replayed")
 
 
@@ -208,7 +209,7 @@ def test_its_own_startup_inventory_is_obeyed(agent, config, sentinel):
     message = agent.trust.startup_order(startup_order(config))
     assert message["signature"]["signer"] == self_signer(HOST)
     [report] = agent.handle(AgentTask.INVENTORY, message)
-    assert isinstance(report, InventoryReport)
+    assert isinstance(report, ScannedInventory)
     assert {f.path for f in report.files} == {"en_ocr_v1.gguf", "sub/old_fr_ocr_v1.bin"}
 
 

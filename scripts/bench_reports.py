@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import secrets
 import sys
@@ -90,21 +91,20 @@ def build(hosts: int, days: int, files: int) -> None:
                 )
                 rows.append(dict(current))
             Snapshot.objects.bulk_create(snapshots, batch_size=2000)
-            ModelFile.objects.bulk_create(
-                (
-                    ModelFile(
-                        snapshot=snap,
-                        path=path,
-                        name=path.rsplit("/", 1)[-1],
-                        size=size,
-                        mtime_ns=size,
-                        sha256=_sha(path),
-                    )
-                    for snap, inventory in zip(snapshots, rows, strict=True)
-                    for path, size in inventory.items()
-                ),
-                batch_size=10_000,
-            )
+            # COPY, not bulk_create: 36,500 file rows per host, 1.8 million in all.
+            buffer = io.StringIO()
+            for snap, inventory in zip(snapshots, rows, strict=True):
+                for path, size in inventory.items():
+                    name = path.rsplit("/", 1)[-1]
+                    buffer.write(f"{snap.pk}\tllm\t{path}\t{name}\t{size}\t{size}\t{_sha(path)}\tf\tf\n")
+            with (
+                connection.cursor() as cur,
+                cur.copy(
+                    f"COPY {ModelFile._meta.db_table} (snapshot_id, store, path, name, size, mtime_ns,"
+                    " sha256, known_to_aspose, is_symlink) FROM STDIN"
+                ) as copy,
+            ):
+                copy.write(buffer.getvalue())
             host.current_snapshot = snapshots[-1]
             host.file_count, host.total_bytes = snapshots[-1].file_count, snapshots[-1].total_bytes
             host.save()
@@ -161,6 +161,9 @@ def build(hosts: int, days: int, files: int) -> None:
         cur.execute("ANALYZE")
 
 
+TIMES: dict[str, float] = {}
+
+
 def measure(label: str, fn) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -171,6 +174,7 @@ def measure(label: str, fn) -> None:
         result = fn()
         elapsed = time.perf_counter() - t0
     status = getattr(result, "status_code", "")
+    TIMES[label] = elapsed * 1000
     print(f"  {label:<48} {elapsed * 1000:8.1f} ms  {len(queries):3d} queries  {status}")
 
 
@@ -253,6 +257,8 @@ def main() -> None:
     # The settings refuse to start without a real key; the test client speaks plain HTTP.
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
+    # The pages load static files by name: DEBUG finds them in the source tree (no manifest).
+    os.environ.setdefault("DJANGO_DEBUG", "true")
     import django
 
     django.setup()
@@ -265,6 +271,9 @@ def main() -> None:
         build(args.hosts, args.days, args.files)
         print(f"built in {time.perf_counter() - t0:.0f}s")
     run(args.days)
+    functions = [ms for label, ms in TIMES.items() if not label.startswith("/")]
+    pages = [ms for label, ms in TIMES.items() if label.startswith("/")]
+    print(f"SUMMARY worst_function_ms={max(functions):.0f} worst_page_ms={max(pages):.0f}")
 
 
 if __name__ == "__main__":

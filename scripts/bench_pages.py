@@ -43,6 +43,8 @@ FILES = 50
 CATALOGUE = 300  # model names shared by the fleet
 OWN = 5  # of each host's files, names only it has
 GOALS = {"ms": 150.0, "ratio": 3.0, "kb": 300.0}
+# The reports' own goal (issue 11): a one-year report at 10,000 hosts in 300 ms.
+REPORTS_MS = 300.0
 
 
 def setup(database_url: str) -> None:
@@ -433,7 +435,8 @@ def main() -> None:
             flag = (
                 ""
                 if ratio <= GOALS["ratio"]
-                and statistics.median(big[0]) <= GOALS["ms"]
+                and statistics.median(big[0])
+                <= (REPORTS_MS if label.startswith("reports (") else GOALS["ms"])
                 and big[2] / 1024 <= GOALS["kb"]
                 else "  <- over a goal"
             )

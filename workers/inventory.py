@@ -1,9 +1,9 @@
 """What is in the model folder: the walk (the truth about files) joined with Aspose's list_local().
 
-The walk never follows a symlink: a link is reported as such (without a hash), so a link to
-``/etc`` or to another disk can neither inflate the inventory nor be read by the agent. The
-walk goes through directory file descriptors, so a folder swapped for a symlink while we walk
-is met as a symlink (O_NOFOLLOW), not followed.
+The walk (``workers.walk``, shared with the quarantine listing and the purge) never follows a
+symlink: a link is reported as such (without a hash), so a link to ``/etc`` or to another disk
+can neither inflate the inventory nor be read by the agent. It goes through directory file
+descriptors, so a folder swapped for a symlink while we walk is met as a symlink, not followed.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
 from pathlib import Path
-from stat import S_ISDIR, S_ISLNK, S_ISREG
+from stat import S_ISLNK, S_ISREG
 from typing import Any, Literal, NamedTuple
 
 from pydantic import TypeAdapter, ValidationError
@@ -43,8 +42,8 @@ from workers.schema import (
 )
 from workers.state import StateDB
 from workers.usage import atime_mode
+from workers.walk import walk
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO that replaced a file between scandir and open must not hang the walk.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
@@ -77,7 +76,6 @@ class Entry(NamedTuple):
 _FILES = TypeAdapter(list[FileEntry])
 # Entry(...) goes through a Python-level __new__; the walk makes one per file.
 _new = tuple.__new__
-_NAME = attrgetter("name")
 
 
 @dataclass
@@ -112,88 +110,68 @@ class _Progress:
 
 
 def _walk(
-    dir_fd: int,
-    prefix: str,
+    root_fd: int,
     cache: HashCache,
     files: list[Entry],
     problems: list[str],
     seen_by_aspose: list[str] | None = None,
     store: Store = Store.LLM,
 ) -> None:
-    # The hot loop of every inventory: one lstat per entry (scandir's, relative to the
-    # directory fd), one cache query per folder, and a file is opened only when its hash is
-    # not cached. Kept flat on purpose: every call per entry shows on a 100k-file rescan.
+    # The hot loop of every inventory: one lstat per entry (the shared walk's, relative to the
+    # folder's descriptor), one cache query per folder, and a file is opened only when its
+    # hash is not cached. Kept flat on purpose: every call per entry shows on a 100k-file rescan.
     # ``seen_by_aspose`` (root and first level only) collects what list_local() reads.
     # Names are os's str form (undecodable bytes as surrogateescape) for the os calls; what
-    # leaves the walk (``prefix`` too) is the schema's wire form, which carries any byte name.
-    dir_st = os.fstat(dir_fd)
-    if seen_by_aspose is not None:
-        seen_by_aspose.append(f"{prefix}:{dir_st.st_ino}:{dir_st.st_mtime_ns}:{dir_st.st_ctime_ns}")
-    with os.scandir(dir_fd) as it:
-        entries = sorted(it, key=_NAME)
-    found = []
-    for entry in entries:
-        name = entry.name
-        if not prefix and name == QUARANTINE_DIR:
-            continue
-        try:
-            found.append((name, entry.stat(follow_symlinks=False)))
-        except FileNotFoundError:
-            continue  # removed while we walked
-    del entries
-    # One query for the folder's files; regular files share the folder's device.
-    known = cache.cached_many(dir_st.st_dev, [st.st_ino for _, st in found if S_ISREG(st.st_mode)])
+    # leaves the walk is the schema's wire form, which carries any byte name.
     append = files.append
     hits = 0
-    for name, st in found:
-        mode = st.st_mode
-        rel = prefix + wire_path(name)
-        if S_ISREG(mode):
-            # Same test as HashCache.cached, inlined: (size, mtime, ctime) of the same inode.
-            row = known.get(st.st_ino)
-            if (
-                row is not None
-                and row[1] == st.st_size
-                and row[2] == st.st_mtime_ns
-                and row[3] == st.st_ctime_ns
-            ):
-                hits += 1
-                append(
-                    _new(
-                        Entry,
-                        (
-                            rel,
-                            st.st_size,
-                            st.st_mtime_ns,
-                            row[4],
-                            False,
-                            False,
-                            store,
-                            st.st_atime_ns,
-                            (),
-                            None,
-                            "",
-                        ),
+    for folder in walk(root_fd, skip_top=(QUARANTINE_DIR,), problems=problems):
+        dir_fd = folder.fd
+        prefix = wire_path(folder.path) + "/" if folder.path else ""
+        dir_st = os.fstat(dir_fd)
+        aspose = seen_by_aspose if folder.depth <= 1 else None
+        if aspose is not None:
+            aspose.append(f"{prefix}:{dir_st.st_ino}:{dir_st.st_mtime_ns}:{dir_st.st_ctime_ns}")
+        found = folder.entries
+        # One query for the folder's files; regular files share the folder's device.
+        known = cache.cached_many(dir_st.st_dev, [st.st_ino for _, st in found if S_ISREG(st.st_mode)])
+        for name, st in found:
+            mode = st.st_mode
+            rel = prefix + wire_path(name)
+            if S_ISREG(mode):
+                # Same test as HashCache.cached, inlined: (size, mtime, ctime) of the same inode.
+                row = known.get(st.st_ino)
+                if (
+                    row is not None
+                    and row[1] == st.st_size
+                    and row[2] == st.st_mtime_ns
+                    and row[3] == st.st_ctime_ns
+                ):
+                    hits += 1
+                    append(
+                        _new(
+                            Entry,
+                            (
+                                rel,
+                                st.st_size,
+                                st.st_mtime_ns,
+                                row[4],
+                                False,
+                                False,
+                                store,
+                                st.st_atime_ns,
+                                (),
+                                None,
+                                "",
+                            ),
+                        )
                     )
-                )
-            else:
-                append(_file_entry(dir_fd, name, rel, st, cache, problems, store))
-        elif S_ISLNK(mode):
-            append(Entry(rel, st.st_size, st.st_mtime_ns, None, False, True, store))
-            if seen_by_aspose is not None:  # Aspose follows links: what they point at counts too
-                seen_by_aspose.append(f"{rel}->{_target(dir_fd, name)}")
-        elif S_ISDIR(mode):
-            try:
-                sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError as exc:
-                problems.append(f"{rel}: {exc.strerror}")
-                continue
-            try:
-                _walk(sub, f"{rel}/", cache, files, problems, seen_by_aspose if not prefix else None, store)
-            except OSError as exc:
-                problems.append(f"{rel}: {exc.strerror}")
-            finally:
-                os.close(sub)
+                else:
+                    append(_file_entry(dir_fd, name, rel, st, cache, problems, store))
+            elif S_ISLNK(mode):
+                append(Entry(rel, st.st_size, st.st_mtime_ns, None, False, True, store))
+                if aspose is not None:  # Aspose follows links: what they point at counts too
+                    aspose.append(f"{rel}->{_target(dir_fd, name)}")
     cache.stats.cache_hits += hits
 
 
@@ -304,7 +282,7 @@ def _scan_store(
         state, error = ModelDirState.UNREADABLE, f"{label} cannot be opened: {shown}: {exc.strerror}"
     else:
         try:
-            _walk(root_fd, "", cache, files, problems, seen_by_aspose if store is Store.LLM else None, store)
+            _walk(root_fd, cache, files, problems, seen_by_aspose if store is Store.LLM else None, store)
         except OSError as exc:
             state, error = ModelDirState.UNREADABLE, f"{label} cannot be read: {shown}: {exc.strerror}"
         finally:

@@ -19,6 +19,7 @@ from typing import Literal
 
 from workers import __version__
 from workers.schema import ProgressReport
+from workers.walk import walk
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,15 @@ def folder_bytes(root: os.PathLike[str] | str, skip: str = "") -> int:
     """Bytes of the regular files under ``root`` (links not followed, ``skip`` at the top left
     out): the total a first inventory's hashing bar runs towards. A stat walk, no reads."""
     total = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        if skip and os.path.samefile(dirpath, root):
-            dirnames[:] = [d for d in dirnames if d != skip]
-        for name in filenames:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
+    try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return 0  # the inventory that follows says why
+    try:
+        for folder in walk(root_fd, skip_top=(skip,) if skip else (), problems=[]):
+            total += sum(st.st_size for _, st in folder.entries if stat.S_ISREG(st.st_mode))
+    except OSError:
+        pass  # the root itself unreadable: no total, the inventory says why
+    finally:
+        os.close(root_fd)
     return total

@@ -51,6 +51,7 @@ from workers.schema import (
     wire_path,
 )
 from workers.state import StateDB
+from workers.walk import walk
 
 QUARANTINE_DIR = ".ocrdash-quarantine"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -534,20 +535,13 @@ def account_restore(
 # ---------------------------------------------------------------- restore
 
 
-def _quarantined_files(dir_fd: int, prefix: str = "") -> list[str]:
-    found = []
-    with os.scandir(dir_fd) as it:
-        for entry in sorted(it, key=lambda e: e.name):
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
-                try:
-                    found.extend(_quarantined_files(sub, f"{prefix}{entry.name}/"))
-                finally:
-                    os.close(sub)
-            else:
-                found.append(wire_path(f"{prefix}{entry.name}"))
-    return found
+def _quarantined_files(dir_fd: int) -> list[str]:
+    """Wire-form paths of everything but folders under a request's quarantine folder (links not followed)."""
+    found: list[str] = []
+    for folder in walk(dir_fd):
+        prefix = f"{folder.path}/" if folder.path else ""
+        found.extend(wire_path(prefix + name) for name, _ in folder.entries)
+    return sorted(found)
 
 
 def restore(
@@ -615,17 +609,9 @@ def _restore_one(root_fd: int, prune_request_id: str, path: str) -> tuple[Outcom
 def _tree_size(dir_fd: int) -> tuple[int, int]:
     """(bytes, files) of the regular files under ``dir_fd``, never following a symlink."""
     total = count = 0
-    with os.scandir(dir_fd) as it:
-        for entry in it:
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
-                try:
-                    size, files = _tree_size(sub)
-                finally:
-                    os.close(sub)
-                total, count = total + size, count + files
-            elif stat.S_ISREG(st.st_mode):
+    for folder in walk(dir_fd):
+        for _, st in folder.entries:
+            if stat.S_ISREG(st.st_mode):
                 total, count = total + st.st_size, count + 1
     return total, count
 

@@ -353,7 +353,11 @@ def scan(
     files = [f for s in scanned for f in s.files]
     problems = list(llm.problems) + [f"ocr: {p}" for s in scanned[1:] for p in s.problems]
     roots = {s.facts.store: s.root for s in scanned if s.facts.state is ModelDirState.OK}
-    seen = usage.look(roots, proc=proc) if roots else usage.Look(at=utcnow())
+    regular: dict[Store, list[str]] = {store: [] for store in roots}
+    for f in files:
+        if not f.is_symlink and f.store in regular:
+            regular[f.store].append(f.path)
+    seen = usage.look(roots, proc=proc, files=regular) if roots else usage.Look(at=utcnow())
     files = _with_usage(files, seen, db)
     facts = host_facts(
         llm.root,

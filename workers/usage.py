@@ -5,10 +5,13 @@ Three sources, each with its own trust, because none is enough alone:
 * **atime** from the walk's stat. Worth only what the mount records: ``noatime`` never
   updates it, ``relatime`` (Linux's default) at most once a day, ``strictatime`` on every
   read. ``atime_mode`` reads the mount's options from ``/proc/self/mountinfo``.
-* **Open now**: one look through ``/proc`` for processes that hold a file under a store root,
-  by an open descriptor (``/proc/<pid>/fd``) or a memory map (``/proc/<pid>/maps``: GGUF
-  loaders mmap the model and close the descriptor). One pass over every process per look,
-  whatever the number of files, so an inventory of 50 or 50,000 files costs the same.
+* **Open now**: who holds a file under a store root, by an open descriptor
+  (``/proc/<pid>/fd``) or a memory map (``/proc/<pid>/maps``: GGUF loaders mmap the model and
+  close the descriptor). An inventory asks the kernel first: a write lease on a file is
+  granted only while nobody else has it open or mapped, in any process or namespace, so a
+  few dozen models cost a few dozen lease tests, and /proc is read only when some file is
+  held, and then only until each held file has a holder named. Without the file list (or for
+  a store with many more files than processes) one pass reads every process.
 * **Last seen open**: each look's sightings are kept in the agent's state database, so an
   inventory can say "last seen in use 3 days ago by python3" about a file nobody holds now.
 
@@ -22,14 +25,15 @@ before it moves anything, so this look is never the safety check, only the recor
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from workers import procs
 from workers.prune import QUARANTINE_DIR
-from workers.schema import AtimeMode, Holder, Store, wire_path
+from workers.schema import AtimeMode, Holder, Store, fs_path, wire_path
 from workers.state import StateDB
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -125,6 +129,12 @@ class Look:
     holders: dict[tuple[Store, str], list[Holder]] = field(default_factory=dict)
     processes: int = 0
     error: str = ""
+    # How the look went: "proc" (every process read), "lease" (the kernel said nobody holds
+    # any of the files: /proc not read), "lease+proc" (/proc read for the files held).
+    method: str = "proc"
+    # Files the kernel says are held but whose holder no readable process showed (another
+    # user's process, another PID namespace): in use, by someone the agent cannot name.
+    held_unnamed: set[tuple[Store, str]] = field(default_factory=set)
 
 
 def _relative(path: str, roots: list[tuple[str, Store]]) -> tuple[Store, str] | None:
@@ -137,16 +147,68 @@ def _relative(path: str, roots: list[tuple[str, Store]]) -> tuple[Store, str] | 
     return None
 
 
-def look(roots: Mapping[Store, str | Path], proc: str = "/proc") -> Look:
-    """Every process (but this one) holding a file under one of ``roots``, in one pass.
+# The lease test costs one open and three fcntl calls per file; reading a process's fd links
+# and maps costs tens of times that. Below this many files per process the files are asked
+# first; above it (a store of 10,000 small files on a quiet host) one pass over /proc is cheaper.
+LEASE_FILES_PER_PROCESS = 10
+# Opening reads nothing, so atime stays; O_NONBLOCK: a FIFO planted there must not hang the look.
+_LEASE_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
-    Per process: the names of its descriptors (``readlink`` of each ``fd`` entry) and its
-    ``maps`` read once as bytes; a maps file is parsed only if it mentions a root at all, so
-    the cost is one read per process plus one substring search per root.
+
+def _held_by_anyone(
+    roots: Mapping[Store, str], files: Mapping[Store, list[str]]
+) -> tuple[set[tuple[Store, str]], set[tuple[Store, str]]]:
+    """(files some process holds, files the kernel cannot tell about), by (store, wire path).
+
+    A write lease is granted only while no other open file of the inode exists anywhere (a
+    memory map keeps its file open), so each file costs one open and a lease taken and
+    given back (``procs.nobody_else_has_open``), whatever the number of processes.
+    """
+    held: set[tuple[Store, str]] = set()
+    unknown: set[tuple[Store, str]] = set()
+    for store, paths in files.items():
+        root = roots[store]
+        for wire in paths:
+            key = (store, wire)
+            try:
+                fd = os.open(os.path.join(root, fs_path(wire)), _LEASE_OPEN)
+            except PermissionError:
+                unknown.add(key)  # not ours to open: the kernel cannot be asked about it
+                continue
+            except BlockingIOError:
+                held.add(key)  # someone else holds a lease on it: held
+                continue
+            except (OSError, ValueError):
+                continue  # gone since the walk (or a link now): nobody holds it under this name
+            try:
+                alone = procs.nobody_else_has_open(fd)
+            finally:
+                os.close(fd)
+            if alone is False:
+                held.add(key)
+            elif alone is None:
+                unknown.add(key)
+    return held, unknown
+
+
+def look(
+    roots: Mapping[Store, str | Path],
+    proc: str = "/proc",
+    files: Mapping[Store, Iterable[str]] | None = None,
+) -> Look:
+    """Every process (but this one) holding a file under one of ``roots``; see the module docstring.
+
+    ``files`` (the regular files of each store, wire form) lets the kernel answer first: when
+    the lease test says nobody holds any of them, /proc is not read at all; otherwise /proc is
+    read only until every held file has a holder named (descriptors of every process first,
+    then maps for the files no descriptor showed). A file then lists the holders found first,
+    not necessarily all. Without ``files``, or with more files than the lease test is worth,
+    every process is read: all holders, the files found by path.
     """
     now = datetime.now(UTC)
+    real_roots = {s: os.path.realpath(r) for s, r in roots.items()}
     prefixes = sorted(
-        ((os.path.realpath(r).rstrip("/") + "/", s) for s, r in roots.items()),
+        ((r.rstrip("/") + "/", s) for s, r in real_roots.items()),
         key=lambda p: -len(p[0]),  # nested roots: the deeper one wins
     )
     result = Look(at=now)
@@ -155,13 +217,65 @@ def look(roots: Mapping[Store, str | Path], proc: str = "/proc") -> Look:
     except OSError as exc:
         result.error = f"cannot list {proc}: {exc.strerror}"
         return result
+    wanted: set[tuple[Store, str]] | None = None
+    if files is not None:
+        lists = {s: list(paths) for s, paths in files.items() if s in real_roots}
+        if sum(len(p) for p in lists.values()) <= LEASE_FILES_PER_PROCESS * len(pids):
+            held, unknown = _held_by_anyone(real_roots, lists)
+            if not held and not unknown:
+                result.method = "lease"
+                return result
+            result.method = "lease+proc"
+            wanted = held | unknown
+            # Files the lease could not judge need every process read; held ones only a holder.
+            must_finish = bool(unknown)
+            _scan(proc, pids, prefixes, result, wanted, must_finish)
+            result.held_unnamed = held - set(result.holders)
+            return result
+    _scan(proc, pids, prefixes, result, None, True)
+    return result
+
+
+def _scan(
+    proc: str,
+    pids: list[str],
+    prefixes: list[tuple[str, Store]],
+    result: Look,
+    wanted: set[tuple[Store, str]] | None,
+    must_finish: bool,
+) -> None:
+    """Read processes' fd links (and maps) into ``result.holders``; see ``look``.
+
+    ``wanted`` None: every file under the roots, every process, descriptors and maps. Else
+    only those files, and (unless ``must_finish``) stop as soon as each has a holder named:
+    descriptors of every process first, then maps for the files still unnamed.
+    """
     me = str(os.getpid())
-    byte_prefixes = [(p.encode(), p, s) for p, s in prefixes]
+    byte_prefixes = [p.encode() for p, _ in prefixes]
+    unnamed = set(wanted) if wanted is not None else None
+    programs: dict[str, str] = {}
+
+    def add(pid: str, key: tuple[Store, str], how: Literal["fd", "mmap"]) -> None:
+        if wanted is not None and key not in wanted:
+            return
+        holders = result.holders.setdefault(key, [])
+        if len(holders) < _MAX_HOLDERS and not any(h.pid == int(pid) for h in holders):
+            if pid not in programs:
+                programs[pid] = wire_path(_comm(proc, pid))
+            holders.append(Holder(pid=int(pid), program=programs[pid], how=how))
+        if unnamed is not None:
+            unnamed.discard(key)
+
+    def done() -> bool:
+        return unnamed is not None and not unnamed and not must_finish
+
+    # Pass 1: descriptors (and, for a full look, maps in the same visit).
     for pid in pids:
         if pid == me:
             continue
+        if done():
+            return
         result.processes += 1
-        found: dict[tuple[Store, str], Literal["fd", "mmap"]] = {}
         fd_dir = f"{proc}/{pid}/fd"
         try:
             fds = os.listdir(fd_dir)
@@ -173,27 +287,41 @@ def look(roots: Mapping[Store, str | Path], proc: str = "/proc") -> Look:
             except OSError:
                 continue
             if target.startswith("/") and (key := _relative(target, prefixes)) is not None:
-                found.setdefault(key, "fd")
-        try:
-            with open(f"{proc}/{pid}/maps", "rb") as maps:
-                data = maps.read()
-        except OSError:
-            data = b""
-        for raw, _, _ in byte_prefixes:
-            if raw in data:
-                for line in data.splitlines():
-                    if raw in line:
-                        path = line.split(maxsplit=5)[-1].decode("utf-8", "surrogateescape")
-                        if not path.endswith(" (deleted)") and (key := _relative(path, prefixes)):
-                            found.setdefault(key, "mmap")
-                break  # every line was checked against every root already
-        if found:
-            program = wire_path(_comm(proc, pid))
-            for key, how in found.items():
-                holders = result.holders.setdefault(key, [])
-                if len(holders) < _MAX_HOLDERS:
-                    holders.append(Holder(pid=int(pid), program=program, how=how))
-    return result
+                add(pid, key, "fd")
+        if wanted is None:
+            _maps(proc, pid, prefixes, byte_prefixes, add)
+    if wanted is None or done():
+        return
+    # Pass 2: maps, for the files no descriptor showed (a loader that mapped and closed).
+    for pid in pids:
+        if pid == me:
+            continue
+        if done():
+            return
+        _maps(proc, pid, prefixes, byte_prefixes, add)
+
+
+def _maps(
+    proc: str,
+    pid: str,
+    prefixes: list[tuple[str, Store]],
+    byte_prefixes: list[bytes],
+    add: Callable[[str, tuple[Store, str], Literal["fd", "mmap"]], None],
+) -> None:
+    """The mapped files of ``pid`` under the roots: maps read once, parsed only if a root occurs in it."""
+    try:
+        with open(f"{proc}/{pid}/maps", "rb") as maps:
+            data = maps.read()
+    except OSError:
+        return
+    for raw in byte_prefixes:
+        if raw in data:
+            for line in data.splitlines():
+                if raw in line:
+                    path = line.split(maxsplit=5)[-1].decode("utf-8", "surrogateescape")
+                    if not path.endswith(" (deleted)") and (key := _relative(path, prefixes)):
+                        add(pid, key, "mmap")
+            return  # every line was checked against every root already
 
 
 def _comm(proc: str, pid: str) -> str:

@@ -172,3 +172,53 @@ def test_look_over_a_proc_tree_without_processes_is_empty(tmp_path: Path) -> Non
     (tmp_path / "proc").mkdir()
     assert look({Store.LLM: tmp_path}, proc=str(tmp_path / "proc")).holders == {}
     assert "cannot list" in look({Store.LLM: tmp_path}, proc=str(tmp_path / "nope")).error
+
+
+FILES = ["open.gguf", "sub/mapped.gguf", "idle.gguf"]
+
+
+def fake_proc(base: Path, holds: list[Path]) -> str:
+    """A /proc-shaped tree of one process whose descriptors name ``holds`` (unknown to the kernel)."""
+    fd = base / "proc" / "4242" / "fd"
+    fd.mkdir(parents=True)
+    (base / "proc" / "4242" / "comm").write_text("fake\n")
+    for n, path in enumerate(holds):
+        os.symlink(path, fd / str(n))
+    return str(base / "proc")
+
+
+def test_the_kernel_answers_first_and_proc_is_not_read_when_nobody_holds_a_file(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    write(models_dir / "idle.gguf", b"nobody")
+    proc = fake_proc(tmp_path, [models_dir / "idle.gguf"])
+    # The tree claims a holder; the full look believes it, the lease test knows better.
+    assert set(look({Store.LLM: models_dir}, proc=proc).holders) == {(Store.LLM, "idle.gguf")}
+    seen = look({Store.LLM: models_dir}, proc=proc, files={Store.LLM: ["idle.gguf"]})
+    assert seen.method == "lease" and seen.holders == {} and seen.processes == 0
+
+
+def test_lease_first_names_the_holder_by_descriptor_and_by_memory_map(models_dir: Path, holder) -> None:
+    seen = look({Store.LLM: models_dir}, files={Store.LLM: FILES})
+    assert seen.method == "lease+proc" and not seen.error and not seen.held_unnamed
+    by_file = {path: [(h.pid, h.how) for h in hs] for (_, path), hs in seen.holders.items()}
+    assert by_file == {"open.gguf": [(holder.pid, "fd")], "sub/mapped.gguf": [(holder.pid, "mmap")]}
+    assert set(seen.holders) == set(look({Store.LLM: models_dir}).holders)  # as the full look says
+
+
+def test_a_held_file_whose_holder_cannot_be_seen_is_held_unnamed(
+    tmp_path: Path, models_dir: Path, holder
+) -> None:
+    # /proc shows no process holding anything (as for another user's process): the kernel still knows.
+    proc = fake_proc(tmp_path, [])
+    seen = look({Store.LLM: models_dir}, proc=proc, files={Store.LLM: FILES})
+    assert seen.holders == {}
+    assert seen.held_unnamed == {(Store.LLM, "open.gguf"), (Store.LLM, "sub/mapped.gguf")}
+
+
+def test_many_more_files_than_processes_take_one_full_look(tmp_path: Path, models_dir: Path) -> None:
+    for n in range(11):
+        write(models_dir / f"m{n}.gguf", b"x")
+    proc = fake_proc(tmp_path, [models_dir / "m3.gguf"])  # one process: ten lease tests are worth it, not 11
+    seen = look({Store.LLM: models_dir}, proc=proc, files={Store.LLM: [f"m{n}.gguf" for n in range(11)]})
+    assert seen.method == "proc" and set(seen.holders) == {(Store.LLM, "m3.gguf")}

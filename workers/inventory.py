@@ -135,9 +135,13 @@ def _walk(
         found = folder.entries
         # One query for the folder's files; regular files share the folder's device.
         known = cache.cached_many(dir_st.st_dev, [st.st_ino for _, st in found if S_ISREG(st.st_mode)])
+        # Names that are printable ASCII without a backslash are their own wire form: one
+        # check per folder instead of one wire_path call per file.
+        joined = "".join([name for name, _ in found])
+        plain = joined.isascii() and joined.isprintable() and "\\" not in joined
         for name, st in found:
             mode = st.st_mode
-            rel = prefix + wire_path(name)
+            rel = prefix + name if plain else prefix + wire_path(name)
             if S_ISREG(mode):
                 # Same test as HashCache.cached, inlined: (size, mtime, ctime) of the same inode.
                 row = known.get(st.st_ino)

@@ -113,14 +113,10 @@ def walk(
                 problems.append(f"{_join(rel, name)}: {exc.strerror}")
         folders.sort()
         dirnames[:] = folders
-        entries.sort(key=_first)
+        entries.sort()  # by name: two entries of a folder never share one, so no stat is compared
         pending.append(deque(_join(rel, name) for name in folders))
         yield Folder(rel, fd, entries, depth)
 
 
 def _join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
-
-
-def _first(item: tuple[str, os.stat_result]) -> str:
-    return item[0]

@@ -161,6 +161,8 @@ def test_the_report_is_built_in_wire_form_and_reads_back_as_the_walk_found_it(
     write(models_dir / "sub" / ASPOSE_MODEL, b"llama")
     os.symlink("/etc", models_dir / "etc-link")
     write(models_dir / "caf\udce9.bin", b"latin-1 name")
+    write(models_dir / "plain" / "back\\slash.bin", b"a backslash among plain names")
+    write(models_dir / "plain" / "tab\there.bin", b"a control character")
     result = scan(session, db)
     report = inventory_report("ocr-1", result, "r1")
     body = report.to_json()
@@ -172,7 +174,9 @@ def test_the_report_is_built_in_wire_form_and_reads_back_as_the_walk_found_it(
     assert isinstance(parsed, InventoryReport) and parsed.report_id == report.report_id
     assert parsed.files == file_entries(result.files) == report.files
     assert {f.path for f in parsed.files if f.known_to_aspose} == {f"sub/{ASPOSE_MODEL}"}
-    assert "caf\\xe9.bin" in {f.path for f in parsed.files}
+    assert {"caf\\xe9.bin", "plain/back\\\\slash.bin", "plain/tab\\x09here.bin"} <= {
+        f.path for f in parsed.files
+    }
     # What the outbox reads back is the same report.
     assert ScannedInventory.from_json(json.loads(json.dumps(body))) == report
 

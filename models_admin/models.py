@@ -51,6 +51,10 @@ class Host(models.Model):
     model_dir_state = models.CharField(max_length=16, choices=DirState.choices, default=DirState.UNKNOWN)
     disk_total = models.BigIntegerField(null=True, blank=True)
     disk_free = models.BigIntegerField(null=True, blank=True)
+    # Days until the disk is full from the fit over the daily series (capacity/forecast.py),
+    # stored when a day's sample is recorded so the fleet page sorts a column; null with a note.
+    forecast_days = models.FloatField(null=True, blank=True)
+    forecast_note = models.CharField(max_length=40, blank=True)
     # Denormalised from the current snapshot so the overview is one query for any fleet size.
     current_snapshot = models.ForeignKey(
         "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

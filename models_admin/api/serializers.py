@@ -46,6 +46,8 @@ class HostSerializer(serializers.ModelSerializer):
             "model_dir_state",
             "disk_total",
             "disk_free",
+            "forecast_days",
+            "forecast_note",
             "file_count",
             "total_bytes",
             "last_error",

@@ -19,6 +19,7 @@ from django.utils import timezone
 from workers.schema import AtimeMode, FileEntry, InventoryReport, ModelDirState, Store
 
 from ..models import DiskSample, FileUsage, Host
+from . import forecast
 
 _FIELDS = ("atime_ns", "atime_mode", "open_by", "last_open_at", "last_open_by")
 
@@ -59,8 +60,9 @@ def record_inventory(host: Host, report: InventoryReport, now: datetime) -> dict
             {Store.LLM.value} if facts.model_dir_state is ModelDirState.OK else set()
         )
         record_files(host, report.files, modes, read, now)
-    record_disk(host, facts.disk_free, facts.disk_total, now)
+    predicted = record_disk(host, facts.disk_free, facts.disk_total, now)
     return {
+        **predicted,
         "stores": [s.model_dump(mode="json") for s in facts.stores],
         "open_checked_at": facts.open_checked_at,
         "open_check_error": facts.open_check_error,
@@ -116,10 +118,11 @@ def record_files(
         )
 
 
-def record_disk(host: Host, disk_free: int | None, disk_total: int | None, now: datetime) -> None:
-    """The day's point of the host's free-space series (the latest report of the day wins): one upsert."""
+def record_disk(host: Host, disk_free: int | None, disk_total: int | None, now: datetime) -> dict[str, Any]:
+    """The day's point of the host's free-space series (the latest report of the day wins): one
+    upsert; returns the refitted forecast's host columns (empty when no disk was reported)."""
     if disk_free is None or disk_total is None:
-        return
+        return {}
     DiskSample.objects.bulk_create(
         [
             DiskSample(
@@ -130,6 +133,7 @@ def record_disk(host: Host, disk_free: int | None, disk_total: int | None, now: 
         unique_fields=["host", "day"],
         update_fields=["disk_free", "disk_total", "at"],
     )
+    return forecast.host_fields(host)
 
 
 @dataclass(frozen=True)

@@ -123,13 +123,14 @@ def test_an_unchanged_inventory_writes_no_audit_event_but_updates_the_host(make_
 def test_a_report_takes_a_fixed_handful_of_statements(make_host, django_assert_num_queries):
     make_host("ocr-1", {})
     files = {f"family/model_{i:02}.bin": i for i in range(50)}
-    # Keys, BEGIN, host lock, claim, usage rows read and upserted, disk sample upserted, snapshot,
-    # files, the old files and two upserts for the models summary, host update, audit, COMMIT.
-    with django_assert_num_queries(15):
+    # Keys, BEGIN, host lock, claim, usage rows read and upserted, disk sample upserted and the
+    # forecast's window read, snapshot, files, the old files and two upserts for the models
+    # summary, host update, audit, COMMIT.
+    with django_assert_num_queries(16):
         ingest(inventory("ocr-1", files))
-    # Seen again (use unchanged too): keys, BEGIN, host lock, claim, disk sample, snapshot seen,
-    # host update, COMMIT.
-    with django_assert_num_queries(8):
+    # Seen again (use unchanged too): keys, BEGIN, host lock, claim, disk sample, forecast window,
+    # snapshot seen, host update, COMMIT.
+    with django_assert_num_queries(9):
         ingest(inventory("ocr-1", files))
 
 

@@ -47,6 +47,7 @@ SORTS = {
     "last_seen": "last_seen",
     "models": "file_count",
     "pending": "pending_count",
+    "full": "forecast_days",  # days until full (capacity/forecast.py); no forecast sorts last
 }
 # The default order: hosts that need someone first, in this order, then by name.
 ATTENTION = ("error", "offline", "low disk", "waiting for approval")

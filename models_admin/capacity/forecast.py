@@ -1,0 +1,90 @@
+"""Days until a host's disk is full, from a straight line through its daily free-space series.
+
+The rule (one place; README "Capacity" says the same):
+
+* the window is the last ``WINDOW_DAYS`` (14) days of ``DiskSample`` rows ending at the newest;
+* fewer than ``MIN_SAMPLES`` (5) daily points: "not enough data";
+* least squares ``free = a + b * day``; when the fitted drop over the window is under
+  ``MIN_DROP_FRACTION`` (0.5 %) of the disk (or free space grows): "not filling";
+* when the line explains less than ``MIN_R2`` (0.6) of the variance: "too noisy";
+* otherwise days until full = the fitted free space at the newest day / the daily drop.
+
+It runs when a day's sample is recorded (one SELECT of at most 14 rows) and its result is stored
+on the host, so the fleet page reads and sorts a column instead of fitting per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from ..models import DiskSample, Host
+
+WINDOW_DAYS = 14
+MIN_SAMPLES = 5
+MIN_DROP_FRACTION = 0.005
+MIN_R2 = 0.6
+
+NOT_ENOUGH = "not enough data"
+NOT_FILLING = "not filling"
+NOISY = "too noisy"
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """``days`` is set only when ``note`` is empty; ``slope`` (bytes/day) and ``intercept``
+    (bytes at ``origin``) describe the fitted line for the host page's chart."""
+
+    days: float | None
+    note: str
+    slope: float = 0.0
+    intercept: float = 0.0
+    origin: date | None = None
+
+
+def fit(points: Sequence[tuple[date, int]], disk_total: int) -> Forecast:
+    """The forecast for ``points`` (day, free bytes), oldest first, on a disk of ``disk_total``."""
+    if len(points) < MIN_SAMPLES:
+        return Forecast(None, NOT_ENOUGH)
+    origin = points[0][0]
+    xs = [float((d - origin).days) for d, _ in points]
+    ys = [float(v) for _, v in points]
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return Forecast(None, NOT_ENOUGH)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    intercept = my - slope * mx
+    span = xs[-1] - xs[0]
+    if slope >= 0 or -slope * span < MIN_DROP_FRACTION * max(disk_total, 1):
+        return Forecast(None, NOT_FILLING, slope, intercept, origin)
+    syy = sum((y - my) ** 2 for y in ys)
+    r2 = 1.0 if syy == 0 else (slope * slope * sxx) / syy
+    if r2 < MIN_R2:
+        return Forecast(None, NOISY, slope, intercept, origin)
+    free_now = max(intercept + slope * xs[-1], 0.0)
+    return Forecast(round(free_now / -slope, 1), "", slope, intercept, origin)
+
+
+def series(host: Host) -> list[DiskSample]:
+    """The window's samples, oldest first: one SELECT of at most 14 rows on the (host, day) index."""
+    newest_first = list(DiskSample.objects.filter(host=host).order_by("-day")[:WINDOW_DAYS])
+    if not newest_first:
+        return []
+    since = newest_first[0].day - timedelta(days=WINDOW_DAYS - 1)
+    return [s for s in reversed(newest_first) if s.day >= since]
+
+
+def for_host(host: Host) -> Forecast:
+    samples = series(host)
+    if not samples:
+        return Forecast(None, NOT_ENOUGH)
+    return fit([(s.day, s.disk_free) for s in samples], samples[-1].disk_total)
+
+
+def host_fields(host: Host) -> dict[str, object]:
+    """The host columns that hold the forecast (set by ingest with the report's other columns)."""
+    forecast = for_host(host)
+    return {"forecast_days": forecast.days, "forecast_note": forecast.note}

@@ -244,7 +244,8 @@ class Agent:
         is then finished: a later copy of the order gets these same reports.
 
         Runs one order at a time (the agent's worker has one process), so no order of this
-        agent is running while it looks. ``current``: the startup inventory's own request id.
+        agent is running while it looks; orders of other hosts (agents sharing the state
+        folder) are left alone. ``current``: the startup inventory's own request id.
         Returns how many orders it answered.
         """
         answered = 0
@@ -256,6 +257,8 @@ class Agent:
             except SchemaError as exc:  # journaled by another version of the agent
                 log.warning("order %s in the journal cannot be read: %s", rid, exc)
                 continue
+            if order.host != self.config.host_name:
+                continue  # another host's agent shares this state folder: its order, maybe running
             reports = self._account(task, order, INTERRUPTED, inventory=False)
             self.db.finish_run(task, rid, [r.to_json() for r in reports])
             answered += 1

@@ -244,6 +244,21 @@ def test_a_restarted_agent_answers_the_restore_it_had_begun(
     assert (models_dir / QUARANTINE_DIR / "p0" / "b.bin").exists()
 
 
+def test_the_begun_order_of_another_host_sharing_the_state_folder_is_left_alone(
+    config: AgentConfig, models_dir: Path, signed
+) -> None:
+    write(models_dir / "a.bin", b"a")
+    with StateDB(config.state_dir) as db:  # another host's agent, its prune running now
+        order = PruneOrder(host="ocr-test-2", request_id="p9", items=[ident(models_dir, "a.bin")])
+        db.start_attempt(AgentTask.PRUNE, "p9", order=order.to_json())
+
+    start_again(config)
+
+    assert [r.kind for r in outbox(config.state_dir)] == ["inventory"]
+    with StateDB(config.state_dir) as db:
+        assert db.run_unfinished(AgentTask.PRUNE, "p9")
+
+
 def test_a_state_database_of_the_previous_version_gains_the_journal(state_dir: Path) -> None:
     """An agent upgraded in place keeps its state and journals from then on."""
     old = sqlite3.connect(state_dir / "agent.sqlite3")

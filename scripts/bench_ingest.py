@@ -163,11 +163,12 @@ def floor_ingest(conn, report: dict) -> None:
         for f in files:
             values += [
                 snapshot_id, f["path"], f["path"].rsplit("/", 1)[-1], f["size"], f["mtime_ns"],
-                f["sha256"] or "", f["known_to_aspose"], f["is_symlink"],
+                f["sha256"] or "", f["known_to_aspose"], f["is_symlink"], f.get("store", "llm"),
             ]  # fmt: skip
         cur.execute(
             "INSERT INTO models_admin_modelfile (snapshot_id, path, name, size, mtime_ns, sha256,"
-            " known_to_aspose, is_symlink) VALUES " + ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(files)),
+            " known_to_aspose, is_symlink, store) VALUES "
+            + ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(files)),
             values,
         )
         cur.execute(

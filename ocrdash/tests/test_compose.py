@@ -10,12 +10,15 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import json
 import os
 import re
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
+import tomllib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -304,3 +307,169 @@ def test_agent_health_check_needs_no_remote_control(compose):
     for name in AGENTS:
         test = " ".join(_argv(compose["services"][name]["healthcheck"]["test"]))
         assert not re.search(r"\.control\.|inspect|\bping\b", test), test
+
+
+# ---------------------------------------------------------------- compose's own parser
+CHECK_SCRIPT = ROOT / "scripts" / "check_compose.py"
+
+
+def _check_compose(compose_file: Path) -> subprocess.CompletedProcess[str]:
+    """scripts/check_compose.py, as .ci/run runs it (docker-compose config -q, any warning fails)."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (.ci/run installs Debian's package)")
+    return subprocess.run(
+        [sys.executable, str(CHECK_SCRIPT), "--file", str(compose_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_docker_compose_itself_accepts_the_file():
+    done = _check_compose(ROOT / "docker-compose.yml")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        # A key compose does not know (a typo of a real one).
+        ("    restart: unless-stopped\n", "    restrat: unless-stopped\n", "restrat"),
+        # A variable .env.example does not define: compose would only warn and pass "".
+        ("${OCRDASH_MAX_ATTEMPTS}", "${OCRDASH_MAX_ATEMPTS}", "OCRDASH_MAX_ATEMPTS"),
+        # A dependency on a service that is not there (a renamed one).
+        (
+            "      web:\n        condition: service_healthy",
+            "      webb:\n        condition: service_healthy",
+            "webb",
+        ),
+    ],
+)
+def test_the_compose_check_fails_on_an_invalid_file(tmp_path, old, new, said):
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert old in text
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(text.replace(old, new, 1))
+    done = _check_compose(broken)
+    assert done.returncode == 1 and said in done.stderr, (done.returncode, done.stderr)
+
+
+def test_ci_installs_docker_compose_and_validates_the_file_before_the_suite():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "command -v docker-compose >/dev/null || missing+=(docker-compose)" in ci
+    assert ci.index("python3 scripts/check_compose.py") < ci.index("make test")
+
+
+# ------------------------------------------ compose, .env.example, the settings and the image agree
+def _strings_in(*modules: str) -> set[str]:
+    """Every string literal of these source files: the variable names they can read."""
+    found = set()
+    for module in modules:
+        tree = ast.parse((ROOT / module).read_text())
+        found |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return found
+
+
+DASHBOARD_READS = ("ocrdash/settings.py", "workers/logs.py")
+AGENT_READS = ("workers/config.py", "workers/logs.py")
+
+
+def test_every_variable_compose_names_is_read_by_the_process_it_is_given_to(compose, env_example):
+    dashboard, agent = _strings_in(*DASHBOARD_READS), _strings_in(*AGENT_READS)
+    services = compose["services"]
+    for name in DASHBOARD:
+        unread = set(services[name]["environment"]) - dashboard
+        assert not unread, f"{name} is given {sorted(unread)}, which ocrdash/settings.py never reads"
+    for name in AGENTS:
+        unread = set(services[name]["environment"]) - agent
+        assert not unread, f"{name} is given {sorted(unread)}, which workers/config.py never reads"
+    # .env.example reaches web, ingest, notify and beat whole (env_file), and the agents and the
+    # postgres image through the ${...} they name: each line must mean something to one of them.
+    passed_to_agents = {
+        m.group(1)
+        for name in AGENTS
+        for v in services[name]["environment"].values()
+        for m in [INTERPOLATION.search(str(v))]
+        if m
+    }
+    for variable in env_example:
+        read = (
+            variable in dashboard
+            or (variable in passed_to_agents and variable in agent)
+            or (variable.startswith("POSTGRES_") and services["postgres"].get("env_file") == ".env")
+        )
+        assert read, f".env.example sets {variable}, which no service reads"
+
+
+def test_the_variable_check_catches_a_typo():
+    assert "DJANGO_SECURE_HSTS_SECONDS" in _strings_in(*DASHBOARD_READS)
+    assert "DJANGO_SECURE_HSTS_SECOND" not in _strings_in(*DASHBOARD_READS)
+    assert "OCRDASH_MODELS_DIR" in _strings_in(*AGENT_READS) and "DATABASE_URL" not in _strings_in(
+        *AGENT_READS
+    )
+
+
+def _dockerfile() -> str:
+    # One logical line per instruction: the continuation lines joined.
+    return re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+
+
+def test_the_image_prepares_every_folder_compose_mounts(compose):
+    dockerfile = _dockerfile()
+    uid = re.search(r"useradd .*--uid (\d+)", dockerfile).group(1)
+    made = set(re.search(r"mkdir -p ([^&]+)", dockerfile).group(1).split())
+    owned = set(
+        re.search(rf"chown -R {uid}:{uid} ([^&]+)|chown -R ocrdash:ocrdash ([^&]+)", dockerfile)
+        .group(2)
+        .split()
+    )
+    private = set(re.search(r"chmod 0700 ([^&\n]+)", dockerfile).group(1).split())
+    assert re.search(r"^USER ocrdash$", dockerfile, re.M)
+    for name, service in compose["services"].items():
+        if service.get("image") != "ocrdash:latest":
+            continue
+        # Named volumes copy the image folder's owner and mode on first use.
+        for volume in service.get("volumes", []):
+            target = volume.split(":")[1]
+            assert target in made and target in owned, (
+                f"{name} mounts {target}, which the image does not prepare"
+            )
+        if "user" in service:
+            assert service["user"] == f"{uid}:{uid}", (
+                f"{name} runs as {service['user']}, the image's user is {uid}"
+            )
+    # The dashboard's signing key and the agents' keys live in folders only their owner opens.
+    key_folder = str(Path(compose["x-dashboard"]["environment"]["OCRDASH_SIGNING_KEY_FILE"]).parent)
+    state_folders = {compose["services"][n]["environment"]["OCRDASH_STATE_DIR"] for n in AGENTS}
+    assert {key_folder, *state_folders} <= private
+
+
+def test_the_image_prepares_the_static_folder_the_settings_collect_into(settings):
+    # settings.STATIC_ROOT's default is beside manage.py, which is WORKDIR in the image.
+    assert "DJANGO_STATIC_ROOT" not in os.environ
+    dockerfile = _dockerfile()
+    workdir = Path(re.search(r"^WORKDIR (\S+)$", dockerfile, re.M).group(1))
+    static_root = str(workdir / Path(settings.STATIC_ROOT).relative_to(settings.BASE_DIR))
+    assert re.search(r"^COPY \. \.$", dockerfile, re.M)
+    assert static_root in re.search(r"mkdir -p ([^&]+)", dockerfile).group(1).split()
+    assert static_root in re.search(r"chown -R ocrdash:ocrdash ([^&]+)", dockerfile).group(1).split()
+
+
+def test_the_images_programs_and_port_are_the_ones_compose_uses(compose):
+    dockerfile = _dockerfile()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))
+    check_command(cmd)
+    # gunicorn and celery come from the locked dependencies the image installs (--extra dashboard).
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "uv export --frozen --extra dashboard" in dockerfile
+    names = {
+        re.split(r"[<>=~!\[ ;]", d, maxsplit=1)[0].lower()
+        for d in [*project["dependencies"], *project["optional-dependencies"]["dashboard"]]
+    }
+    assert {"gunicorn", "celery"} <= names
+    port = re.search(r"^EXPOSE (\d+)$", dockerfile, re.M).group(1)
+    web = compose["services"]["web"]
+    assert f"--bind 0.0.0.0:{port}" in " ".join(_argv(web["command"]))
+    assert web["ports"] == [f"{port}:{port}"]
+    assert f"http://127.0.0.1:{port}/healthz/web" in " ".join(_argv(web["healthcheck"]["test"]))

@@ -43,6 +43,7 @@ urlpatterns = [
     path("campaigns/new/", campaigns.new, name="ocrdash-campaign-new"),
     path("campaigns/propose/", campaigns.propose, name="ocrdash-campaign-propose"),
     path("campaigns/<uuid:campaign_id>/", campaigns.detail, name="ocrdash-campaign"),
+    path("campaigns/<uuid:campaign_id>/live/", campaigns.live, name="ocrdash-campaign-live"),
     path("campaigns/<uuid:campaign_id>/approve/", campaigns.approve, name="ocrdash-campaign-approve"),
     path("campaigns/<uuid:campaign_id>/reject/", campaigns.reject, name="ocrdash-campaign-reject"),
     path("campaigns/<uuid:campaign_id>/pause/", campaigns.pause, name="ocrdash-campaign-pause"),

@@ -214,6 +214,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "planned": p.planned,
             "percent": p.percent,
             "bytes_planned": p.bytes_planned,
+            "bytes_in_quarantine": p.bytes_in_quarantine,
             "bytes_freed": p.bytes_freed,
         }
 

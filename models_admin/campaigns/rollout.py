@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from workers.schema import Store
@@ -376,7 +376,7 @@ def _settle(campaign: Campaign) -> None:
                 Action.CAMPAIGN_FINISHED,
                 campaign,
                 state=campaign.state,
-                bytes_reclaimed=bytes_freed(campaign),
+                bytes_reclaimed=bytes_moved(campaign),
             )
             notify_campaign(Event.CAMPAIGN_FINISHED, campaign, users=[campaign.requested_by_id])
             return
@@ -495,8 +495,35 @@ def _without_last_copies(campaign: Campaign, host, files: list[Identity]) -> lis
 # ---------------------------------------------------------------- reading
 
 
-def bytes_freed(campaign: Campaign) -> int:
+def bytes_moved(campaign: Campaign) -> int:
+    """What the campaign's requests took out of the model folders (quarantined or deleted)."""
     return campaign.requests.aggregate(total=Sum("bytes_reclaimed"))["total"] or 0
+
+
+def bytes_split(campaign: Campaign) -> tuple[int, int]:
+    """(still in quarantine, freed on disk) over the campaign's items, in one query.
+
+    A quarantined file still takes its space on the host's disk until its request's quarantine
+    is purged; only deleted and purged items gave bytes back. The two are never summed into
+    one "freed" figure on a page.
+    """
+    items = PruneItem.objects.filter(request__campaign=campaign)
+    totals = items.aggregate(
+        quarantined=Sum("bytes_reclaimed", filter=Q(outcome=PruneItem.Outcome.QUARANTINED)),
+        freed=Sum(
+            "bytes_reclaimed", filter=Q(outcome__in=[PruneItem.Outcome.DELETED, PruneItem.Outcome.PURGED])
+        ),
+    )
+    return totals["quarantined"] or 0, totals["freed"] or 0
+
+
+def part_bytes(request: PruneRequest | None) -> tuple[int, int]:
+    """(in quarantine, freed on disk) for one host's part, from its request's own counters."""
+    if request is None:
+        return 0, 0
+    if request.mode == PruneRequest.Mode.DELETE:
+        return 0, request.bytes_reclaimed
+    return max(request.bytes_reclaimed - request.bytes_purged, 0), request.bytes_purged
 
 
 @dataclass(frozen=True)
@@ -508,6 +535,8 @@ class Progress:
     sent: int
     planned: int
     bytes_planned: int
+    # Moved aside but still on the hosts' disks, and given back to the disks (deleted or purged).
+    bytes_in_quarantine: int
     bytes_freed: int
 
     @property
@@ -527,6 +556,7 @@ def progress(campaign: Campaign) -> Progress:
         counts[state] += 1
         if state != Part.SKIPPED:
             planned_bytes += size
+    in_quarantine, on_disk = bytes_split(campaign)
     return Progress(
         hosts=sum(counts.values()),
         done=counts[Part.DONE],
@@ -535,5 +565,6 @@ def progress(campaign: Campaign) -> Progress:
         sent=counts[Part.SENT],
         planned=counts[Part.PLANNED],
         bytes_planned=planned_bytes,
-        bytes_freed=bytes_freed(campaign),
+        bytes_in_quarantine=in_quarantine,
+        bytes_freed=on_disk,
     )

@@ -14,7 +14,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from ..models import Host, PruneItem, PruneRequest
+from ..models import Campaign, Host, PruneItem, PruneRequest
 from ..security.roles import roles_of
 
 register = template.Library()
@@ -61,6 +61,12 @@ OUTCOME_COLOURS = {
 def pending_request_count() -> int:
     """For the nav's badge: one COUNT served by the request_state_time index."""
     return PruneRequest.objects.filter(state=PruneRequest.State.PROPOSED).count()
+
+
+@register.simple_tag
+def pending_campaign_count() -> int:
+    """For the nav's badge: campaigns waiting for an approver (a handful of rows at most)."""
+    return Campaign.objects.filter(state=Campaign.State.PROPOSED).count()
 
 
 @register.simple_tag

@@ -166,7 +166,10 @@ def test_approval_starts_the_canary_then_the_next_wave_after_it_finished(
     for request in sent(campaign)[1:]:
         finish(request, Outcome.QUARANTINED, django_capture_on_commit_callbacks)
     campaign.refresh_from_db()
-    assert campaign.state == Campaign.State.COMPLETED and rollout.bytes_freed(campaign) == 5_000
+    assert campaign.state == Campaign.State.COMPLETED and rollout.bytes_moved(campaign) == 5_000
+    # Quarantined: moved aside, still on the hosts' disks; nothing is freed until a purge.
+    progress = rollout.progress(campaign)
+    assert (progress.bytes_in_quarantine, progress.bytes_freed) == (5_000, 0)
     # The exports (CSV and JSON share deletion_row) name the campaign of every removed file.
     rows = [reports.deletion_row(i) for i in PruneItem.objects.filter(request__campaign=campaign)]
     assert len(rows) == 5 and {r["campaign_id"] for r in rows} == {str(campaign.id)}

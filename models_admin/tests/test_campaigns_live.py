@@ -89,7 +89,7 @@ def test_canary_failure_halts_then_a_campaign_rolls_out_in_waves(tmp_path: Path,
             sent_at = parts[name].request.dispatched_at
             assert sent_at is not None and sent_at >= canary_done
         assert {p.state for p in parts.values()} == {CampaignHost.State.DONE}
-        assert rollout.bytes_freed(second) == 3 * len(b"old french model v1")
+        assert rollout.bytes_moved(second) == 3 * len(b"old french model v1")
         for name in names:
             assert not (folders[name] / OLD).exists()
             assert [p.name for p in (folders[name] / QUARANTINE_DIR).rglob(OLD)] == [OLD]

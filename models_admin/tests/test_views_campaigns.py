@@ -138,3 +138,22 @@ def test_model_page_offers_remove_everywhere(make_host, client_for, operator) ->
     make_host("ocr-2")
     page = client_for(operator).get(reverse("ocrdash-model", args=[OLD])).content.decode()
     assert "everywhere" in page and sha(OLD) in page and "target_kind=model" in page
+
+
+def test_a_campaign_waiting_for_approval_is_counted_in_the_nav_and_on_the_fleet_page(
+    fleet, client_for, operator, approver
+) -> None:
+    client = client_for(operator)
+    client.post(reverse("ocrdash-campaign-propose"), {**query(), "reason": "old French model"})
+    fleet_page = client_for(approver).get("/").content.decode()
+    assert "1 campaign waiting for an approver" in fleet_page  # the nav badge's title
+    assert 'href="/campaigns/?state=proposed"' in fleet_page and ">1 campaign</a>" in fleet_page
+
+
+def test_the_campaign_live_panel_sends_the_body_and_the_state(fleet, client_for, operator, approver) -> None:
+    client_for(operator).post(reverse("ocrdash-campaign-propose"), {**query(), "reason": "old French model"})
+    campaign = Campaign.objects.get()
+    live = client_for(approver).get(reverse("ocrdash-campaign-live", args=[campaign.id])).json()
+    assert live["state"] == "proposed" and live["busy"] is False
+    assert 'id="campaign-hosts"' in live["html"] and "In quarantine" in live["html"]
+    assert "Approve and start" not in live["html"]  # the buttons stay outside the swapped panel

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
 from django import forms as djforms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from ..campaigns import plan, rollout
@@ -98,32 +100,56 @@ def propose(request: HttpRequest) -> HttpResponse:
     return redirect("ocrdash-campaign", campaign_id=campaign.id)
 
 
-def detail(request: HttpRequest, campaign_id) -> HttpResponse:
-    campaign = _get_campaign(request, campaign_id)
+@dataclass(frozen=True)
+class PartRow:
+    """One host's line on the campaign page: its part and where its bytes are now."""
+
+    part: CampaignHost
+    in_quarantine: int
+    freed: int
+
+
+def _detail_context(request: HttpRequest, campaign: Campaign) -> dict[str, Any]:
     parts = list(
         CampaignHost.objects.filter(campaign=campaign)
         .select_related("host", "request")
         .order_by("wave", "host__name")
     )
-    waves = [(w, list(g)) for w, g in groupby((p for p in parts if p.wave is not None), key=lambda p: p.wave)]
+    rows = [PartRow(p, *rollout.part_bytes(p.request)) for p in parts if p.wave is not None]
+    waves = [(w, list(g)) for w, g in groupby(rows, key=lambda r: r.part.wave)]
     skipped = [p for p in parts if p.wave is None]
     own = campaign.requested_by_id is not None and campaign.requested_by_id == request.user.pk
-    return render(
-        request,
-        "models_admin/campaign.html",
-        {
-            "campaign": campaign,
-            "rule": rollout.rule_label(campaign),
-            "progress": rollout.progress(campaign),
-            "waves": waves,
-            "skipped": skipped,
-            "warnings": sum(1 for p in parts for f in p.files if f.get("last_copy")),
-            "known": sum(1 for p in parts for f in p.files if f.get("known_to_aspose")),
-            "own_campaign": own,
-            "may_decide": can(request.user, Action.APPROVE),
-            "nav": "campaigns",
-        },
-    )
+    return {
+        "campaign": campaign,
+        "rule": rollout.rule_label(campaign),
+        "progress": rollout.progress(campaign),
+        "waves": waves,
+        "skipped": skipped,
+        "warnings": sum(1 for p in parts for f in p.files if f.get("last_copy")),
+        "known": sum(1 for p in parts for f in p.files if f.get("known_to_aspose")),
+        "own_campaign": own,
+        "may_decide": can(request.user, Action.APPROVE),
+        # Polled every second while hosts work on their parts, every 15 s otherwise.
+        "busy": campaign.state == Campaign.State.RUNNING,
+        "nav": "campaigns",
+    }
+
+
+def detail(request: HttpRequest, campaign_id) -> HttpResponse:
+    campaign = _get_campaign(request, campaign_id)
+    return render(request, "models_admin/campaign.html", _detail_context(request, campaign))
+
+
+def live(request: HttpRequest, campaign_id) -> JsonResponse:
+    """The campaign page's body (progress, waves, per-host state), polled by live.js.
+
+    The page reloads itself when the state changed, so that its buttons (pause, resume, halt)
+    always match the campaign; between changes only the body is swapped.
+    """
+    campaign = _get_campaign(request, campaign_id)
+    context = _detail_context(request, campaign)
+    html = render_to_string("models_admin/_campaign_body.html", context, request=request)
+    return JsonResponse({"html": html, "state": campaign.state, "busy": context["busy"]})
 
 
 def _decide(request: HttpRequest, campaign_id, transition: Callable, done: str) -> HttpResponse:

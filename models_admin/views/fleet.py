@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from ..fleet import labels
 from ..forms import FleetFilterForm
-from ..models import Host, HostGroup, PruneRequest
+from ..models import Campaign, Host, HostGroup, PruneRequest
 from ..security.roles import Action
 from . import require
 
@@ -133,6 +133,7 @@ def fleet_totals(now=None) -> dict[str, int]:
         low_disk=Count("id", filter=problems["low disk"]),
     )
     totals["pending"] = PruneRequest.objects.filter(state=PruneRequest.State.PROPOSED).count()
+    totals["pending_campaigns"] = Campaign.objects.filter(state=Campaign.State.PROPOSED).count()
     return totals
 
 

@@ -6,6 +6,8 @@
 // Other parts of the page marked data-live-part="name" data-version="..." (the host page's
 // files table) are sent as ?name=version; the server sends a part again only when its version
 // changed, and the part then fires "ocrdash:part-updated" for the page's own script.
+// A panel marked data-reload-on-state="true" (the campaign page) reloads the whole page when the
+// state changed, so buttons outside the panel (pause, resume, halt) match the new state.
 (function () {
   "use strict";
   var panel = document.querySelector("[data-live-url]");
@@ -50,6 +52,10 @@
       })
       .then(function (data) {
         var changed = data.state !== undefined && data.state !== panel.dataset.state;
+        if (changed && panel.dataset.reloadOnState === "true") {
+          window.location.reload();
+          return;
+        }
         if (data.state === undefined || busy || changed) {
           panel.innerHTML = data.html;
           panel.dataset.state = data.state || "";

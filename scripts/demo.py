@@ -71,6 +71,8 @@ ASPOSE_DEFAULT_MODEL = "Llama-3.2-3B-Instruct-Q4_K_M.gguf"
 LARGE_MODEL = ("ocr-west-1", "llm/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf", 512 * 1024**2)
 # Agents report progress this often in the demo (2 s in production), so the bar visibly moves.
 DEMO_PROGRESS_SECONDS = "0.5"
+# The host the banner's "Freeze" line names (the README says the same).
+FREEZE_EXAMPLE = "ocr-west-3"
 # An agent that died is restarted, at most this many times in a row within a minute.
 AGENT_RESTARTS_PER_MINUTE = 3
 
@@ -300,6 +302,8 @@ class Supervisor:
             # runner decides the order of shutdown), and killpg() reaches its pool processes.
             start_new_session=True,
         )
+        # <name>.pid beside its log: the process group to freeze (kill -STOP -PID) or resume.
+        (self.log_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
         child = Child(name, proc, log_path, log_file, env, cwd)
         self.children.append(child)
         return child
@@ -756,7 +760,9 @@ def banner(port: int, var: Path, broker: str) -> str:
     lines += [
         f"  Hosts     {', '.join(h.name for h in HOSTS)} (model folders in {var / 'hosts'})",
         f"  Broker    {broker}",
-        f"  Logs      {var / 'logs'}",
+        f"  Logs      {var / 'logs'} (and <process>.pid: its process group)",
+        f"  Freeze    kill -STOP -$(cat {var / 'logs' / f'agent-{FREEZE_EXAMPLE}.pid'}):"
+        f" {FREEZE_EXAMPLE} shows offline on the fleet page within 90 s; kill -CONT brings it back",
         f"  Mail      every email the dashboard sends lands in {var / 'mail.log'}; a line for each below",
         "Press Ctrl-C to stop everything.",
         "",

@@ -41,6 +41,8 @@ def test_it_kills_whole_groups_and_leaves_nothing_running(tmp_path):
     stubborn = sup.start("stubborn", [sys.executable, "-c", STUBBORN], env, tmp_path)
     for child in (polite, stubborn):
         _wait_ready(child)
+        # The banner's freeze command reads the group from <name>.pid beside the log.
+        assert (tmp_path / "logs" / f"{child.name}.pid").read_text() == f"{child.proc.pid}\n"
         # Each child leads its own session, so a terminal's Ctrl-C reaches only the runner.
         assert os.getpgid(child.proc.pid) == child.proc.pid
         assert os.getsid(child.proc.pid) == child.proc.pid

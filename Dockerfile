@@ -36,4 +36,4 @@ RUN useradd --system --uid 10001 --home-dir /app ocrdash \
 USER ocrdash
 
 EXPOSE 8000
-CMD ["gunicorn", "ocrdash.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "-c", "python:ocrdash.gunicorn_conf", "ocrdash.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

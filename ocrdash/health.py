@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import re
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +29,7 @@ from django.db import connections
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from health_check.base import HealthCheck
-from health_check.checks import Database
+from health_check.checks import Database as LibraryDatabase
 from health_check.exceptions import ServiceUnavailable
 from health_check.views import HealthCheckView
 
@@ -51,6 +52,46 @@ def ingest_queue_length() -> int:
         return int(conn.default_channel._size(INGEST_QUEUE))  # type: ignore[attr-defined]
 
 
+# What a driver's message says, as a phrase that names no host, user or database.
+_REASONS = (
+    (re.compile(r"connection refused", re.I), "connection refused"),
+    (re.compile(r'database ".*" does not exist'), "no such database"),
+    (re.compile(r'role ".*" does not exist'), "no such role"),
+    (re.compile(r"password authentication failed|no password supplied", re.I), "authentication failed"),
+    (re.compile(r"timeout expired|timed out", re.I), "timed out"),
+    (re.compile(r"could not translate host name|name or service not known", re.I), "host name not found"),
+    (re.compile(r"too many (connections|clients)|remaining connection slots", re.I), "too many connections"),
+    (re.compile(r"starting up|shutting down|in recovery mode", re.I), "server starting or stopping"),
+)
+
+
+def failure_line(what: str, error: BaseException) -> str:
+    """One line for /healthz saying what failed and why: ``database connection failed:
+    connection refused (OperationalError)``. Public (no login): a phrase, never the error's text,
+    which names hosts, users and databases."""
+    text = str(error)
+    reason = next((phrase for pattern, phrase in _REASONS if pattern.search(text)), None)
+    kind = type(error).__name__
+    return f"{what}: {reason} ({kind})" if reason else f"{what} ({kind})"
+
+
+@dataclasses.dataclass
+class Database(LibraryDatabase):
+    """django-health-check's ``SELECT 1``, failing with a message that says what failed.
+
+    The library's message is the driver's text cut at its first colon, "connection failed",
+    the same for a server that is down, a database that does not exist and a wrong password.
+    """
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except ServiceUnavailable as e:
+            if e.__cause__ is None:
+                raise
+            raise ServiceUnavailable(failure_line("database connection failed", e.__cause__)) from e.__cause__
+
+
 @dataclasses.dataclass
 class Broker(HealthCheck):
     """The Celery broker from the settings accepts a connection."""
@@ -70,7 +111,7 @@ class Broker(HealthCheck):
                     max_retries=1, interval_start=0, interval_step=0, timeout=_connection_timeout()
                 )
         except Exception as e:  # kombu raises the transport's own errors: any of them means down
-            raise ServiceUnavailable(f"broker unreachable ({type(e).__name__})") from e
+            raise ServiceUnavailable(failure_line("broker unreachable", e)) from e
 
 
 @dataclasses.dataclass
@@ -102,7 +143,7 @@ class IngestQueue(HealthCheck):
         try:
             waiting = ingest_queue_length()
         except Exception as e:  # as Broker: the transport's own errors
-            raise ServiceUnavailable(f"ingest queue unreadable ({type(e).__name__})") from e
+            raise ServiceUnavailable(failure_line("ingest queue unreadable", e)) from e
         limit = int(settings.OCRDASH["HEALTH_INGEST_QUEUE_MAX"])
         if waiting >= limit:
             raise ServiceUnavailable(f"{waiting} reports waiting on the ingest queue (limit {limit})")

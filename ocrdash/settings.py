@@ -202,10 +202,17 @@ CACHES = {
 
 # One line per record with time, level, logger and request or task id, control characters
 # escaped (workers/logs.py); OCRDASH_LOG_FORMAT=json for JSON lines.
+_logging = logging_config(env.str("OCRDASH_LOG_LEVEL", default="INFO"))
 LOGGING = {
-    **logging_config(env.str("OCRDASH_LOG_LEVEL", default="INFO")),
-    # axes logs every login at INFO; its warnings (failures, lockouts) stay.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    **_logging,
+    "filters": {**_logging["filters"], "summary": {"()": "workers.logs.SummaryOnly"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # axes logs every login at INFO; its warnings (failures, lockouts) stay.
+        "axes": {"level": "WARNING"},
+        # A failed health check is one line naming the check and the error, not a traceback.
+        "health_check": {"filters": ["summary"]},
+    },
 }
 
 REST_FRAMEWORK = {

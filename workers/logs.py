@@ -78,6 +78,36 @@ class ContextFilter(logging.Filter):
         return True
 
 
+def exception_summary(exc: BaseException, depth: int = 3) -> str:
+    """``Type: first line`` of ``exc`` and of what caused it (``<-`` between them), no traceback."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < depth:
+        text = str(current).strip().splitlines()
+        part = f"{type(current).__name__}: {text[0]}" if text else type(current).__name__
+        if not parts or part != parts[-1]:  # a wrapper repeating its cause (Django's db errors)
+            parts.append(part)
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
+
+
+class SummaryOnly(logging.Filter):
+    """A record's traceback replaced by the exception's one-line summary (exception_summary).
+
+    For loggers whose exceptions come from outside, where the traceback is the library's own
+    path to a refused connection: django-health-check logs every failed check with one, and a
+    load balancer asking every few seconds turned a database outage into walls of frames.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {exception_summary(record.exc_info[1])}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class LineFormatter(logging.Formatter):
     """``2026-01-02T03:04:05.678Z INFO models_admin.inventory.ingest task=4f2c... message``, one line."""
 

@@ -86,6 +86,28 @@ def _check_python_code(code: str) -> None:
                 assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
 
 
+def check_gunicorn_config(module: Any) -> None:
+    """Every public name of a gunicorn settings module is one of gunicorn's settings (a typo
+    would be ignored silently), and its logging config loads."""
+    import logging.config
+
+    from gunicorn.config import Config
+
+    known = set(Config().settings)
+    names = {
+        n for n in vars(module) if not n.startswith("_") and n.islower() and not callable(getattr(module, n))
+    }
+    names -= {"annotations"}
+    assert names <= known, f"{module.__name__}: not gunicorn settings: {sorted(names - known)}"
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logging.config.dictConfig(module.logconfig_dict)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def check_command(argv: list[str]) -> None:
     """Fail unless what ``argv`` starts exists in this project (or is a known program)."""
     from django.core.management import get_commands
@@ -120,6 +142,13 @@ def check_command(argv: list[str]) -> None:
             module_name, _, attr = argv[argv.index("-S") + 1].partition(":")
             assert hasattr(importlib.import_module(module_name), attr), argv
     elif program == "gunicorn":
+        argv = list(argv)
+        if argv[1] == "-c":
+            # Its settings module (ocrdash/gunicorn_conf.py): importable, and every name gunicorn knows.
+            config = argv[2].removeprefix("python:")
+            assert argv[2].startswith("python:"), f"gunicorn -c {argv[2]}: expected python:<module>"
+            check_gunicorn_config(importlib.import_module(config))
+            del argv[1:3]
         module_name, _, attr = argv[1].partition(":")
         with warnings.catch_warnings():
             # whitenoise notes the missing staticfiles/ (collectstatic runs in the container).
@@ -158,6 +187,7 @@ def test_it_refuses_a_command_that_does_not_exist():
         ["python", "-m", "workers.no_such_module"],
         ["python", "manage.py", "no_such_command"],
         ["gunicorn", "ocrdash.no_wsgi:application"],
+        ["gunicorn", "-c", "python:ocrdash.no_such_conf", "ocrdash.wsgi:application"],
         ["sh", "-c", "python manage.py migrate && python manage.py nope"],
     ):
         with pytest.raises((AssertionError, ImportError)):

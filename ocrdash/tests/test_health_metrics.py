@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,6 +19,7 @@ from models_admin.models import Host, PruneItem, PruneRequest, ReceivedReport
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "scrape-token-for-tests-0123456789"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -49,6 +55,42 @@ def test_healthz_names_the_broker_when_its_port_is_closed(client, beat_ran, sett
     assert broken and all("Broker" in k or "IngestQueue" in k for k in broken), body
     assert "Unavailable" in next(v for k, v in body.items() if "Broker" in k)
     assert "Database" in " ".join(k for k, v in body.items() if v == "OK")
+
+
+def test_a_failing_database_and_broker_read_as_one_line_each(tmp_path):
+    """In a process of its own (the database is unreachable from its start): the answer has one
+    line per check saying what failed and why, naming no host; each failure is one log line."""
+    script = tmp_path / "ask.py"
+    script.write_text(
+        "import django\n"
+        "django.setup()\n"
+        "from django.test import Client\n"
+        "print(Client(HTTP_HOST='localhost').get('/healthz/web?format=text').content.decode(), end='')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "DJANGO_", "CELERY_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="ocrdash.settings_test",
+        OCRDASH_TEST_DATABASE_URL=f"postgres://secret-user:secret-pw@127.0.0.1:{_closed_port()}/nodb",
+        OCRDASH_TEST_BROKER_URL=f"redis://127.0.0.1:{_closed_port()}/0",
+        OCRDASH_HEALTH_TIMEOUT_SECONDS="1",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "Database(alias='default'): Unavailable: database connection failed: connection refused"
+        " (OperationalError)",
+        "Broker(): Unavailable: broker unreachable: connection refused (OperationalError)",
+    ]
+    assert "secret" not in done.stdout and "127.0.0.1" not in done.stdout
+    failures = [line for line in done.stderr.splitlines() if " health_check " in line]
+    assert len(failures) == 2 and all("Traceback" not in line for line in failures), failures
+    assert all(
+        re.match(r"\S+Z WARNING health_check request=\w+ Health check \w+\(.*\) failed: ", f)
+        for f in failures
+    )
+    assert any("connection refused" in f.lower() and "Database" in f for f in failures), failures
 
 
 def test_healthz_fails_when_beat_is_quiet_or_ingest_backed_up(client, beat_ran, settings):

@@ -106,6 +106,7 @@ def server(tmp_path_factory):
             sys.executable,
             "-m",
             "gunicorn",
+            *("-c", "python:ocrdash.gunicorn_conf"),  # as docker-compose.yml and the image run it
             "ocrdash.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
@@ -127,7 +128,7 @@ def server(tmp_path_factory):
                 assert proc.poll() is None, Path(log.name).read_text()[-3000:]
                 assert time.monotonic() < deadline, "gunicorn did not listen"
                 time.sleep(0.3)
-        yield port
+        yield port, Path(log.name)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
@@ -135,7 +136,7 @@ def server(tmp_path_factory):
 
 
 def test_gunicorn_serves_the_login_page_and_its_styles_with_the_security_headers(server):
-    browser = Browser(server)
+    browser = Browser(server[0])
     plain, _ = browser.request("GET", "/accounts/login/", proxied=False)
     assert plain.status == 301 and plain.getheader("Location").startswith("https://")
 
@@ -151,7 +152,7 @@ def test_gunicorn_serves_the_login_page_and_its_styles_with_the_security_headers
 
 
 def test_a_user_logs_in_and_sees_the_fleet_page(server):
-    browser = Browser(server)
+    browser = Browser(server[0])
     response, _ = browser.log_in("alice", PASSWORD)
     assert response.status == 302, response.status
     assert browser.cookies["sessionid"]["secure"] and browser.cookies["sessionid"]["httponly"]
@@ -160,7 +161,7 @@ def test_a_user_logs_in_and_sees_the_fleet_page(server):
 
 
 def test_a_password_guesser_is_locked_out_even_with_the_right_password(server):
-    guesser = Browser(server)
+    guesser = Browser(server[0])
     for attempt in range(4):
         response, page = guesser.log_in("alice", f"guess-{attempt}")
         assert response.status == 200 and "Wrong user name or password" in page
@@ -174,9 +175,32 @@ def test_a_password_guesser_is_locked_out_even_with_the_right_password(server):
 
 def test_gunicorn_answers_the_compose_health_check_and_guards_metrics(server):
     # The path and header docker-compose.yml's web health check asks with, DEBUG off.
-    browser = Browser(server)
+    browser = Browser(server[0])
     response, body = browser.request("GET", "/healthz/web?format=json")
     assert response.status == 200, body
     assert set(json.loads(body).values()) == {"OK"}
     refused, _ = browser.request("GET", "/metrics")
     assert refused.status == 401
+
+
+LOG_LINE = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+"
+    r" (-|request=[\w.-]+) \S"
+)
+
+
+def test_every_line_gunicorn_writes_has_time_level_logger_and_request_id(server):
+    port, log = server
+    browser = Browser(port)
+    response, _ = browser.request("GET", "/accounts/login/?from=log-test")
+    request_id = response.getheader("X-Request-ID")
+    deadline = time.monotonic() + 30
+    while "GET /accounts/login/?from=log-test" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lines = log.read_text().splitlines()
+    assert any(" INFO gunicorn.error - Booting worker" in line for line in lines), lines[:5]
+    assert all(LOG_LINE.match(line) for line in lines), [line for line in lines if not LOG_LINE.match(line)]
+    # The access line carries the id the response named, like the request's other lines.
+    access = [line for line in lines if "GET /accounts/login/?from=log-test" in line]
+    assert len(access) == 1 and f" INFO gunicorn.access request={request_id} 127.0.0.1 " in access[0], access
+    assert '" 200 ' in access[0]

@@ -73,3 +73,38 @@ def test_json_lines_when_asked(capture):
 def test_an_unknown_format_is_refused_by_name():
     with pytest.raises(ValueError, match="OCRDASH_LOG_FORMAT must be text or json"):
         logs.logging_config(environ={"OCRDASH_LOG_FORMAT": "xml"})
+
+
+def test_summary_only_turns_a_chained_traceback_into_one_line(capture):
+    out = capture()
+    handler = logging.getLogger().handlers[0]
+    handler.addFilter(logs.SummaryOnly())
+    try:
+        try:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except OSError as low:
+                raise RuntimeError("connection failed: server at 10.0.0.5\n\tIs it running?") from low
+        except RuntimeError:
+            logging.getLogger("health_check").warning("Health check %s failed", "Database", exc_info=True)
+    finally:
+        handler.removeFilter(handler.filters[-1])
+    (line,) = out.getvalue().splitlines()
+    assert LINE.match(line) and "Traceback" not in line, line
+    assert line.endswith(
+        "Health check Database failed: RuntimeError: connection failed: server at 10.0.0.5"
+        " <- ConnectionRefusedError: [Errno 111] Connection refused"
+    ), line
+
+
+def test_the_summary_names_a_repeated_cause_once():
+    try:
+        try:
+            raise ValueError("same text")
+        except ValueError as inner:
+            raise KeyError("same text") from inner
+    except KeyError as outer:
+        assert logs.exception_summary(outer) == "KeyError: 'same text' <- ValueError: same text"
+    wrapped = ValueError("same text")
+    wrapped.__cause__ = ValueError("same text")
+    assert logs.exception_summary(wrapped) == "ValueError: same text"

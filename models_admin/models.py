@@ -296,6 +296,20 @@ class PruneRequest(models.Model):
         return self.state in self.OPEN_STATES
 
     @property
+    def bytes_in_quarantine(self) -> int:
+        """Moved aside by this prune and still on the host's disk: its quarantine is not purged."""
+        if self.kind != self.Kind.PRUNE or self.mode == PruneMode.DELETE.value:
+            return 0
+        return max(self.bytes_reclaimed - self.bytes_purged, 0)
+
+    @property
+    def bytes_freed(self) -> int:
+        """Given back to the host's disk: deleted at once, or purged from quarantine since."""
+        if self.kind != self.Kind.PRUNE:
+            return 0
+        return self.bytes_reclaimed if self.mode == PruneMode.DELETE.value else self.bytes_purged
+
+    @property
     def requested_by_name(self) -> str:
         return self.requested_by.get_username() if self.requested_by else "policy"
 

@@ -101,6 +101,9 @@ class PruneRequestSerializer(serializers.ModelSerializer):
     )
     restore_of = serializers.UUIDField(source="restore_of_id", allow_null=True)
     item_count = serializers.SerializerMethodField()
+    # Of bytes_reclaimed: still on the host's disk in quarantine, and given back to the disk.
+    bytes_in_quarantine = serializers.IntegerField(read_only=True)
+    bytes_freed = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = PruneRequest
@@ -122,6 +125,8 @@ class PruneRequestSerializer(serializers.ModelSerializer):
             "dispatch_attempts",
             "finished_at",
             "bytes_reclaimed",
+            "bytes_in_quarantine",
+            "bytes_freed",
             "restore_of",
             "item_count",
         ]

@@ -519,11 +519,7 @@ def bytes_split(campaign: Campaign) -> tuple[int, int]:
 
 def part_bytes(request: PruneRequest | None) -> tuple[int, int]:
     """(in quarantine, freed on disk) for one host's part, from its request's own counters."""
-    if request is None:
-        return 0, 0
-    if request.mode == PruneRequest.Mode.DELETE:
-        return 0, request.bytes_reclaimed
-    return max(request.bytes_reclaimed - request.bytes_purged, 0), request.bytes_purged
+    return (request.bytes_in_quarantine, request.bytes_freed) if request is not None else (0, 0)
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,29 @@ def test_an_approver_may_purge_early_but_not_the_proposer(
     assert order["prune_request_ids"] == [request.id.hex] and order["retention_days"] == 0
     event = AuditEvent.objects.get(action=A.PURGE_ASKED)
     assert event.actor == approver.username and event.details["early"] is True
+
+
+def test_the_requests_list_and_the_api_say_in_quarantine_until_the_purge_then_freed(
+    make_host, dispatched_request, client_for, viewer
+):
+    host = make_host("ocr-1", {"old_a.bin": 100, "en.gguf": 10})
+    request = quarantined(dispatched_request(host, ["old_a.bin"]), days_ago=8)
+    client = client_for(viewer)
+
+    def api_row() -> dict:
+        [row] = [r for r in client.get("/api/prune-requests/").json()["results"] if r["id"] == str(request.id)]
+        return row
+
+    assert "100\xa0bytes</span> in quarantine" in client.get("/requests/").content.decode()
+    assert (api_row()["bytes_in_quarantine"], api_row()["bytes_freed"]) == (100, 0)
+    ingest(
+        PurgeReport(
+            host="ocr-1",
+            purged_requests=[request.id.hex],
+            bytes_purged=100,
+            purged=[PurgedRequest(request_id=request.id.hex, bytes_purged=100, files=1)],
+            freed=True,
+        )
+    )
+    assert "</span> in quarantine" not in client.get("/requests/").content.decode()
+    assert (api_row()["bytes_in_quarantine"], api_row()["bytes_freed"]) == (0, 100)

@@ -27,6 +27,7 @@ def test_it_lists_hosts_with_totals_and_pending_counts(client_for, viewer, opera
         "files": 3,
         "bytes": 9_000,
         "pending": 1,
+        "pending_campaigns": 0,
         "pending_hosts": 0,
         "errors": 0,
         "offline": 0,

@@ -123,7 +123,8 @@ def test_the_requests_list_and_the_api_say_in_quarantine_until_the_purge_then_fr
     client = client_for(viewer)
 
     def api_row() -> dict:
-        [row] = [r for r in client.get("/api/prune-requests/").json()["results"] if r["id"] == str(request.id)]
+        rows = client.get("/api/prune-requests/").json()["results"]
+        [row] = [r for r in rows if r["id"] == str(request.id)]
         return row
 
     assert "100\xa0bytes</span> in quarantine" in client.get("/requests/").content.decode()

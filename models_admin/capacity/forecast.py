@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple, Protocol, TypeVar
 
 from ..models import DiskSample, Host
 
@@ -29,6 +30,14 @@ MIN_R2 = 0.6
 NOT_ENOUGH = "not enough data"
 NOT_FILLING = "not filling"
 NOISY = "too noisy"
+
+
+class _Dated(Protocol):
+    @property
+    def day(self) -> date: ...
+
+
+S = TypeVar("S", bound=_Dated)
 
 
 @dataclass(frozen=True)
@@ -70,11 +79,30 @@ def fit(points: Sequence[tuple[date, int]], disk_total: int) -> Forecast:
 
 def series(host: Host) -> list[DiskSample]:
     """The window's samples, oldest first: one SELECT of at most 14 rows on the (host, day) index."""
-    newest_first = list(DiskSample.objects.filter(host=host).order_by("-day")[:WINDOW_DAYS])
+    return window(list(DiskSample.objects.filter(host=host).order_by("-day")[:WINDOW_DAYS]))
+
+
+def window(newest_first: Sequence[S]) -> list[S]:
+    """The samples (anything with a ``day``) of the window ending at the newest, oldest first."""
     if not newest_first:
         return []
     since = newest_first[0].day - timedelta(days=WINDOW_DAYS - 1)
-    return [s for s in reversed(newest_first) if s.day >= since]
+    return [s for s in reversed(newest_first[:WINDOW_DAYS]) if s.day >= since]
+
+
+class Sample(NamedTuple):
+    day: date
+    disk_free: int
+    disk_total: int
+
+
+def of_samples(newest_first: Sequence[tuple[date, int, int]]) -> Forecast:
+    """The forecast from (day, disk_free, disk_total) rows, newest first (ingest reads them in
+    the same statement as the day's upsert)."""
+    samples = window([Sample(*row) for row in newest_first])
+    if not samples:
+        return Forecast(None, NOT_ENOUGH)
+    return fit([(s.day, s.disk_free) for s in samples], samples[-1].disk_total)
 
 
 def for_host(host: Host) -> Forecast:
@@ -86,5 +114,8 @@ def for_host(host: Host) -> Forecast:
 
 def host_fields(host: Host) -> dict[str, object]:
     """The host columns that hold the forecast (set by ingest with the report's other columns)."""
-    forecast = for_host(host)
+    return fields(for_host(host))
+
+
+def fields(forecast: Forecast) -> dict[str, object]:
     return {"forecast_days": forecast.days, "forecast_note": forecast.note}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from workers.schema import AtimeMode, FileEntry, InventoryReport, ModelDirState, Store
@@ -77,27 +78,38 @@ def record_files(
     stores_read: set[str],
     now: datetime,
 ) -> None:
-    """One SELECT, then one upsert of the new and changed rows and one DELETE of the gone ones."""
+    """Write the new and changed usage rows and remove those of files gone from a store read.
+
+    On PostgreSQL one statement: the report's rows as arrays (``unnest``), an upsert that
+    rewrites a row only where a value differs, and the removal of the gone rows beside it.
+    Elsewhere one SELECT, one upsert and one DELETE through the ORM.
+    """
+    rows = [
+        (
+            entry.store.value,
+            entry.path,
+            entry.atime_ns,
+            modes.get(entry.store, AtimeMode.UNKNOWN).value,
+            _holders(entry),
+            entry.last_open_at,
+            entry.last_open_by,
+        )
+        for entry in files
+        if not entry.is_symlink
+    ]
+    if connection.vendor == "postgresql":
+        _record_files_sql(host, rows, stores_read, now)
+        return
     existing = {(u.store, u.path): u for u in FileUsage.objects.filter(host=host)}
     write, seen = [], set()
-    for entry in files:
-        if entry.is_symlink:
-            continue
-        key = (entry.store.value, entry.path)
+    for store, path, *rest in rows:
+        key = (store, path)
         seen.add(key)
-        values = {
-            "atime_ns": entry.atime_ns,
-            "atime_mode": modes.get(entry.store, AtimeMode.UNKNOWN).value,
-            "open_by": _holders(entry),
-            "last_open_at": entry.last_open_at,
-            "last_open_by": entry.last_open_by,
-        }
+        values = dict(zip(_FIELDS, rest, strict=True))
         row = existing.get(key)
         if row is None:
             write.append(
-                FileUsage(
-                    host=host, store=key[0], path=entry.path, checked_at=now, watched_since=now, **values
-                )
+                FileUsage(host=host, store=store, path=path, checked_at=now, watched_since=now, **values)
             )
         elif any(getattr(row, k) != v for k, v in values.items()):
             for k, v in values.items():
@@ -118,22 +130,89 @@ def record_files(
         )
 
 
+_RECORD_FILES_SQL = f"""
+WITH new (store, path, atime_ns, atime_mode, open_by, last_open_at, last_open_by) AS (
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::jsonb[],
+                         %s::timestamptz[], %s::text[])
+), gone AS (
+    DELETE FROM {FileUsage._meta.db_table} u
+    WHERE u.host_id = %s AND u.store = ANY(%s::text[])
+      AND NOT EXISTS (SELECT 1 FROM new WHERE new.store = u.store AND new.path = u.path)
+)
+INSERT INTO {FileUsage._meta.db_table} AS u
+    (host_id, store, path, atime_ns, atime_mode, open_by, last_open_at, last_open_by,
+     checked_at, watched_since)
+SELECT %s, store, path, atime_ns, atime_mode, open_by, last_open_at, last_open_by, %s, %s FROM new
+ON CONFLICT (host_id, store, path) DO UPDATE SET
+    atime_ns = excluded.atime_ns, atime_mode = excluded.atime_mode, open_by = excluded.open_by,
+    last_open_at = excluded.last_open_at, last_open_by = excluded.last_open_by,
+    checked_at = excluded.checked_at
+WHERE (u.atime_ns, u.atime_mode, u.open_by, u.last_open_at, u.last_open_by)
+      IS DISTINCT FROM (excluded.atime_ns, excluded.atime_mode, excluded.open_by,
+                        excluded.last_open_at, excluded.last_open_by)
+"""
+
+
+def _record_files_sql(host: Host, rows: list[tuple], stores_read: set[str], now: datetime) -> None:
+    # watched_since is not among the updated columns: an upsert keeps the first sighting.
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 7
+    store, path, atime_ns, atime_mode, open_by, last_open_at, last_open_by = columns
+    params: list[Any] = [
+        list(store),
+        list(path),
+        list(atime_ns),
+        list(atime_mode),
+        [json.dumps(h) for h in open_by],
+        list(last_open_at),
+        list(last_open_by),
+        host.pk,
+        sorted(stores_read),
+        host.pk,
+        now,
+        now,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD_FILES_SQL, params)
+
+
 def record_disk(host: Host, disk_free: int | None, disk_total: int | None, now: datetime) -> dict[str, Any]:
-    """The day's point of the host's free-space series (the latest report of the day wins): one
-    upsert; returns the refitted forecast's host columns (empty when no disk was reported)."""
+    """The day's point of the host's free-space series (the latest report of the day wins), and
+    the refitted forecast's host columns (empty when no disk was reported).
+
+    On PostgreSQL one statement upserts the point and reads the window beside it (the window's
+    other days are older rows the upsert does not touch); elsewhere an upsert and a SELECT.
+    """
     if disk_free is None or disk_total is None:
         return {}
-    DiskSample.objects.bulk_create(
-        [
-            DiskSample(
-                host=host, day=timezone.localdate(now), disk_free=disk_free, disk_total=disk_total, at=now
-            )
-        ],
-        update_conflicts=True,
-        unique_fields=["host", "day"],
-        update_fields=["disk_free", "disk_total", "at"],
-    )
-    return forecast.host_fields(host)
+    day = timezone.localdate(now)
+    if connection.vendor != "postgresql":
+        DiskSample.objects.bulk_create(
+            [DiskSample(host=host, day=day, disk_free=disk_free, disk_total=disk_total, at=now)],
+            update_conflicts=True,
+            unique_fields=["host", "day"],
+            update_fields=["disk_free", "disk_total", "at"],
+        )
+        return forecast.host_fields(host)
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD_DISK_SQL, [host.pk, day, disk_free, disk_total, now, host.pk, day])
+        rows = cursor.fetchall()
+    return forecast.fields(forecast.of_samples(sorted(rows, reverse=True)))
+
+
+_RECORD_DISK_SQL = f"""
+WITH up AS (
+    INSERT INTO {DiskSample._meta.db_table} (host_id, day, disk_free, disk_total, at)
+    VALUES (%s, %s, %s, %s, %s)
+    ON CONFLICT (host_id, day) DO UPDATE SET
+        disk_free = excluded.disk_free, disk_total = excluded.disk_total, at = excluded.at
+    RETURNING day, disk_free, disk_total
+)
+SELECT day, disk_free, disk_total FROM up
+UNION ALL (
+    SELECT day, disk_free, disk_total FROM {DiskSample._meta.db_table}
+    WHERE host_id = %s AND day <> %s ORDER BY day DESC LIMIT {forecast.WINDOW_DAYS}
+)
+"""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ Invariants:
 - Anything that cannot be accepted (malformed, unknown version, unknown or retired host) is
   kept as a rejected ReceivedReport with a readable reason and an audit event, never raised.
 - Few statements per report: the host row is written by one UPDATE of the columns that
-  changed, a new inventory's files by one INSERT per ``BULK_BATCH`` rows, and an inventory
+  changed, a new inventory's files by one INSERT (PostgreSQL: columns as arrays), its use by
+  one upsert, the models summary by one statement, and an inventory
   identical to the current snapshot writes no audit event (it changed nothing: the snapshot's
   ``seen_count`` and ``last_seen_at`` say it was seen again).
 """
@@ -72,7 +73,7 @@ Action = AuditEvent.Action
 MAX_STORED_PAYLOAD_CHARS = 16_000
 _MAX_LIST_ITEMS = 20
 _MAX_STRING_CHARS = 1_000
-# ModelFile rows per INSERT: large inventories go in a few statements, not one per file.
+# ModelFile rows per INSERT where there is no unnest (SQLite): a few statements, not one per file.
 BULK_BATCH = 2_000
 
 AnyReport = (
@@ -435,14 +436,15 @@ def _enroll(host: Host, pending: trust.PendingEnrollment, report_id: str) -> Hos
 
 
 def _update_host(host: Host, report: AnyReport, applied: Applied, now: datetime) -> None:
-    """One UPDATE of the host columns this report changed (never a full-row save, which would
-    also write columns other writers own, like status and acceptance)."""
+    """One UPDATE of the host columns whose value this report changes (never a full-row save,
+    which would also write columns other writers own, like status and acceptance)."""
     fields: dict[str, Any] = {"last_seen": now}
     if report.agent_version:
         fields["agent_version"] = report.agent_version
     fields.update(applied.host_fields)
-    Host.objects.filter(pk=host.pk).update(**fields)
-    for name, value in fields.items():
+    changed = {name: value for name, value in fields.items() if getattr(host, name) != value}
+    Host.objects.filter(pk=host.pk).update(**changed)
+    for name, value in changed.items():
         setattr(host, name, value)
 
 
@@ -506,32 +508,9 @@ def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Appli
         model_dir_state=dir_state,
         report_id=report.report_id,
     )
-    names = [f.path.rsplit("/", 1)[-1][:255] for f in report.files]
-    ModelFile.objects.bulk_create(
-        (
-            ModelFile(
-                snapshot=snapshot,
-                path=f.path,
-                name=name,
-                size=f.size,
-                mtime_ns=f.mtime_ns,
-                sha256=f.sha256 or "",
-                known_to_aspose=f.known_to_aspose,
-                is_symlink=f.is_symlink,
-                store=f.store.value,
-            )
-            for f, name in zip(report.files, names, strict=True)
-        ),
-        batch_size=BULK_BATCH,
-    )
-    # The models pages' summary follows the host's current files (one read of the old ones).
-    summary.apply(
-        summary.snapshot_rows(current.pk if current is not None else None),
-        (
-            (name, f.sha256 or "", f.size, f.known_to_aspose)
-            for f, name in zip(report.files, names, strict=True)
-        ),
-    )
+    insert_files(snapshot, report.files)
+    # The models pages' summary follows the host's current files.
+    summary.snapshot_changed(current.pk if current is not None else None, snapshot.pk)
     fields.update(current_snapshot=snapshot, file_count=snapshot.file_count, total_bytes=snapshot.total_bytes)
     return Applied(
         host_fields=fields,
@@ -544,6 +523,54 @@ def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Appli
             "model_dir_state": dir_state,
         },
     )
+
+
+def insert_files(snapshot: Snapshot, files: list[FileEntry]) -> None:
+    """The snapshot's file rows: on PostgreSQL one INSERT of columns sent as arrays (``unnest``),
+    whatever the number of files; elsewhere ``bulk_create`` in batches."""
+    names = [f.path.rsplit("/", 1)[-1][:255] for f in files]
+    if connection.vendor != "postgresql":
+        ModelFile.objects.bulk_create(
+            (
+                ModelFile(
+                    snapshot=snapshot,
+                    path=f.path,
+                    name=name,
+                    size=f.size,
+                    mtime_ns=f.mtime_ns,
+                    sha256=f.sha256 or "",
+                    known_to_aspose=f.known_to_aspose,
+                    is_symlink=f.is_symlink,
+                    store=f.store.value,
+                )
+                for f, name in zip(files, names, strict=True)
+            ),
+            batch_size=BULK_BATCH,
+        )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_FILES_SQL,
+            [
+                snapshot.pk,
+                [f.path for f in files],
+                names,
+                [f.size for f in files],
+                [f.mtime_ns for f in files],
+                [f.sha256 or "" for f in files],
+                [f.known_to_aspose for f in files],
+                [f.is_symlink for f in files],
+                [f.store.value for f in files],
+            ],
+        )
+
+
+_INSERT_FILES_SQL = f"""
+INSERT INTO {ModelFile._meta.db_table}
+    (snapshot_id, path, name, size, mtime_ns, sha256, known_to_aspose, is_symlink, store)
+SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[],
+                         %s::boolean[], %s::boolean[], %s::text[])
+"""
 
 
 def apply_outcomes(host: Host, report: PruneReport | RestoreReport, now: datetime) -> Applied:

@@ -76,6 +76,67 @@ def _upsert(model, keys: list[str], sums: list[str], rows: list[tuple]) -> None:
         cursor.execute(sql, [value for row in rows for value in row])
 
 
+def snapshot_changed(old_snapshot_id: int | None, new_snapshot_id: int) -> int:
+    """A host's current files went from one snapshot's to another's (both stored): add the
+    difference. Returns the number of summary rows touched.
+
+    On PostgreSQL one statement does what ``apply`` does (both tallies, both upserts, sorted
+    by key in byte order as ``apply`` sorts, so the lock order stays the same), plus one more
+    only when a name or identity is held by no host any more. Elsewhere ``apply``.
+    """
+    if connection.vendor != "postgresql":
+        return apply(snapshot_rows(old_snapshot_id), snapshot_rows(new_snapshot_id))
+    with connection.cursor() as cursor:
+        cursor.execute(_SNAPSHOT_CHANGED_SQL, {"old": old_snapshot_id, "new": new_snapshot_id})
+        touched = cursor.fetchall()
+        gone = sorted({name for name, copies in touched if copies <= 0})
+        if gone:
+            # Our upsert holds these rows' locks until commit: no other report moves them first.
+            cursor.execute(_DELETE_GONE_SQL, [gone, gone])
+    return len(touched)
+
+
+_SUMMARY = ModelSummary._meta.db_table
+_VERSION = ModelVersion._meta.db_table
+_FILE = ModelFile._meta.db_table
+_SNAPSHOT_CHANGED_SQL = f"""
+WITH rows AS (
+    SELECT name, sha256, size, known_to_aspose AS known, 1 AS sign FROM {_FILE}
+    WHERE snapshot_id = %(new)s
+    UNION ALL
+    SELECT name, sha256, size, known_to_aspose, -1 FROM {_FILE} WHERE snapshot_id = %(old)s
+), names AS (
+    SELECT name, (bool_or(sign > 0))::int - (bool_or(sign < 0))::int AS hosts, sum(sign) AS copies,
+           sum(sign * size) AS bytes, sum(sign * known::int) AS known
+    FROM rows GROUP BY name
+), versions AS (
+    SELECT name, sha256, (bool_or(sign > 0))::int - (bool_or(sign < 0))::int AS hosts,
+           sum(sign) AS copies, sum(sign * size) AS bytes
+    FROM rows GROUP BY name, sha256
+), up_names AS (
+    INSERT INTO {_SUMMARY} AS t (name, hosts, copies, bytes, known)
+    SELECT name, hosts, copies, bytes, known FROM names
+    WHERE copies <> 0 OR bytes <> 0 OR known <> 0 ORDER BY name COLLATE "C"
+    ON CONFLICT (name) DO UPDATE SET hosts = t.hosts + excluded.hosts,
+        copies = t.copies + excluded.copies, bytes = t.bytes + excluded.bytes,
+        known = t.known + excluded.known
+    RETURNING name, copies
+), up_versions AS (
+    INSERT INTO {_VERSION} AS t (name, sha256, hosts, copies, bytes)
+    SELECT name, sha256, hosts, copies, bytes FROM versions
+    WHERE copies <> 0 OR bytes <> 0 ORDER BY name COLLATE "C", sha256 COLLATE "C"
+    ON CONFLICT (name, sha256) DO UPDATE SET hosts = t.hosts + excluded.hosts,
+        copies = t.copies + excluded.copies, bytes = t.bytes + excluded.bytes
+    RETURNING name, copies
+)
+SELECT name, copies FROM up_names UNION ALL SELECT name, copies FROM up_versions
+"""
+_DELETE_GONE_SQL = f"""
+WITH names AS (DELETE FROM {_SUMMARY} WHERE name = ANY(%s::text[]) AND copies <= 0)
+DELETE FROM {_VERSION} WHERE name = ANY(%s::text[]) AND copies <= 0
+"""
+
+
 def snapshot_rows(snapshot_id: int | None) -> list[Row]:
     if snapshot_id is None:
         return []
@@ -141,4 +202,4 @@ def rebuild() -> None:
         )
 
 
-__all__ = ["apply", "host_left", "host_returned", "rebuild", "snapshot_rows"]
+__all__ = ["apply", "host_left", "host_returned", "rebuild", "snapshot_changed", "snapshot_rows"]

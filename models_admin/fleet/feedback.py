@@ -29,7 +29,7 @@ from workers.schema import (
     PurgeReport,
 )
 
-from ..models import AuditEvent, Host, HostAction, Progress, PruneRequest
+from ..models import AuditEvent, Host, HostAction, HostKey, Progress, PruneRequest
 
 log = logging.getLogger(__name__)
 State = HostAction.State
@@ -44,15 +44,20 @@ def asked(host: Host, user, kind: str, request_id: str) -> None:
     HostAction.objects.create(host=host, kind=kind, request_id=request_id, asked_by=user.get_username())
 
 
-def apply_progress(report: ProgressReport, now=None) -> tuple[str, str]:
+def apply_progress(report: ProgressReport, now=None, key: HostKey | None = None) -> tuple[str, str]:
     """Keep the latest progress of one order (ingest's UNCLAIMED path: authenticated, no
     ReceivedReport row, no host lock, no audit event). Returns (status, reason) for ingest.
 
     Only a newer report moves the bar, and never after the order finished: reports arrive out
     of order (two ingest workers) or after the final one, and a replayed one is simply old.
+    ``key``, the key that signed it, must still be the host's active one (it may come from
+    ingest's cache of keys): the host is looked up with it.
     """
     now = now or timezone.now()
-    host = Host.objects.filter(name=report.host).exclude(status=Host.Status.RETIRED).first()
+    hosts = Host.objects.filter(name=report.host).exclude(status=Host.Status.RETIRED)
+    if key is not None:
+        hosts = hosts.filter(keys__id=key.pk, keys__revoked_at__isnull=True, keys__candidate=False)
+    host = hosts.first()
     if host is None or not report.request_id:
         return "duplicate", "no such host or order: progress dropped"
     fields = {

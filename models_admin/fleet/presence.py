@@ -2,7 +2,9 @@
 
 A heartbeat is the cheapest report there is, by design: at 10,000 hosts every 30 s ingest
 takes 333 a second. Applying one is a single UPDATE of the host's row: no ReceivedReport
-row, no snapshot, no audit event, no row lock held across statements.
+row, no snapshot, no audit event, no row lock held across statements. With the host's key
+cached by the ingest process, that UPDATE is the beat's only statement: it also confirms
+the key.
 
 Idempotency without a ReceivedReport row: the UPDATE only matches while the beat's own
 ``sent_at`` (inside what the agent signed) is newer than the newest beat already taken. A
@@ -12,22 +14,30 @@ alive for longer than the freshness window ingest already enforces on ``sent_at`
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from workers.schema import HeartbeatReport
 
-from ..models import Host, PruneRequest
+from ..models import Host, HostKey, PruneRequest
 
 log = logging.getLogger(__name__)
 
 
-def apply_heartbeat(report: HeartbeatReport, now: datetime | None = None) -> tuple[str, str]:
+def apply_heartbeat(
+    report: HeartbeatReport, now: datetime | None = None, key: HostKey | None = None
+) -> tuple[str, str]:
     """Record one authenticated heartbeat: one UPDATE, at most. Returns (status, reason) for
     ingest: "accepted", or "duplicate" for an older or repeated beat and a retired host's.
+
+    ``key`` is the key that signed it: the UPDATE matches only while that key is still the
+    host's active one, so a beat checked against a cached key (trust.authenticate(cached=True))
+    needs no query of its own, and one whose key was revoked meanwhile changes nothing.
 
     A retired host's beats are dropped with a log line and not stored as rejected reports: an
     agent left running after its host was retired would otherwise add a row and an audit event
@@ -35,7 +45,7 @@ def apply_heartbeat(report: HeartbeatReport, now: datetime | None = None) -> tup
     """
     now = now or timezone.now()
     # One statement in autocommit: no BEGIN/COMMIT round trips, no row lock held past it.
-    if _update(report, now):
+    if _update(report, now, key):
         return "accepted", ""
     if Host.objects.filter(name=report.host, status=Host.Status.RETIRED).exists():
         log.info("heartbeat from retired host %s dropped", report.host)
@@ -43,12 +53,39 @@ def apply_heartbeat(report: HeartbeatReport, now: datetime | None = None) -> tup
     return "duplicate", "an older or repeated heartbeat"
 
 
-def _update(report: HeartbeatReport, now: datetime) -> int:
-    return (
-        Host.objects.filter(name=report.host)
-        .exclude(status=Host.Status.RETIRED)
-        .filter(Q(heartbeat_sent_at__isnull=True) | Q(heartbeat_sent_at__lt=report.sent_at))
-        .update(
+_HOST = Host._meta.db_table
+_KEY = HostKey._meta.db_table
+# Raw SQL on PostgreSQL (SQLite takes the ORM's UPDATE): this runs 333 times a second at
+# 10,000 hosts, and compiling the ORM's UPDATE cost more than the round trip. The conditions
+# are the idempotency rule (newer sent_at only), the retired rule, and the signing key still
+# being the host's active one.
+#
+# The beat's own transaction commits without waiting for the WAL flush (synchronous_commit
+# off for it alone, set inside the statement; PostgreSQL reads the setting at commit): a
+# beat is a gauge, and a database crash can at worst forget the last fraction of a second
+# of beats, which the next beat 30 s later replaces. It never leaves anything inconsistent,
+# and every report (inventory, answers) still commits durably before its message is acked.
+_UPDATE_SQL = f"""
+UPDATE {_HOST} AS h SET last_seen = %s, last_heartbeat_at = %s, heartbeat_sent_at = %s,
+    heartbeat_seconds = %s, model_dir_state = %s, disk_total = %s, disk_free = %s,
+    aspose_version = %s, agent_version = %s, backlog = %s, reported_labels = %s::jsonb
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+WHERE h.name = %s AND h.status <> %s AND (h.heartbeat_sent_at IS NULL OR h.heartbeat_sent_at < %s)
+  AND (%s::bigint IS NULL OR EXISTS (
+      SELECT 1 FROM {_KEY} k WHERE k.id = %s AND k.host_id = h.id AND k.revoked_at IS NULL
+      AND NOT k.candidate))
+"""
+
+
+def _update(report: HeartbeatReport, now: datetime, key: HostKey | None) -> int:
+    key_id = key.pk if key is not None else None
+    if connection.vendor != "postgresql":
+        hosts = Host.objects.filter(name=report.host).exclude(status=Host.Status.RETIRED)
+        if key_id is not None:
+            hosts = hosts.filter(keys__id=key_id, keys__revoked_at__isnull=True, keys__candidate=False)
+        return hosts.filter(
+            Q(heartbeat_sent_at__isnull=True) | Q(heartbeat_sent_at__lt=report.sent_at)
+        ).update(
             last_seen=now,
             last_heartbeat_at=now,
             heartbeat_sent_at=report.sent_at,
@@ -61,7 +98,17 @@ def _update(report: HeartbeatReport, now: datetime) -> int:
             backlog=report.backlog,
             reported_labels=report.labels,
         )
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _UPDATE_SQL,
+            [
+                *(now, now, report.sent_at, report.interval_seconds, report.model_dir_state.value),
+                *(report.disk_total, report.disk_free, report.aspose_version, report.agent_version),
+                *(report.backlog, json.dumps(report.labels), report.host, Host.Status.RETIRED.value),
+                *(report.sent_at, key_id, key_id),
+            ],
+        )
+        return cursor.rowcount
 
 
 def waiting_note(request: PruneRequest, now: datetime | None = None) -> str:

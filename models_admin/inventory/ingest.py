@@ -162,12 +162,17 @@ def ingest_report(data: Any, received_at: datetime | None = None) -> IngestResul
     report, problem = parse(data)
     authenticated = False
     try:
-        auth = authenticate(data, received_at)
+        auth = authenticate(data, received_at, cached=report is not None and report.kind in UNCLAIMED)
         authenticated = True
         if report is None:
             raise Refused(problem)
         if report.kind in UNCLAIMED:
-            status, reason = UNCLAIMED[report.kind](report, timezone.now())
+            status, reason = UNCLAIMED[report.kind](report, timezone.now(), auth.key)
+            if status != "accepted" and auth.cached:
+                # The cached key may be revoked or replaced by now: ask the database, once.
+                trust.forget(report.host)
+                auth = authenticate(data, received_at)
+                status, reason = UNCLAIMED[report.kind](report, timezone.now(), auth.key)
             return IngestResult(status, report.report_id, reason)
         with transaction.atomic():
             host, created = _lock_host(report)
@@ -207,10 +212,15 @@ def parse(data: Any) -> tuple[AnyReport | None, str]:
         return None, str(exc)
 
 
-def authenticate(data: Any, received_at: datetime | None = None) -> trust.Authenticated:
-    """Who signed ``data`` (trust.authenticate, reads only); an untrusted sender is Refused."""
+def authenticate(
+    data: Any, received_at: datetime | None = None, *, cached: bool = False
+) -> trust.Authenticated:
+    """Who signed ``data`` (trust.authenticate, reads only); an untrusted sender is Refused.
+
+    ``cached`` (the UNCLAIMED kinds, whose one statement confirms the key): the process's
+    cached key of the host, without a query."""
     try:
-        return trust.authenticate(data, received_at)
+        return trust.authenticate(data, received_at, cached=cached)
     except trust.Untrusted as exc:
         raise Refused(exc.reason, security=True, host=exc.host, fingerprint=exc.fingerprint) from None
 
@@ -652,10 +662,11 @@ APPLY: dict[str, Applier] = {
 }
 
 # Kinds applied without a ReceivedReport row, a host lock or an audit event, after the same
-# parse and authentication: a heartbeat is one UPDATE, idempotent by its own signed send time
-# (fleet/presence.py). apply(report, now) -> (status, reason).
+# parse and authentication (against the process's cached key of the host, which their write
+# confirms): a heartbeat is one UPDATE, idempotent by its own signed send time
+# (fleet/presence.py). apply(report, now, signing key) -> (status, reason).
 # A progress report is a gauge likewise: only a newer one moves its order's bar (feedback.py).
-UNCLAIMED: dict[str, Callable[[Any, datetime], tuple[str, str]]] = {
+UNCLAIMED: dict[str, Callable[[Any, datetime, HostKey | None], tuple[str, str]]] = {
     "heartbeat": presence.apply_heartbeat,
     "progress": feedback.apply_progress,
 }

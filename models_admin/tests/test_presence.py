@@ -47,6 +47,40 @@ def test_a_heartbeat_is_one_update_without_snapshot_row_or_audit_event(make_host
     assert host.presence() == "online"
 
 
+def test_a_beat_checked_against_the_cached_key_is_its_one_statement(make_host) -> None:
+    make_host("ocr-1")
+    from models_admin.inventory.ingest import ingest_report
+
+    now = timezone.now()
+    assert (
+        ingest_report(signed_report(beat("ocr-1", sent_at=now - timedelta(seconds=1)))).status == "accepted"
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert ingest_report(signed_report(beat("ocr-1", sent_at=now, disk_free=7))).status == "accepted"
+    assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
+    assert queries.captured_queries[0]["sql"].lstrip().upper().startswith("UPDATE")
+    assert Host.objects.get(name="ocr-1").disk_free == 7
+
+
+def test_a_beat_signed_by_a_key_revoked_since_it_was_cached_is_refused(make_host) -> None:
+    host = make_host("ocr-1")
+    from models_admin.fleet import trust
+    from models_admin.inventory.ingest import ingest_report
+
+    now = timezone.now()
+    assert (
+        ingest_report(signed_report(beat("ocr-1", sent_at=now - timedelta(seconds=1)))).status == "accepted"
+    )
+    heard = Host.objects.get(pk=host.pk).last_heartbeat_at
+    trust.revoke_host_key(host, "admin")
+
+    result = ingest_report(signed_report(beat("ocr-1", sent_at=now, disk_free=7)))
+    assert result.status == "rejected" and "revoked" in result.reason
+    host.refresh_from_db()
+    assert host.last_heartbeat_at == heard and host.disk_free != 7
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.SECURITY_REJECTED).count() == 1
+
+
 def test_a_replayed_or_older_heartbeat_changes_nothing(make_host) -> None:
     make_host("ocr-1")
     now = timezone.now()

@@ -124,13 +124,23 @@ def build_fleet(hosts: int, files: int) -> list[SimHost]:
         for snapshot, sim in zip(snapshots, fleet, strict=True):
             for f in sim.files:
                 name = f.path.rsplit("/", 1)[-1]
-                row = (snapshot.pk, f.path, name, f.size, f.mtime_ns, f.sha256, f.known_to_aspose, False)
+                row = (
+                    snapshot.pk,
+                    f.path,
+                    name,
+                    f.size,
+                    f.mtime_ns,
+                    f.sha256,
+                    f.known_to_aspose,
+                    False,
+                    "llm",
+                )
                 buffer.write("\t".join(map(str, row)) + "\n")
         with (
             connection.cursor() as cursor,
             cursor.copy(
                 "COPY models_admin_modelfile (snapshot_id, path, name, size, mtime_ns, sha256,"
-                " known_to_aspose, is_symlink) FROM STDIN"
+                " known_to_aspose, is_symlink, store) FROM STDIN"
             ) as copy,
         ):
             copy.write(buffer.getvalue())

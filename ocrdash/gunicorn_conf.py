@@ -14,6 +14,7 @@ No Django here: gunicorn's master process reads this before any worker loads the
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from gunicorn.glogging import Logger
@@ -31,6 +32,8 @@ logconfig_dict = {
     "loggers": {"gunicorn.error": {"propagate": True}, "gunicorn.access": {"propagate": True}},
 }
 logger_class = "ocrdash.gunicorn_conf.RequestIdLogger"
+# Python's warnings as log lines too (the workers, forked from this process, inherit it).
+logging.captureWarnings(True)
 # gunicorn's control socket (for its gunicornc tool) would live in $HOME/.gunicorn/: the image's
 # home is not writable (a warning at every start), and two servers of one user share the path.
 # Nothing uses it; compose restarts the service instead.

@@ -286,6 +286,7 @@ def agent(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     argv = [
+        "--quiet",  # no startup banner: every line the agent writes is a log line (workers/logs.py)
         "worker",
         "--queues",
         config.queue,

@@ -177,6 +177,7 @@ def install_celery_hooks(configure_logging: Callable[[], None]) -> None:
 
     def ours(**kwargs: Any) -> None:
         configure_logging()
+        logging.captureWarnings(True)
 
     tokens: dict[str, object] = {}
 
@@ -195,5 +196,7 @@ def install_celery_hooks(configure_logging: Callable[[], None]) -> None:
 
 
 def configure(level: str | None = None) -> None:
-    """Configure this (non-Django) process's logging: the agent."""
+    """Configure this (non-Django) process's logging: the agent. Python's warnings (Celery's
+    about running as root, a deprecation) become log lines too, not loose lines on stderr."""
     logging.config.dictConfig(logging_config(level))
+    logging.captureWarnings(True)

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,9 @@ def check_gunicorn_config(module: Any) -> None:
 
     known = set(Config().settings)
     names = {
-        n for n in vars(module) if not n.startswith("_") and n.islower() and not callable(getattr(module, n))
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_") and n.islower() and not callable(v) and not isinstance(v, types.ModuleType)
     }
     names -= {"annotations"}
     assert names <= known, f"{module.__name__}: not gunicorn settings: {sorted(names - known)}"

@@ -628,6 +628,34 @@ class ModelSummary(models.Model):
         return self.name
 
 
+class DiskDay(models.Model):
+    """How much the fleet's bytes and files on disk changed on one day, kept by ingest.
+
+    The reports' fleet series, without a look at each host: a day's fleet value is the sum
+    over hosts of their last snapshot on or before the day's end, which is the sum of every
+    snapshot's change against the host's previous snapshot up to then. So a row holds the
+    changes of the snapshots taken on ``day`` (in ``zone``, the dashboard's time zone when they
+    were written) and the fleet at a day's end is the running sum (``inventory/rollup.py``).
+    A day's changes are spread over ``shard`` (host id modulo a few) so that two ingest workers
+    storing new inventories rarely wait for each other's commit on the same row.
+    """
+
+    zone = models.CharField(max_length=64)
+    day = models.DateField()
+    shard = models.PositiveSmallIntegerField()
+    bytes_change = models.BigIntegerField(default=0)
+    files_change = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The upsert's conflict target, and the reports' range scan by (zone, day).
+            models.UniqueConstraint(fields=["zone", "day", "shard"], name="diskday_zone_day_shard")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} ({self.zone}) #{self.shard}"
+
+
 class HostGroup(models.Model):
     """A saved set of hosts: a label selector (``env=prod,region=eu``) or an explicit list.
 

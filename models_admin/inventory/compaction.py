@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport, Snapshot
+from . import rollup
 from .reports import local_day, week_start
 
 DEFAULT_DAILY_AFTER_DAYS = 30
@@ -125,7 +126,9 @@ def compact_host(host_id: int, now: datetime, retention: Retention, actor: str =
         rows = list(
             Snapshot.objects.filter(host=host)
             .order_by("taken_at", "id")
-            .values_list("id", "taken_at", "digest", "last_seen_at", "seen_count")
+            .values_list(
+                "id", "taken_at", "digest", "last_seen_at", "seen_count", "total_bytes", "file_count"
+            )
         )
         if len(rows) < 2:
             return None
@@ -139,11 +142,13 @@ def compact_host(host_id: int, now: datetime, retention: Retention, actor: str =
             )
             if sid is not None
         }
-        plan = plan_host(rows, protected, now, retention)
+        plan = plan_host([row[:5] for row in rows], protected, now, retention)
         if not plan.delete:
             return None
         for sid, (last_seen_at, seen_count) in plan.absorb.items():
             Snapshot.objects.filter(id=sid).update(last_seen_at=last_seen_at, seen_count=seen_count)
+        # The reports' daily rollup: the deleted snapshots' changes move to the next kept one.
+        rollup.forget(host.id, [(r[0], r[1], r[5], r[6]) for r in rows], plan.delete)
         files = ModelFile.objects.filter(snapshot_id__in=plan.delete).count()
         # ModelFile rows go by ON DELETE CASCADE through Django's collector (one DELETE each
         # for files and snapshots; no signals are connected to either model).

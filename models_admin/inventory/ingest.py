@@ -63,7 +63,7 @@ from ..models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, Receive
 from ..notifications import Event, notify
 from ..quarantine import purge as quarantine
 from ..security import roles
-from . import summary
+from . import rollup, summary
 
 log = logging.getLogger(__name__)
 Action = AuditEvent.Action
@@ -521,6 +521,8 @@ def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Appli
     insert_files(snapshot, report.files)
     # The models pages' summary follows the host's current files.
     summary.snapshot_changed(current.pk if current is not None else None, snapshot.pk)
+    # The reports' daily fleet rollup: this snapshot's change against the one it replaces.
+    rollup.record(snapshot, current)
     fields.update(current_snapshot=snapshot, file_count=snapshot.file_count, total_bytes=snapshot.total_bytes)
     return Applied(
         host_fields=fields,

@@ -30,7 +30,7 @@ from django.utils import timezone
 from workers.schema import Outcome
 
 from ..models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
-from . import history
+from . import history, rollup
 
 # Outcomes of a prune item that gave disk space back. RESTORED belongs to restore requests
 # and puts space *back in use*, so it is not "reclaimed".
@@ -74,10 +74,15 @@ def default_range(today: date | None = None, length_days: int = 90) -> tuple[dat
 
 def default_start(end: date, length_days: int = 90) -> date:
     start = end - timedelta(days=length_days - 1)
-    first = Snapshot.objects.order_by("taken_at").values_list("taken_at", flat=True).first()
-    if first is None:
+    # The rollup's first day (one row per day) instead of the oldest of every snapshot's
+    # time, which has no index of its own: a scan of the whole history.
+    usable, first_day = rollup.first_day() if connection.vendor == "postgresql" else (False, None)
+    if not usable:
+        first = Snapshot.objects.order_by("taken_at").values_list("taken_at", flat=True).first()
+        first_day = timezone.localtime(first).date() if first is not None else None
+    if first_day is None:
         return end
-    return min(max(start, timezone.localtime(first).date()), end)
+    return min(max(start, first_day), end)
 
 
 # ---------------------------------------------------------------- bytes and models on disk
@@ -208,20 +213,45 @@ class DiskOverview:
 def fleet_per_day(start: date, end: date, hosts: Iterable[str] | None = None) -> tuple[list[int], list[int]]:
     """The fleet's bytes and files per day, the same numbers as ``disk_per_day``'s sums.
 
-    On PostgreSQL one query: each host's value at ``start`` (a lateral lookup on the
-    snapshot_host_time index), then the last snapshot of each host-day inside the range
-    (DISTINCT ON), turned into a change against the host's previous value (LAG), summed per
-    day; the running total over the days is taken here, one addition per day. The work grows
-    with the snapshots inside the range, never with hosts x days. Other databases (the demo's
-    SQLite) take the straightforward sums of ``disk_per_day``.
+    On PostgreSQL one query: for the whole fleet, the fleet at ``start`` and its change per day
+    from the daily rollup ingest keeps (``rollup``: rows per day, not per host, so the same
+    work at 10 hosts and at 10,000); for some hosts, from their snapshots
+    (``_fleet_changes_from_snapshots``). The running total over the days is taken here, one
+    addition per day. Other databases (the demo's SQLite) take the straightforward sums of
+    ``disk_per_day``.
     """
     day_list = days(start, end)
     if connection.vendor != "postgresql":
         series = disk_per_day(start, end, hosts)
         return series.fleet_bytes, series.fleet_files
+    names = list(hosts or [])
+    rolled = None if names else rollup.fleet_changes(start, end)
+    if rolled is not None:
+        # The whole fleet: from the daily rollup ingest keeps, whatever the fleet's size.
+        (base_bytes, base_files), change = rolled
+    else:
+        (base_bytes, base_files), change = _fleet_changes_from_snapshots(start, end, names)
+    fleet_bytes, fleet_files = [], []
+    for d in day_list:
+        db, df = change.get(d, (0, 0))
+        base_bytes += db
+        base_files += df
+        fleet_bytes.append(base_bytes)
+        fleet_files.append(base_files)
+    return fleet_bytes, fleet_files
+
+
+def _fleet_changes_from_snapshots(
+    start: date, end: date, names: list[str]
+) -> tuple[tuple[int, int], dict[date, tuple[int, int]]]:
+    """``rollup.fleet_changes`` counted from the snapshots, for some hosts (or while the
+    rollup is in another time zone): one query. Each host's value at ``start`` (a lateral
+    lookup on the snapshot_host_time index), then the last snapshot of each host-day inside
+    the range (DISTINCT ON), turned into a change against the host's previous value (LAG),
+    summed per day. The work grows with the hosts and the snapshots inside the range, never
+    with hosts x days."""
     host_table = Host._meta.db_table
     snap_table = Snapshot._meta.db_table
-    names = list(hosts or [])
     host_filter = "WHERE name = ANY(%(names)s)" if names else ""
     sql = f"""
         WITH h AS (SELECT id FROM {host_table} {host_filter}),
@@ -261,21 +291,14 @@ def fleet_per_day(start: date, end: date, hosts: Iterable[str] | None = None) ->
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    base_bytes = base_files = 0
+    base = (0, 0)
     change: dict[date, tuple[int, int]] = {}
     for day, db, df in rows:
         if day is None:
-            base_bytes, base_files = int(db), int(df)
+            base = (int(db), int(df))
         else:
             change[day] = (int(db), int(df))
-    fleet_bytes, fleet_files = [], []
-    for d in day_list:
-        db, df = change.get(d, (0, 0))
-        base_bytes += db
-        base_files += df
-        fleet_bytes.append(base_bytes)
-        fleet_files.append(base_files)
-    return fleet_bytes, fleet_files
+    return base, change
 
 
 def disk_overview(start: date, end: date, hosts: Iterable[str] | None = None, top: int = 30) -> DiskOverview:
@@ -283,28 +306,17 @@ def disk_overview(start: date, end: date, hosts: Iterable[str] | None = None, to
     hosts by bytes on the last day with their own series, and the rest summed.
 
     Five queries whatever the fleet and the range: the fleet, the host count, the top hosts
-    (each host's last snapshot of the range, a correlated subquery on the snapshot_host_time
-    index, sorted in the database), and ``disk_per_day`` for the top hosts only. The "other
+    (``_top_hosts``, sorted in the database), and ``disk_per_day`` for the top hosts only. The "other
     hosts" series is the fleet minus the top hosts, which is the same integer sum.
     """
     fleet_bytes, fleet_files = fleet_per_day(start, end, hosts)
     range_end = day_start(end + timedelta(days=1))
-    last = Snapshot.objects.filter(host=OuterRef("pk"), taken_at__lt=range_end).order_by("-taken_at", "-id")
     qs = _hosts(hosts)
     host_count = qs.count()
-    # Python's order of names (code points) is the "C" collation's; PostgreSQL's default
-    # collation may order ties differently.
-    name_order = Collate("name", "C") if connection.vendor == "postgresql" else F("name")
-    rows = list(
-        qs.annotate(
-            last_bytes=Coalesce(Subquery(last.values("total_bytes")[:1]), 0),
-            last_files=Coalesce(Subquery(last.values("file_count")[:1]), 0),
-        )
-        .order_by(F("last_bytes").desc(), name_order)
-        .values_list("name", "last_bytes", "last_files")[:top]
-    )
-    latest = sorted(({"host": n, "files": f, "bytes": b} for n, b, f in rows), key=lambda r: r["host"])
-    shown = [row["host"] for row in latest]
+    rows = _top_hosts(range_end, list(hosts or []), top)
+    rows.sort()  # by name (names are unique)
+    latest: list[dict[str, Any]] = [{"host": n, "files": f, "bytes": b} for n, b, f in rows]
+    shown = [n for n, _, _ in rows]
     top_series = (
         disk_per_day(start, end, shown) if shown else DiskSeries(days(start, end), [], {}, {}, [], [])
     )
@@ -321,6 +333,52 @@ def disk_overview(start: date, end: date, hosts: Iterable[str] | None = None, to
         latest=latest,
         top=top_series,
         other_bytes=other_bytes,
+    )
+
+
+def _top_hosts(range_end: datetime, names: list[str], top: int) -> list[tuple[str, int, int]]:
+    """(name, bytes, files) of the ``top`` hosts with the most bytes in their last snapshot
+    before ``range_end``, ties by name (Python's order of code points, the "C" collation's).
+
+    A range that ends after now (the usual "up to today") ends after every snapshot, since
+    ingest stamps each with its own clock: the last one is the host's current snapshot, whose
+    numbers ingest keeps on the host row (``file_count``, ``total_bytes``), so one top-N sort of
+    the host rows answers, without a look at any snapshot. A range that ends earlier takes one
+    lateral look-up per host on the snapshot_host_time index (PostgreSQL), or two correlated
+    subqueries.
+    """
+    if range_end > timezone.now():
+        name_order = Collate("name", "C") if connection.vendor == "postgresql" else F("name")
+        current = (
+            _hosts(names)
+            .order_by(F("total_bytes").desc(), name_order)
+            .values_list("name", "total_bytes", "file_count")[:top]
+        )
+        return list(current)
+    if connection.vendor == "postgresql":
+        host_filter = "WHERE h.name = ANY(%(names)s)" if names else ""
+        sql = f"""
+            SELECT h.name, COALESCE(s.total_bytes, 0) AS b, COALESCE(s.file_count, 0)
+            FROM {Host._meta.db_table} h LEFT JOIN LATERAL (
+                SELECT total_bytes, file_count FROM {Snapshot._meta.db_table}
+                WHERE host_id = h.id AND taken_at < %(range_end)s
+                ORDER BY taken_at DESC, id DESC LIMIT 1
+            ) s ON true
+            {host_filter}
+            ORDER BY b DESC, h.name COLLATE "C" LIMIT %(top)s
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(sql, {"names": names, "range_end": range_end, "top": top})
+            return [(n, int(b), int(f)) for n, b, f in cursor.fetchall()]
+    last = Snapshot.objects.filter(host=OuterRef("pk"), taken_at__lt=range_end).order_by("-taken_at", "-id")
+    return list(
+        _hosts(names)
+        .annotate(
+            last_bytes=Coalesce(Subquery(last.values("total_bytes")[:1]), 0),
+            last_files=Coalesce(Subquery(last.values("file_count")[:1]), 0),
+        )
+        .order_by(F("last_bytes").desc(), "name")
+        .values_list("name", "last_bytes", "last_files")[:top]
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
+from models_admin.inventory import rollup
 from models_admin.models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
 
 
@@ -29,7 +30,9 @@ def host(name: str, status: str = Host.Status.ACTIVE) -> Host:
 def snapshot(
     h: Host, taken_at: datetime, files: dict[str, int], last_seen_at: datetime | None = None
 ) -> Snapshot:
-    """Store one inventory; the newest one becomes the host's current snapshot."""
+    """Store one inventory; the newest one becomes the host's current snapshot. The reports'
+    daily rollup follows as ingest keeps it (rebuilt when a test stores an older one)."""
+    replaced = h.snapshots.order_by("-taken_at", "-id").first()
     digest = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()
     snap = Snapshot.objects.create(
         host=h,
@@ -55,6 +58,9 @@ def snapshot(
         h.current_snapshot = snap
         h.file_count, h.total_bytes = snap.file_count, snap.total_bytes
         h.save(update_fields=["current_snapshot", "file_count", "total_bytes"])
+        rollup.record(snap, replaced)
+    else:
+        rollup.rebuild()
     return snap
 
 

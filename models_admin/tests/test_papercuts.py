@@ -111,16 +111,21 @@ def test_a_fresh_install_s_reports_start_at_the_first_data(client_for, viewer, m
 
     from django.utils import timezone
 
-    from models_admin.inventory import reports
+    from models_admin.inventory import reports, rollup
     from models_admin.models import Snapshot
+
+    def first_inventory(days_ago: int) -> None:
+        # The history moved by hand; the daily rollup follows as if ingest had stored it.
+        Snapshot.objects.filter(host=host).update(taken_at=timezone.now() - timedelta(days=days_ago))
+        rollup.rebuild()
 
     today = timezone.localdate()
     assert reports.default_range(today) == (today, today)  # nothing yet: just today
     host = make_host("ocr-1")
-    Snapshot.objects.filter(host=host).update(taken_at=timezone.now() - timedelta(days=5))
+    first_inventory(5)
     assert reports.default_range(today) == (today - timedelta(days=5), today)
-    Snapshot.objects.filter(host=host).update(taken_at=timezone.now() - timedelta(days=400))
+    first_inventory(400)
     assert reports.default_range(today) == (today - timedelta(days=89), today)
-    Snapshot.objects.filter(host=host).update(taken_at=timezone.now() - timedelta(days=5))
+    first_inventory(5)
     page = client_for(viewer).get(reverse("ocrdash-reports")).content.decode()
     assert (today - timedelta(days=5)).isoformat() in page

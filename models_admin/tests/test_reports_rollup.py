@@ -13,9 +13,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
-from models_admin.inventory import reports
-from models_admin.models import Host, Snapshot
+from models_admin.inventory import reports, rollup
+from models_admin.models import DiskDay, Host, Snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +50,14 @@ def _random_history(rng: random.Random, hosts: int) -> None:
             )
     rng.shuffle(snaps)  # ids not in time order
     Snapshot.objects.bulk_create(snaps)
+    # What ingest keeps with every new snapshot: the host's newest is its current one, with
+    # its numbers on the host row, and the daily rollup.
+    for h in Host.objects.all():
+        newest = h.snapshots.order_by("-taken_at", "-id").first()
+        if newest is not None:
+            h.current_snapshot, h.total_bytes, h.file_count = newest, newest.total_bytes, newest.file_count
+            h.save(update_fields=["current_snapshot", "total_bytes", "file_count"])
+    rollup.rebuild()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -63,6 +72,8 @@ def test_fleet_and_top_hosts_match_a_recount_on_random_histories(seed: int, tz: 
             (date(2026, 1, 20), date(2026, 2, 3)),
             (date(2025, 12, 1), date(2025, 12, 5)),
             (date(2026, 2, 10), date(2026, 2, 10)),
+            # Up to today: after every snapshot, so the top hosts come from the host rows.
+            (date(2026, 1, 25), timezone.localdate()),
         ]
         for start, end in ranges:
             for chosen in ([], rng.sample(names, 5)):
@@ -86,3 +97,76 @@ def test_disk_overview_query_count_does_not_grow_with_hosts_or_days(django_asser
     _random_history(random.Random(7), 60)
     with django_assert_max_num_queries(5):
         reports.disk_overview(date(2025, 1, 1), date(2026, 12, 31))
+
+
+def _rows() -> set[tuple]:
+    """The rollup as a set of its non-zero (zone, day, shard, bytes, files) rows."""
+    return {
+        r
+        for r in DiskDay.objects.values_list("zone", "day", "shard", "bytes_change", "files_change")
+        if r[3] or r[4]
+    }
+
+
+def _assert_rollup_agrees(start: date, end: date) -> None:
+    """The rollup kept so far is the one ``rebuild`` makes, and the reports' fleet series from
+    it is the recount's."""
+    kept = _rows()
+    oracle = reports.disk_per_day(start, end)
+    assert reports.fleet_per_day(start, end) == (oracle.fleet_bytes, oracle.fleet_files)
+    rollup.rebuild()
+    assert kept == _rows()
+
+
+def test_ingest_keeps_the_rollup_a_rebuild_would_make(make_host) -> None:
+    from .conftest import ingest
+    from .test_ingest import inventory
+
+    for name in ("ocr-1", "ocr-2", "ocr-3"):
+        make_host(name, {})
+    rng = random.Random(5)
+    for step in range(12):
+        name = rng.choice(["ocr-1", "ocr-2", "ocr-3"])
+        files = {f"m{i}.gguf": rng.randint(1, 10**9) for i in range(rng.randint(0, 6))}
+        ingest(inventory(name, files))
+        if step % 4 == 0:
+            ingest(inventory(name, files))  # seen again: no new snapshot, no change
+    today = timezone.localdate()
+    assert DiskDay.objects.filter(day=today).exists()
+    _assert_rollup_agrees(today - timedelta(days=3), today)
+
+
+def test_compaction_moves_a_deleted_snapshots_change_to_the_next_kept_one() -> None:
+    from models_admin.inventory import compaction
+
+    from .history_factories import at, host, snapshot
+
+    for name, base in (("ocr-a", 100), ("ocr-b", 7)):
+        h = host(name)
+        day = date(2026, 3, 2)
+        size = base
+        while day <= date(2026, 6, 29):
+            for hour in (1, 12, 23):
+                size += 13 if hour == 12 else -5
+                files = {"en.gguf": 1000, f"v{day.day % 4}.bin": size}
+                if day.day % 5 == 0:
+                    files["extra.bin"] = 3
+                snapshot(h, at(f"{day} {hour:02d}:00"), files)
+            day += timedelta(days=1)
+        counts = compaction.compact_host(h.id, at("2026-06-30 12:00"), compaction.Retention(30, 90))
+        assert counts and counts["snapshots_deleted"] > 100
+    _assert_rollup_agrees(date(2026, 3, 1), date(2026, 6, 30))
+    _assert_rollup_agrees(date(2026, 5, 10), date(2026, 5, 20))
+
+
+def test_the_reports_count_from_the_snapshots_until_the_rollup_is_rebuilt_in_a_new_zone() -> None:
+    _random_history(random.Random(9), 30)  # rolled up in UTC (the test settings' zone)
+    start, end = date(2026, 1, 10), date(2026, 2, 20)
+    with override_settings(TIME_ZONE="Pacific/Chatham"):
+        oracle = reports.disk_per_day(start, end)
+        assert rollup.fleet_changes(start, end) is None  # rows of another zone
+        assert reports.fleet_per_day(start, end) == (oracle.fleet_bytes, oracle.fleet_files)
+        rollup.rebuild()
+        assert rollup.fleet_changes(start, end) is not None
+        assert reports.fleet_per_day(start, end) == (oracle.fleet_bytes, oracle.fleet_files)
+        assert {zone for zone, *_ in _rows()} == {"Pacific/Chatham"}

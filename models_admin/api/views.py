@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, status
@@ -23,7 +24,15 @@ from rest_framework.views import APIView
 from models_admin.approvals import workflow
 from models_admin.capacity import policies
 from models_admin.fleet import trust
-from models_admin.models import AuditEvent, Host, ModelFile, PruneRequest, ReceivedReport, StoreChoices
+from models_admin.models import (
+    AuditEvent,
+    Host,
+    ModelFile,
+    PruneItem,
+    PruneRequest,
+    ReceivedReport,
+    StoreChoices,
+)
 from models_admin.security.roles import Action
 
 from . import filters, pagination, serializers
@@ -291,9 +300,23 @@ class PolicyList(_Api, APIView):
 class RequestList(_Api, generics.ListAPIView):
     serializer_class = serializers.PruneRequestSerializer
     filterset_class = filters.PruneRequestFilter
+    # The item count as a subquery per row of the page (the request_id index), not a join of
+    # every request's items grouped before the page is cut; the paginator's COUNT(*) then
+    # leaves it out and counts the requests alone.
     queryset = (
         PruneRequest.objects.select_related("host", "requested_by", "decided_by")
-        .annotate(item_count=Count("items"))
+        .annotate(
+            item_count=Coalesce(
+                Subquery(
+                    PruneItem.objects.filter(request=OuterRef("pk"))
+                    .order_by()
+                    .values("request")
+                    .annotate(n=Count("id"))
+                    .values("n")
+                ),
+                0,
+            )
+        )
         .order_by("-created_at")
     )
 

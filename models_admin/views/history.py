@@ -60,8 +60,10 @@ def lifecycle(request: HttpRequest, key: str) -> HttpResponse:
     key = key.strip()
     if not key:
         raise Http404("name a model")
-    # A model on every host of a big fleet has a row per host: a page of them at a time.
-    page = Paginator(reports.lifecycle_hosts(key), LIFECYCLE_PAGE).get_page(request.GET.get("page"))
+    # A model on every host of a big fleet has a row per host: a page of them at a time,
+    # counted from the rows of one query (reports.lifecycle_hosts).
+    rows = list(reports.lifecycle_hosts(key))
+    page = Paginator(rows, LIFECYCLE_PAGE).get_page(request.GET.get("page"))
     hosts = reports.model_lifecycle(key, list(page.object_list))
     return render(
         request,
@@ -72,7 +74,7 @@ def lifecycle(request: HttpRequest, key: str) -> HttpResponse:
             "hosts": hosts,
             "page": page,
             "seen_on": page.paginator.count,
-            "present_on": reports.present_count(key) if hosts else 0,
+            "present_on": sum(1 for row in rows if row["holds_now"]),
             "previous_label": "\u2039 Previous",
             "next_label": "Next \u203a",
             "nav": "models",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -592,7 +592,8 @@ DELETION_COLUMNS = (
 
 
 def deletion_row(item: PruneItem) -> dict:
-    """One row of the audit export; the same dict feeds the table, the CSV and the JSON."""
+    """One row of the audit export; the same dict feeds the table, and ``deletion_rows`` makes
+    it for the CSV and the JSON from column values."""
     request = item.request
     restored = bool(getattr(item, "restored", False))
     kept = not restored
@@ -615,6 +616,68 @@ def deletion_row(item: PruneItem) -> dict:
         "bytes_in_quarantine": item.bytes_reclaimed if kept and item.outcome == Outcome.QUARANTINED else 0,
         "bytes_freed": item.bytes_reclaimed if kept and item.outcome in FREED_OUTCOMES else 0,
     }
+
+
+_EXPORT_FIELDS = (
+    "finished_at",
+    "request__host__name",
+    "request_id",
+    "request__campaign_id",
+    "request__requested_by__username",
+    "request__decided_by__username",
+    "request__decided_at",
+    "request__decision_comment",
+    "request__reason",
+    "path",
+    "size",
+    "sha256",
+    "outcome",
+    "bytes_reclaimed",
+    "restored",
+)
+
+
+def deletion_rows(qs: QuerySet[PruneItem]) -> Iterator[dict]:
+    """``deletion_row`` of every item of ``qs`` (``deletions``), for the exports: the same
+    dicts from plain column values, in chunks, without building an item, its request, its
+    host and two users per row (a year's export of 7,800 rows spent most of its time there).
+    """
+    rows = qs.values_list(*_EXPORT_FIELDS).iterator(chunk_size=2000)
+    for (
+        finished_at,
+        host,
+        request_id,
+        campaign_id,
+        requested_by,
+        decided_by,
+        decided_at,
+        comment,
+        reason,
+        path,
+        size,
+        sha256,
+        outcome,
+        reclaimed,
+        was_restored,
+    ) in rows:
+        kept = not was_restored
+        yield {
+            "finished_at": finished_at.isoformat() if finished_at else "",
+            "host": host,
+            "request_id": str(request_id),
+            "campaign_id": str(campaign_id) if campaign_id else "",
+            "requested_by": requested_by if requested_by is not None else "policy",
+            "approved_by": decided_by or "",
+            "decided_at": decided_at.isoformat() if decided_at else "",
+            "comment": comment,
+            "reason": reason,
+            "path": path,
+            "size": size,
+            "sha256": sha256,
+            "outcome": f"{outcome}, restored" if was_restored else outcome,
+            "bytes_in_quarantine": reclaimed if kept and outcome == Outcome.QUARANTINED else 0,
+            "bytes_freed": reclaimed if kept and outcome in FREED_OUTCOMES else 0,
+        }
 
 
 # ---------------------------------------------------------------- a host's timeline

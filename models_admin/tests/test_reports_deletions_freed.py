@@ -100,3 +100,25 @@ def test_every_outcome_lists_the_skipped_file_with_nothing_in_either_column(clie
     rows = {row["path"]: row for _item, row in response.context["rows"]}
     assert (rows["changed.bin"]["bytes_in_quarantine"], rows["changed.bin"]["bytes_freed"]) == (0, 0)
     assert response.context["totals"] == TOTALS | {"rows": 5}
+
+
+@pytest.mark.parametrize("outcomes", ["reclaimed", "all"])
+def test_the_exports_rows_from_column_values_are_the_pages_rows(history, outcomes):
+    from datetime import date
+
+    from models_admin.inventory import reports
+    from models_admin.models import Campaign
+
+    # One request of a campaign, one proposed by a policy (no requester), one restored file.
+    first = PruneRequest.objects.filter(kind=PruneRequest.Kind.PRUNE).order_by("created_at").first()
+    campaign = Campaign.objects.create(
+        reason="old models", target_kind="model", rule_kind="identity", expires_at=at("2026-03-09 00:00")
+    )
+    PruneRequest.objects.filter(pk=first.pk).update(campaign=campaign)
+    qs = reports.deletions(reports.DeletionFilter(date(2026, 3, 1), date(2026, 3, 31), outcomes=outcomes))
+
+    rows = list(reports.deletion_rows(qs))
+    assert rows == [reports.deletion_row(item) for item in qs]
+    assert {r["campaign_id"] for r in rows} == {str(campaign.id), ""}
+    assert "policy" in {r["requested_by"] for r in rows}
+    assert "quarantined, restored" in {r["outcome"] for r in rows}

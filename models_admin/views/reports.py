@@ -253,8 +253,8 @@ def deletions(request: HttpRequest) -> HttpResponse:
 
 def _csv_lines(qs) -> Iterator[str]:
     columns = reports.DELETION_COLUMNS
-    # iterator(): a year of deletions must not sit in memory; select_related still applies.
-    rows = (reports.deletion_row(item) for item in qs.iterator(chunk_size=2000))
+    # In chunks: a year of deletions must not sit in memory.
+    rows = reports.deletion_rows(qs)
     return csv_lines(columns, ([row[c] for c in columns] for row in rows))
 
 
@@ -283,7 +283,7 @@ def deletions_export(request: HttpRequest, fmt: str) -> HttpResponseBase:
                 "outcomes": f.outcomes,
             },
             "totals": reports.deletion_totals(qs),
-            "deletions": [reports.deletion_row(item) for item in qs],
+            "deletions": list(reports.deletion_rows(qs)),
         }
         response = JsonResponse(payload, json_dumps_params={"indent": 1})
     response["Content-Disposition"] = f'attachment; filename="ocrdash-deletions-{stamp}.{fmt}"'

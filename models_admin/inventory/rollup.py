@@ -43,6 +43,7 @@ from ..models import DiskDay, Snapshot
 SHARDS = 8
 
 TABLE = DiskDay._meta.db_table
+UPSERT_ROWS = 150
 
 Change = tuple[int, int]  # bytes, files
 
@@ -61,21 +62,23 @@ def _upsert(changes: dict[tuple[date, int], Change]) -> None:
     writers that each add to several rows lock them in the same order (no deadlock). A change
     of nothing still makes its row: a day with a snapshot has a row (``first_day``)."""
     rows = sorted(changes.items())
-    if not rows:
-        return
     zone = zone_name()
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
-    params: list[Any] = []
-    for (day, shard), (bytes_change, files_change) in rows:
-        params += [zone, day, shard, bytes_change, files_change]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {TABLE} (zone, day, shard, bytes_change, files_change) VALUES {values}"
-            f" ON CONFLICT (zone, day, shard) DO UPDATE SET"
-            f" bytes_change = {TABLE}.bytes_change + excluded.bytes_change,"
-            f" files_change = {TABLE}.files_change + excluded.files_change",
-            params,
-        )
+    # At most UPSERT_ROWS rows a statement (SQLite's limit on parameters); ingest and
+    # compaction write one statement, a rebuild of years of history on SQLite a few.
+    for chunk in range(0, len(rows), UPSERT_ROWS):
+        part = rows[chunk : chunk + UPSERT_ROWS]
+        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(part))
+        params: list[Any] = []
+        for (day, shard), (bytes_change, files_change) in part:
+            params += [zone, day, shard, bytes_change, files_change]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {TABLE} (zone, day, shard, bytes_change, files_change) VALUES {values}"
+                f" ON CONFLICT (zone, day, shard) DO UPDATE SET"
+                f" bytes_change = {TABLE}.bytes_change + excluded.bytes_change,"
+                f" files_change = {TABLE}.files_change + excluded.files_change",
+                params,
+            )
 
 
 def record(snapshot: Snapshot, replaced: Snapshot | None) -> None:

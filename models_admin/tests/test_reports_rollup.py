@@ -170,3 +170,22 @@ def test_the_reports_count_from_the_snapshots_until_the_rollup_is_rebuilt_in_a_n
         assert rollup.fleet_changes(start, end) is not None
         assert reports.fleet_per_day(start, end) == (oracle.fleet_bytes, oracle.fleet_files)
         assert {zone for zone, *_ in _rows()} == {"Pacific/Chatham"}
+
+
+def test_the_rebuild_command_counts_the_rollup_in_the_new_zone() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    _random_history(random.Random(4), 10)
+    with override_settings(TIME_ZONE="America/New_York"):
+        out = StringIO()
+        call_command("rebuild_reports_rollup", stdout=out)
+        assert out.getvalue().strip().endswith("rows in America/New_York")
+        assert {zone for zone, *_ in _rows()} == {"America/New_York"}
+        oracle = reports.disk_per_day(date(2026, 1, 1), date(2026, 3, 1))
+        assert rollup.fleet_changes(date(2026, 1, 1), date(2026, 3, 1)) is not None
+        assert reports.fleet_per_day(date(2026, 1, 1), date(2026, 3, 1)) == (
+            oracle.fleet_bytes,
+            oracle.fleet_files,
+        )

@@ -49,7 +49,6 @@ class AgentTask(StrEnum):
     RESTORE = "ocrdash.agent.restore"
     PURGE = "ocrdash.agent.purge"
     FREE = "ocrdash.agent.free"
-    MAINTAIN = "ocrdash.agent.maintain"
 
 
 # A host name becomes part of a queue name and of URLs: keep it to DNS-like characters.
@@ -308,16 +307,8 @@ class PurgeOrder(_Order):
     prune_request_ids: Annotated[list[Id], Field(min_length=1, max_length=10_000)] | None = None
 
 
-class MaintainOrder(_Order):
-    """The tutorial's whole script as one order: inventory, prune the items, free, inventory."""
-
-    kind: Literal["maintain"] = "maintain"
-    mode: PruneMode = PruneMode.QUARANTINE
-    items: Annotated[list[FileIdentity], Field(max_length=10_000)] = []
-
-
 Order = Annotated[
-    InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder | MaintainOrder,
+    InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder,
     Field(discriminator="kind"),
 ]
 _ORDER = TypeAdapter(Order)
@@ -328,7 +319,6 @@ ORDER_TASKS: dict[str, AgentTask] = {
     "prune": AgentTask.PRUNE,
     "restore": AgentTask.RESTORE,
     "purge": AgentTask.PURGE,
-    "maintain": AgentTask.MAINTAIN,
 }
 
 
@@ -617,7 +607,7 @@ def _parse(adapter: TypeAdapter[Any], data: Any, what: str) -> Any:
 
 def parse_order(
     data: Any,
-) -> InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder | MaintainOrder:
+) -> InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder:
     """Validate an order dict; raises SchemaError with a readable reason."""
     return _parse(_ORDER, data, "order")
 

@@ -50,7 +50,6 @@ from workers.schema import (
     FreeOrder,
     FreeReport,
     InventoryOrder,
-    MaintainOrder,
     PruneOrder,
     PruneReport,
     PurgeOrder,
@@ -66,11 +65,11 @@ from workers.trust import AgentTrust, OrderRefused
 
 log = logging.getLogger(__name__)
 
-AnyOrder = InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder | MaintainOrder
+AnyOrder = InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder
 # The request ids of the inventories an agent orders itself at every (re)connect.
 STARTUP_PREFIX = "startup-"
 # Orders that move files: begun and never finished, a restarted agent answers them item by item.
-ITEM_TASKS = (AgentTask.PRUNE.value, AgentTask.RESTORE.value, AgentTask.MAINTAIN.value)
+ITEM_TASKS = (AgentTask.PRUNE.value, AgentTask.RESTORE.value)
 INTERRUPTED = "the agent stopped before the order finished (it was restarted)"
 ProgressHook = Callable[[int], None] | ProgressReporter
 
@@ -204,7 +203,7 @@ class Agent:
         log.warning("order %s ends without running to its end: %s", rid, reason)
         try:
             roots = self.store_roots()
-            if isinstance(order, PruneOrder | MaintainOrder) and order.items:
+            if isinstance(order, PruneOrder) and order.items:
                 outcomes = account_prune_stores(roots, self.db, rid, order.items, reason)
                 reports: list[AnyReport] = [
                     PruneReport(**common, mode=order.mode, outcomes=outcomes, freed=True)
@@ -347,8 +346,6 @@ class Agent:
                     freed=session.freed,
                 )
             ]
-        if isinstance(order, MaintainOrder):
-            return self.maintain(order)
         raise TypeError(f"no handler for {type(order).__name__}")
 
     def pruner(self, session: AsposeSession) -> Pruner:
@@ -370,37 +367,6 @@ class Agent:
 
     def _on_item(self) -> Callable[[], None] | None:
         return self.progress.item if isinstance(self.progress, ProgressReporter) else None
-
-    def maintain(self, order: MaintainOrder) -> list[AnyReport]:
-        """The tutorial's script: list, delete the stale ones, free, list again."""
-        reports: list[AnyReport] = []
-        with self.session() as session:
-            before = scan(session, self.db, progress=self.progress)
-            reports.append(inventory_report(self.config.host_name, before, order.request_id))
-            outcomes = (
-                prune_stores(
-                    _roots(session),
-                    self.db,
-                    order.request_id,
-                    order.items,
-                    order.mode,
-                    in_use=self.config.in_use_check,
-                )
-                if order.items
-                else []
-            )
-        reports.append(
-            PruneReport(
-                host=self.config.host_name,
-                request_id=order.request_id,
-                agent_version=__version__,
-                mode=order.mode,
-                outcomes=outcomes,
-                freed=session.freed,
-            )
-        )
-        reports.append(self.inventory(order.request_id))
-        return reports
 
 
 def _request_id(message: Any) -> str | None:

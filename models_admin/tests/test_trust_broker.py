@@ -31,7 +31,6 @@ from workers.schema import (
     FreeReport,
     HostFacts,
     InventoryReport,
-    MaintainOrder,
     ModelDirState,
     PruneMode,
     PruneOrder,
@@ -105,15 +104,13 @@ def test_a_script_with_only_the_broker_address_changes_nothing(fleet: Fleet, app
             sign({**delete, "expires_at": later}, own_key, signer=DASHBOARD_SIGNER, purpose=AgentTask.PRUNE),
         ),
         (
-            AgentTask.MAINTAIN,
+            AgentTask.RESTORE,
             sign(
-                MaintainOrder(
-                    host=name, request_id="evil-2", mode=PruneMode.DELETE, items=[sentinel]
-                ).to_json()
+                RestoreOrder(host=name, request_id="evil-2", prune_request_id="x").to_json()
                 | {"expires_at": later},
                 own_key,
                 signer=DASHBOARD_SIGNER,
-                purpose=AgentTask.MAINTAIN,
+                purpose=AgentTask.RESTORE,
             ),
         ),
         (AgentTask.PURGE, PurgeOrder(host=name, request_id="evil-3", retention_days=0).to_json()),

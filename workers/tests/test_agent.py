@@ -18,7 +18,6 @@ from workers.schema import (
     FileIdentity,
     FreeOrder,
     FreeReport,
-    MaintainOrder,
     Outcome,
     PruneOrder,
     PruneReport,
@@ -61,19 +60,6 @@ def ident(root: Path, rel: str) -> FileIdentity:
     st = os.stat(root / rel)
     digest = hashlib.sha256((root / rel).read_bytes()).hexdigest()
     return FileIdentity(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest)
-
-
-def test_maintain_lists_prunes_frees_and_lists_again(agent: Agent, models_dir: Path, signed) -> None:
-    write(models_dir / "en_ocr_v1.gguf", b"en")
-    write(models_dir / "old_fr_ocr_v1.bin", b"fr")
-    order = MaintainOrder(host=HOST, request_id="m1", items=[ident(models_dir, "old_fr_ocr_v1.bin")])
-    before, pruned, after = agent.handle(AgentTask.MAINTAIN, signed(order))
-    assert isinstance(before, ScannedInventory) and isinstance(after, ScannedInventory)
-    assert {f.path for f in before.files} == {"en_ocr_v1.gguf", "old_fr_ocr_v1.bin"}
-    assert isinstance(pruned, PruneReport) and pruned.freed
-    assert [o.outcome for o in pruned.outcomes] == [Outcome.QUARANTINED]
-    assert {f.path for f in after.files} == {"en_ocr_v1.gguf"}
-    assert all(r.request_id == "m1" for r in (before, pruned, after))
 
 
 def test_a_resent_order_gets_the_same_reports(agent: Agent, models_dir: Path, signed) -> None:

@@ -144,7 +144,7 @@ def test_it_refuses_another_hosts_order(agent, models_dir, sentinel, dashboard_k
 
 def test_it_refuses_an_order_delivered_to_another_task(agent, models_dir, sentinel, dashboard_key):
     message = sign_order(delete_order(sentinel), dashboard_key)
-    refused(agent, AgentTask.MAINTAIN, message, models_dir, "signed for")
+    refused(agent, AgentTask.RESTORE, message, models_dir, "signed for")
 
 
 def test_it_refuses_an_expired_order(agent, models_dir, sentinel, dashboard_key):

@@ -18,9 +18,9 @@ from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from .approvals.workflow import actor_name
 from .inventory.compaction import Retention
 from .models import AuditEvent, Host
+from .security.roles import actor_name
 from .tasks import COMPACT_TASK, FLEET_INVENTORY_TASK, HOST_INVENTORY_TASK, PURGE_TASK
 
 FLEET_INVENTORY_NAME = "ocrdash: fleet inventory"

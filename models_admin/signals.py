@@ -1,12 +1,31 @@
-"""Failed logins and lockouts are security events: they go to the audit trail, bounded
-(security/logins.py)."""
+"""The dashboard's own signals, and the audit of failed logins.
+
+Domain signals let a lower part announce a transition without importing the parts that
+react to it (the layers point down only): ``fleet/hosts.py`` retires a host and the
+approvals expire its proposals, the models pages drop its files, a campaign stops waiting for
+it; ``approvals/workflow.py`` finishes a request and its campaign moves on. Receivers are
+connected in ``apps.py`` and run synchronously, inside the sender's transaction and under its
+locks (the host row first): a receiver that must not hold them defers with
+``transaction.on_commit``.
+
+Failed logins and lockouts are security events: they go to the audit trail, bounded
+(security/logins.py).
+"""
 
 from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_login_failed
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from .models import AuditEvent
 from .security.logins import client_address, record_login_event
+
+# A host was retired (``host=``), under its row lock, before the transaction commits.
+host_retired = Signal()
+# A retired host was accepted again (``host=``), under its row lock.
+host_returned = Signal()
+# A prune or restore request left the open states for good or as failed/partial (``request=``),
+# under its host's and its own row lock.
+request_finished = Signal()
 
 
 @receiver(user_login_failed)

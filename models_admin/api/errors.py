@@ -1,9 +1,10 @@
 """Every API error is JSON of one shape: ``{"error": "<message>", "detail": ...}``.
 
 ``error`` is one sentence a script can print; ``detail`` carries the structure when there is
-one (a validation error's fields), else null. Workflow refusals map to HTTP like this:
-WrongState → 409 (retrying will not help until the state changes), NotAllowed → 403 (this
-user may never do this, e.g. approving their own request), any other WorkflowError → 400.
+one (a validation error's fields), else null. Domain refusals (``models_admin/errors.py``)
+map to HTTP like this: WrongState → 409 (retrying will not help until the state changes),
+NotAllowed → 403 (this user may never do this, e.g. approving their own request), any other
+DomainError → 400.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from models_admin.approvals.workflow import NotAllowed, WorkflowError, WrongState
+from models_admin.errors import DomainError, NotAllowed, WrongState
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, WorkflowError):
+    if isinstance(exc, DomainError):
         code = (
             status.HTTP_409_CONFLICT
             if isinstance(exc, WrongState)

@@ -23,7 +23,8 @@ from rest_framework.views import APIView
 
 from models_admin.approvals import workflow
 from models_admin.capacity import policies
-from models_admin.fleet import trust
+from models_admin.errors import TokenError
+from models_admin.fleet import hosts, trust
 from models_admin.models import (
     AuditEvent,
     Host,
@@ -167,7 +168,7 @@ class HostAccept(_Api, APIView):
 
     @extend_schema(request=None, responses=serializers.HostSerializer)
     def post(self, request: Request, name: str) -> Response:
-        host = workflow.accept_host(_host(name), request.user)
+        host = hosts.accept_host(_host(name), request.user)
         return Response(serializers.HostSerializer(host).data)
 
 
@@ -176,7 +177,7 @@ class HostRetire(_Api, APIView):
 
     @extend_schema(request=None, responses=serializers.HostSerializer)
     def post(self, request: Request, name: str) -> Response:
-        host = workflow.retire_host(_host(name), request.user)
+        host = hosts.retire_host(_host(name), request.user)
         return Response(serializers.HostSerializer(host).data)
 
 
@@ -190,10 +191,7 @@ class HostRevokeKey(_Api, APIView):
     )
     def post(self, request: Request, name: str) -> Response:
         host = _host(name)
-        try:
-            key = trust.revoke_host_key(host, request.user.get_username())
-        except ValueError as exc:
-            return Response({"error": str(exc), "detail": None}, status=status.HTTP_409_CONFLICT)
+        key = hosts.revoke_key(host, request.user.get_username())  # HostWrongState: 409
         host.refresh_from_db()
         return Response({**serializers.HostSerializer(host).data, "revoked_key": key.fingerprint})
 
@@ -213,7 +211,7 @@ class EnrollmentTokenCreate(_Api, APIView):
                 host_name=data.get("host_name", ""),
                 hours=data.get("hours"),
             )
-        except ValueError as exc:
+        except TokenError as exc:
             raise ValidationError({"hours": [str(exc)]}) from exc
         response = Response(
             {

@@ -10,12 +10,12 @@ Every transition locks the row (``select_for_update``), checks the current state
 AuditEvent in the same transaction, and leaves slow I/O (the broker) until after commit, so a
 rolled-back approval never sends.
 
-Lock order, the same in every transaction that changes a host or its requests (propose,
-approve, reject, retire, accept, ingest of an answer): the **host row first** (``lock_host``),
-then the request row, then its items. Two transactions that lock in the same order wait for
-each other instead of deadlocking (approve during retire once deadlocked: approve held the
-request and retire the host, each waiting for the other), and a proposal waits for a
-retirement in progress and then sees the host retired instead of surviving it.
+Lock order, the same in every transaction that changes a host or its requests: the **host
+row first** (``fleet.hosts.lock_host``), then the request row, then its items; the reasons
+are in ``fleet/hosts.py``, which holds the host's own transitions (accept, retire, keys).
+When a host is retired, ``expire_for_retired_host`` (a receiver of ``host_retired``) expires
+its proposals under that host lock. A finished request of a campaign sends
+``request_finished``; the campaign moves on from there (``campaigns/rollout.py``).
 
 "A file is in at most one open prune request" is enforced by the database: the items of an
 open prune request carry their host in ``open_on_host`` and a partial unique index covers
@@ -39,39 +39,31 @@ from django.utils import timezone
 
 from workers.schema import SUCCESS_OUTCOMES, ItemOutcome, PruneMode
 
+from .. import errors
 from ..fleet import dispatch, feedback
-from ..inventory import summary
+from ..fleet.hosts import lock_host
 from ..models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest
 from ..notifications import Event
 from ..notifications.send import notify_request
 from ..security import roles
+from ..security.roles import actor_name
+from ..signals import request_finished
 
 log = logging.getLogger(__name__)
 State = PruneRequest.State
 Action = AuditEvent.Action
 
 
-class WorkflowError(Exception):
-    """A transition that is not allowed; ``str()`` is fit to show the user."""
+class WorkflowError(errors.DomainError):
+    """A request's transition that is not allowed; ``str()`` is fit to show the user."""
 
 
-class NotAllowed(WorkflowError):
+class NotAllowed(WorkflowError, errors.NotAllowed):
     pass
 
 
-class WrongState(WorkflowError):
+class WrongState(WorkflowError, errors.WrongState):
     pass
-
-
-def actor_name(user) -> str:
-    return user.get_username() if user is not None else "system"
-
-
-def lock_host(host: Host | int) -> Host:
-    """The host's row, locked: the first lock of every transaction that changes a host or
-    its requests (see the module docstring for the order). Call inside ``transaction.atomic``."""
-    pk = host.pk if isinstance(host, Host) else host
-    return Host.objects.select_for_update().get(pk=pk)
 
 
 def _locked(request_id) -> PruneRequest:
@@ -258,13 +250,10 @@ def open_campaign_request(*, campaign, host: Host, files: Sequence, reason: str,
 
 
 def _campaign_moves(request: PruneRequest) -> None:
-    """A campaign's request finished: let its campaign look at the wave, after commit (so the
-    finished state is visible and no request lock is held while the campaign takes its own)."""
+    """A campaign's request finished: tell its campaign (``request_finished``; the campaign
+    looks at its wave after commit, so no request lock is held while it takes its own)."""
     if request.campaign_id is not None:
-        from ..campaigns import rollout
-
-        campaign_id = request.campaign_id
-        transaction.on_commit(lambda: rollout.advance(campaign_id))
+        request_finished.send(sender=PruneRequest, request=request)
 
 
 def propose_restore(*, prune_request: PruneRequest, user, reason: str) -> PruneRequest:
@@ -649,49 +638,16 @@ def ask_free(host: Host, user) -> None:
     _send_host_order(host, user, dispatch.free_order(host.name), Action.FREE_ASKED)
 
 
-def accept_host(host: Host, user) -> Host:
-    with transaction.atomic():
-        host = lock_host(host)
-        if host.status == Host.Status.ACTIVE:
-            return host
-        if host.active_key is None:
-            # Its reports could not be read: orders would go out and no answer come back.
-            raise NotAllowed(f"{host.name} has no enrolled key: it must enroll with a token first")
-        if host.status == Host.Status.RETIRED:
-            summary.host_returned(host)  # its current files count on the models pages again
-        host.status = Host.Status.ACTIVE
-        host.accepted_by = actor_name(user)
-        host.accepted_at = timezone.now()
-        host.save(update_fields=["status", "accepted_by", "accepted_at"])
-        AuditEvent.record(Action.HOST_ACCEPTED, actor=actor_name(user), host=host.name, obj=host)
-    return host
+def expire_for_retired_host(sender: Any, host: Host, **kwargs: Any) -> None:
+    """A host was retired (``host_retired``, under its row lock): its proposals expire.
 
-
-def retire_host(host: Host, user) -> Host:
-    """Hide a host from the overview; its open requests can no longer be sent."""
-    with transaction.atomic():
-        host = lock_host(host)
-        if host.status == Host.Status.RETIRED:
-            return host
-        host.status = Host.Status.RETIRED
-        host.save(update_fields=["status"])
-        summary.host_left(host)
-        # Requests after the host (the lock order); ordered by id so two sweeps agree too.
-        proposed = list(host.prune_requests.select_for_update().filter(state=State.PROPOSED).order_by("id"))
-        for request in proposed:
-            request.state, request.finished_at = State.EXPIRED, timezone.now()
-            request.save(update_fields=["state", "finished_at"])
-            AuditEvent.record(Action.REQUEST_EXPIRED, host=host.name, obj=request, reason="host retired")
-        _close_items(r.id for r in proposed)
-        AuditEvent.record(Action.HOST_RETIRED, actor=actor_name(user), host=host.name, obj=host)
-        # A campaign waiting on this host's part must not wait for an answer that cannot come.
-        campaigns = set(
-            host.prune_requests.filter(
-                state__in=PruneRequest.OPEN_STATES, campaign__isnull=False
-            ).values_list("campaign_id", flat=True)
-        )
-        if campaigns:
-            from ..campaigns import rollout
-
-            transaction.on_commit(lambda: [rollout.advance(c) for c in campaigns])
-    return host
+    Requests after the host (the lock order); ordered by id so two sweeps agree too. Approved
+    and dispatched requests stay: ``resend_unanswered`` fails them, as no order is sent to a
+    retired host.
+    """
+    proposed = list(host.prune_requests.select_for_update().filter(state=State.PROPOSED).order_by("id"))
+    for request in proposed:
+        request.state, request.finished_at = State.EXPIRED, timezone.now()
+        request.save(update_fields=["state", "finished_at"])
+        AuditEvent.record(Action.REQUEST_EXPIRED, host=host.name, obj=request, reason="host retired")
+    _close_items(r.id for r in proposed)

@@ -32,10 +32,11 @@ from django.utils import timezone
 from workers.schema import Store
 
 from ..approvals import workflow
-from ..models import AuditEvent, Campaign, CampaignHost, PruneItem, PruneRequest
+from ..models import AuditEvent, Campaign, CampaignHost, Host, PruneItem, PruneRequest
 from ..notifications import Event
 from ..notifications.send import notify_campaign
 from ..security import roles
+from ..security.roles import actor_name
 from . import plan as planning
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def _locked(campaign_id) -> Campaign:
 
 
 def _record(action: str, campaign: Campaign, user=None, **details: Any) -> None:
-    AuditEvent.record(action, actor=workflow.actor_name(user), obj=campaign, **details)
+    AuditEvent.record(action, actor=actor_name(user), obj=campaign, **details)
 
 
 # ---------------------------------------------------------------- proposing
@@ -274,9 +275,7 @@ def halt(campaign_id, user, *, comment: str = "") -> Campaign:
         campaign = _locked(campaign_id)
         if campaign.state not in (State.RUNNING, State.PAUSED):
             raise WrongState(f"campaign is {campaign.get_state_display().lower()}, not running or paused")
-        reason = f"halted by {workflow.actor_name(user)}" + (
-            f": {comment.strip()}" if comment.strip() else ""
-        )
+        reason = f"halted by {actor_name(user)}" + (f": {comment.strip()}" if comment.strip() else "")
         _halt(campaign, reason, user)
     return campaign
 
@@ -315,8 +314,9 @@ def _halt(campaign: Campaign, reason: str, user=None) -> None:
 def advance(campaign_id) -> Campaign | None:
     """Look at the running wave; start the next one (or finish, or halt) once it is done.
 
-    Called after a campaign's request finished (workflow, after commit), after a host was
-    retired, and by the beat task for every running campaign; safe to call any time.
+    Called after a campaign's request finished (``on_request_finished``, after commit), after a
+    host was retired (``on_host_retired``), and by the beat task for every running campaign;
+    safe to call any time.
     """
     try:
         with transaction.atomic():
@@ -325,6 +325,26 @@ def advance(campaign_id) -> Campaign | None:
             return campaign
     except CampaignError:
         return None
+
+
+def on_request_finished(sender: Any, request: PruneRequest, **kwargs: Any) -> None:
+    """Receiver of ``request_finished``: the request's campaign looks at its wave after commit
+    (so the finished state is visible and no request lock is held while it takes its own)."""
+    campaign_id = request.campaign_id
+    if campaign_id is not None:
+        transaction.on_commit(lambda: advance(campaign_id))
+
+
+def on_host_retired(sender: Any, host: Host, **kwargs: Any) -> None:
+    """Receiver of ``host_retired``: a campaign waiting on this host's part must not wait for
+    an answer that cannot come; it looks again after commit."""
+    campaigns = set(
+        host.prune_requests.filter(state__in=PruneRequest.OPEN_STATES, campaign__isnull=False).values_list(
+            "campaign_id", flat=True
+        )
+    )
+    if campaigns:
+        transaction.on_commit(lambda: [advance(c) for c in campaigns])
 
 
 def advance_all() -> int:

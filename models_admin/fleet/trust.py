@@ -4,7 +4,9 @@ Anyone who can write to the broker can put a message on a host's queue or on the
 queue, so nothing here trusts the transport. Orders leave signed by the dashboard's key, which
 every agent pins at install. Reports are taken only when signed by the key enrolled for the
 host they name (``authenticate``); a host enrolls a key by proving it holds a one-time token
-an approver made (``create_token``), without the token ever crossing the broker.
+an approver made (``create_token``), without the token ever crossing the broker. What a
+decision does to a host and its keys (enroll, accept or refuse a new key, revoke) is in
+``hosts.py``, with every other Host transition.
 
 Replay of reports: a report's id is inside what its signature covers, an accepted or rejected
 id is kept unique in ReceivedReport, and a report sent more than OCRDASH_MAX_CLOCK_SKEW_SECONDS
@@ -39,6 +41,7 @@ from workers.signing.errors import KeyFileError, SignatureError
 from workers.signing.keys import key_fingerprint, load_or_create_private_key, load_public_key, public_key_text
 from workers.signing.reports import verify_report
 
+from ..errors import TokenError
 from ..models import AuditEvent, EnrollmentToken, Host, HostKey
 
 Action = AuditEvent.Action
@@ -144,7 +147,8 @@ class Untrusted(Exception):
 
 @dataclass(frozen=True)
 class PendingEnrollment:
-    """A key that proved possession and a valid token; enrolled by ``enroll`` in the ingest transaction."""
+    """A key that proved possession and a valid token; enrolled by ``hosts.enroll`` inside the
+    ingest transaction."""
 
     public_key: str
     fingerprint: str
@@ -180,7 +184,7 @@ def authenticate(data: Any, now: datetime | None = None, *, cached: bool = False
     The key is chosen from the keys on record for the host the report names, never from the
     message: a report signed by host A's key that names host B is checked against B's key
     and fails. A report offering a new key (``enrollment``) must prove it holds that key (its
-    signature) and an open token (the proof), and is enrolled only in ``enroll``.
+    signature) and an open token (the proof), and is enrolled only in ``hosts.enroll``.
 
     ``cached``: check the signature against the host's active key as this process last read
     it, without a query; the result says ``cached`` and the caller must confirm the key where
@@ -306,115 +310,6 @@ def _verify(
         raise Untrusted(str(exc), host=host_name, fingerprint=fingerprint) from None
 
 
-def enroll(host: Host, pending: PendingEnrollment, *, report_id: str) -> HostKey | None:
-    """Enroll ``pending`` for ``host`` (locked by the caller) inside the ingest transaction.
-
-    The token is claimed with a conditional UPDATE, so of two reports racing with one token
-    exactly one enrolls; the other raises Untrusted and its transaction changes nothing. A key
-    enrolled over an active one is only a *candidate*: the active key stays valid and the host
-    keeps its status until an approver compares both fingerprints (``accept_new_key``), so a
-    token in the wrong hands can neither inherit a trusted host nor knock it off the fleet.
-    A newer candidate replaces an older one. Returns None when the key was enrolled meanwhile
-    by an earlier report of the same agent.
-    """
-    now = timezone.now()
-    current = host.keys.filter(revoked_at__isnull=True, candidate=False).first()
-    previous = host.keys.filter(revoked_at__isnull=True, candidate=True).first()
-    if pending.public_key in {k.public_key for k in (current, previous) if k is not None}:
-        return None
-    claimed = EnrollmentToken.objects.filter(
-        id=pending.token_id, used_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
-    ).update(used_at=now, used_by_host=host)
-    if not claimed:
-        raise Untrusted(
-            "enrollment refused: the token was used or revoked meanwhile",
-            host=host.name,
-            fingerprint=pending.fingerprint,
-        )
-    replaced = []
-    if previous is not None:
-        replaced.append(previous.fingerprint)
-        HostKey.objects.filter(pk=previous.pk).update(revoked_at=now, revoked_by="replaced by a newer key")
-    key = HostKey.objects.create(
-        host=host,
-        public_key=pending.public_key,
-        fingerprint=pending.fingerprint,
-        created_at=now,
-        enrolled_with_id=pending.token_id,
-        candidate=current is not None,
-    )
-    AuditEvent.record(
-        Action.HOST_ENROLLED,
-        actor=f"agent:{host.name}"[:150],
-        host=host.name,
-        obj=host,
-        fingerprint=key.fingerprint,
-        token=pending.token_fingerprint,
-        replaced=replaced,
-        awaiting_acceptance=key.candidate,
-        active_fingerprint=current.fingerprint if current is not None else "",
-        status=host.status,
-        report_id=report_id,
-    )
-    return key
-
-
-def accept_new_key(host: Host, actor: str) -> HostKey:
-    """An approver compared the fingerprints: the candidate key replaces the active one.
-
-    Under the host's row lock, so accepting races neither a second acceptance nor a revocation
-    or a newer enrollment (which also lock the host): exactly one of them decides which key is
-    active. Raises ValueError if the host has no key waiting.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        host = Host.objects.select_for_update().get(pk=host.pk)
-        keys = host.keys.select_for_update().filter(revoked_at__isnull=True)
-        new = next((k for k in keys if k.candidate), None)
-        if new is None:
-            raise ValueError(f"{host.name} has no new key waiting for acceptance")
-        old = next((k for k in keys if not k.candidate), None)
-        if old is not None:
-            HostKey.objects.filter(pk=old.pk).update(
-                revoked_at=now, revoked_by=f"replaced, new key accepted by {actor}"[:150]
-            )
-        HostKey.objects.filter(pk=new.pk).update(candidate=False)
-        AuditEvent.record(
-            Action.HOST_KEY_ACCEPTED,
-            actor=actor[:150],
-            host=host.name,
-            obj=host,
-            fingerprint=new.fingerprint,
-            replaced=[old.fingerprint] if old is not None else [],
-        )
-    new.refresh_from_db()
-    return new
-
-
-def reject_new_key(host: Host, actor: str) -> HostKey:
-    """Refuse the candidate key (not the host's): the active key goes on as before.
-
-    Raises ValueError if the host has no key waiting.
-    """
-    with transaction.atomic():
-        host = Host.objects.select_for_update().get(pk=host.pk)
-        key = host.keys.select_for_update().filter(revoked_at__isnull=True, candidate=True).first()
-        if key is None:
-            raise ValueError(f"{host.name} has no new key waiting for acceptance")
-        key.revoked_at, key.revoked_by = timezone.now(), actor[:150]
-        key.save(update_fields=["revoked_at", "revoked_by"])
-        AuditEvent.record(
-            Action.HOST_KEY_REVOKED,
-            actor=actor[:150],
-            host=host.name,
-            obj=host,
-            fingerprint=key.fingerprint,
-            candidate=True,
-            status=host.status,
-        )
-    return key
-
-
 def redacted(data: Any) -> Any:
     """``data`` without the signature value and the enrollment proof, for storage and display.
 
@@ -453,10 +348,10 @@ def create_token(
     The caller shows the text once (a page, a command's output) and keeps it nowhere else.
     """
     if host_name and not re.fullmatch(HOST_NAME_PATTERN, host_name):
-        raise ValueError(f"not a valid host name: {host_name!r}")
+        raise TokenError(f"not a valid host name: {host_name!r}")
     hours = settings.OCRDASH["ENROLLMENT_TOKEN_HOURS"] if hours is None else hours
     if not 0 < hours <= 24 * 365:
-        raise ValueError("a token is valid for more than 0 hours and at most a year")
+        raise TokenError("a token is valid for more than 0 hours and at most a year")
     token = new_enrollment_token()
     verifier = enrollment_verifier(token)
     now = timezone.now()
@@ -483,43 +378,19 @@ def create_token(
 
 
 def revoke_token(token_id: Any, actor: str) -> EnrollmentToken:
-    """Withdraw an unused token. Raises ValueError if it is unknown or no longer open."""
+    """Withdraw an unused token. Raises TokenError if it is unknown or no longer open.
+
+    Under the token's row lock: a revocation racing an enrollment's claim (a conditional
+    UPDATE of the same row) ends one way only."""
     with transaction.atomic():
         row = EnrollmentToken.objects.select_for_update().filter(id=token_id).first()
         if row is None:
-            raise ValueError("no such enrollment token")
+            raise TokenError("no such enrollment token")
         if row.state() != "open":
-            raise ValueError(f"the token is {row.state()}, not open")
+            raise TokenError(f"the token is {row.state()}, not open")
         row.revoked_at, row.revoked_by = timezone.now(), actor[:150]
         row.save(update_fields=["revoked_at", "revoked_by"])
         AuditEvent.record(
             Action.TOKEN_REVOKED, actor=actor[:150], host=row.host_name, obj=row, token=row.fingerprint
         )
     return row
-
-
-def revoke_host_key(host: Host, actor: str) -> HostKey:
-    """Revoke the host's active key: its messages are refused until it enrolls a new one.
-
-    An active host goes back to pending, so no order is sent to a host whose answers the
-    dashboard can no longer read. Raises ValueError if the host has no active key.
-    """
-    with transaction.atomic():
-        host = Host.objects.select_for_update().get(pk=host.pk)
-        key = host.keys.select_for_update().filter(revoked_at__isnull=True, candidate=False).first()
-        if key is None:
-            raise ValueError(f"{host.name} has no active key")
-        key.revoked_at, key.revoked_by = timezone.now(), actor[:150]
-        key.save(update_fields=["revoked_at", "revoked_by"])
-        if host.status == Host.Status.ACTIVE:
-            host.status = Host.Status.PENDING
-            host.save(update_fields=["status"])
-        AuditEvent.record(
-            Action.HOST_KEY_REVOKED,
-            actor=actor[:150],
-            host=host.name,
-            obj=host,
-            fingerprint=key.fingerprint,
-            status=host.status,
-        )
-    return key

@@ -58,7 +58,7 @@ from workers.signing.envelope import SIGNATURE_FIELD
 
 from ..approvals import workflow
 from ..capacity import usage as capacity_usage
-from ..fleet import feedback, presence, trust
+from ..fleet import feedback, hosts, presence, trust
 from ..models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
 from ..notifications import Event, notify
 from ..quarantine import purge as quarantine
@@ -440,7 +440,7 @@ def _registered_event(report: AnyReport, host: Host) -> AuditEvent:
 
 def _enroll(host: Host, pending: trust.PendingEnrollment, report_id: str) -> HostKey | None:
     try:
-        return trust.enroll(host, pending, report_id=report_id)
+        return hosts.enroll(host, pending, report_id=report_id)
     except trust.Untrusted as exc:
         raise Refused(exc.reason, security=True, host=exc.host, fingerprint=exc.fingerprint) from None
 

@@ -13,6 +13,7 @@ tables, and ``manage.py rebuild_model_summary`` if a summary were ever doubted).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
@@ -155,6 +156,16 @@ def host_left(host: Host) -> None:
 def host_returned(host: Host) -> None:
     """A retired host is taken back: its current files count again."""
     apply([], snapshot_rows(host.current_snapshot_id))
+
+
+def on_host_retired(sender: Any, host: Host, **kwargs: Any) -> None:
+    """Receiver of ``host_retired`` (under the host's lock): its files leave the summary."""
+    host_left(host)
+
+
+def on_host_returned(sender: Any, host: Host, **kwargs: Any) -> None:
+    """Receiver of ``host_returned`` (under the host's lock): its files count again."""
+    host_returned(host)
 
 
 def rebuild() -> None:

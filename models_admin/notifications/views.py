@@ -22,8 +22,7 @@ from ..models import (
     WebhookChannel,
     WebhookRoute,
 )
-from ..security.roles import Action, can
-from ..views import require
+from ..security.roles import Action, can, require
 from . import routing
 from . import webhooks as webhooks_admin
 from .events import Event

@@ -25,9 +25,11 @@ from django.utils import timezone
 
 from workers.schema import PurgeOrder, PurgeReport
 
-from ..approvals.workflow import NotAllowed, WorkflowError, actor_name, lock_host
+from ..approvals.workflow import NotAllowed, WorkflowError
 from ..fleet import dispatch
+from ..fleet.hosts import lock_host
 from ..models import AuditEvent, Host, PruneItem, PruneRequest
+from ..security.roles import actor_name
 
 Action = AuditEvent.Action
 Outcome = PruneItem.Outcome

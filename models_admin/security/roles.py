@@ -10,6 +10,8 @@ here looks only at the group that grants the action.
 from enum import StrEnum
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
 
 
 class Role(StrEnum):
@@ -60,3 +62,14 @@ def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
 
 def can(user: AbstractBaseUser | AnonymousUser, action: Action) -> bool:
     return bool(roles_of(user) & GRANTS[action])
+
+
+def require(request: HttpRequest, action: Action) -> None:
+    """Refuse (403) a request whose user may not do ``action``: the check every view makes."""
+    if not can(request.user, action):
+        raise PermissionDenied(f"your account may not {action.value.replace('_', ' ')}")
+
+
+def actor_name(user) -> str:
+    """The name an audit event gives the actor: the user's, or "system" for beat and commands."""
+    return user.get_username() if user is not None else "system"

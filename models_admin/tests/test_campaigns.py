@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from models_admin.approvals import workflow
 from models_admin.campaigns import plan, rollout
-from models_admin.fleet import labels
+from models_admin.fleet import hosts, labels
 from models_admin.inventory import reports
 from models_admin.models import AuditEvent, Campaign, CampaignHost, Host, PruneItem, PruneRequest
 from models_admin.tests.conftest import sha
@@ -256,7 +256,7 @@ def test_a_host_retired_during_a_campaign_is_skipped_and_the_campaign_finishes(
     finish(sent(campaign)[0], Outcome.QUARANTINED, django_capture_on_commit_callbacks)
     # ocr-4's part was sent with wave 1; the host is retired before it answers.
     with django_capture_on_commit_callbacks(execute=True):
-        workflow.retire_host(Host.objects.get(name="ocr-4"), approver)
+        hosts.retire_host(Host.objects.get(name="ocr-4"), approver)
     for request in campaign.requests.exclude(host__name__in=["ocr-1", "ocr-4"]):
         finish(request, Outcome.QUARANTINED, django_capture_on_commit_callbacks)
     campaign.refresh_from_db()
@@ -273,7 +273,7 @@ def test_a_host_retired_before_its_wave_starts_is_skipped(
     campaign = rollout.propose(spec(), user=operator, reason="old model")
     with django_capture_on_commit_callbacks(execute=True):
         rollout.approve(campaign.id, approver)
-    workflow.retire_host(Host.objects.get(name="ocr-5"), approver)
+    hosts.retire_host(Host.objects.get(name="ocr-5"), approver)
     finish(sent(campaign)[0], Outcome.QUARANTINED, django_capture_on_commit_callbacks)
     assert [r.host.name for r in sent(campaign)] == ["ocr-1", "ocr-2", "ocr-3", "ocr-4"]
     assert CampaignHost.objects.get(campaign=campaign, host__name="ocr-5").state == CampaignHost.State.SKIPPED

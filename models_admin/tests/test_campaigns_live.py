@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from models_admin.approvals import workflow
 from models_admin.campaigns import plan, rollout
-from models_admin.fleet import labels
+from models_admin.fleet import hosts, labels
 from models_admin.models import Campaign, CampaignHost, Host, ModelFile
 from workers.prune import QUARANTINE_DIR
 
@@ -48,7 +47,7 @@ def test_canary_failure_halts_then_a_campaign_rolls_out_in_waves(tmp_path: Path,
             timeout=180,
         )
         for host in Host.objects.filter(name__in=names):
-            workflow.accept_host(host, approver)
+            hosts.accept_host(host, approver)
             labels.set_labels(host, {"env": "camp", "run": run}, approver)
         old = ModelFile.objects.filter(name=OLD, snapshot__host__name=canary).first()
         spec = plan.Spec(

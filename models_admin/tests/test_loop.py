@@ -14,6 +14,7 @@ import pytest
 
 from models_admin.approvals import workflow
 from models_admin.capacity import policies
+from models_admin.fleet import hosts
 from models_admin.models import AuditEvent, Host, PruneRequest
 from workers.prune import QUARANTINE_DIR
 
@@ -48,7 +49,7 @@ def test_report_propose_approve_prune_and_report_back(loop: Fleet, operator, app
         "old_fr_ocr_v1.bin",
     }
     first_snapshot = host.current_snapshot_id
-    host = workflow.accept_host(host, approver)
+    host = hosts.accept_host(host, approver)
 
     # 2. The tutorial's rule proposes the old_ model; its proposer may not approve it.
     run = policies.run_policy(host, "prefix", user=approver2, reason="tutorial cleanup")
@@ -127,7 +128,7 @@ def test_a_file_name_that_is_not_utf8_is_inventoried_pruned_and_restored(
         "en_ocr_v1.gguf",
         "caf\\xe9_model.bin",
     }
-    host = workflow.accept_host(host, approver)
+    host = hosts.accept_host(host, approver)
     files = list(host.current_snapshot.files.filter(path="caf\\xe9_model.bin"))
     request = workflow.propose(host=host, files=files, reason="old zip leftovers", user=operator)
     workflow.approve(request.id, approver, "ok")

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from models_admin.approvals import workflow
+from models_admin.fleet import hosts
 from models_admin.inventory import summary
 from models_admin.models import Host, ModelSummary, ModelVersion
 
@@ -56,10 +56,10 @@ def test_it_follows_new_changed_and_emptied_inventories(make_host):
 
 def test_retired_hosts_leave_it_and_come_back_when_accepted(make_host, approver):
     host = make_host("ocr-1", {"en.gguf": 10})
-    workflow.retire_host(host, approver)
+    hosts.retire_host(host, approver)
     assert not ModelSummary.objects.filter(copies__gt=0).exists()
     recount()
-    workflow.accept_host(Host.objects.get(pk=host.pk), approver)
+    hosts.accept_host(Host.objects.get(pk=host.pk), approver)
     assert ModelSummary.objects.get(name="en.gguf").copies == 1
     recount()
 

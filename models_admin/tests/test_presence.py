@@ -64,7 +64,7 @@ def test_a_beat_checked_against_the_cached_key_is_its_one_statement(make_host) -
 
 def test_a_beat_signed_by_a_key_revoked_since_it_was_cached_is_refused(make_host) -> None:
     host = make_host("ocr-1")
-    from models_admin.fleet import trust
+    from models_admin.fleet import hosts
     from models_admin.inventory.ingest import ingest_report
 
     now = timezone.now()
@@ -72,7 +72,7 @@ def test_a_beat_signed_by_a_key_revoked_since_it_was_cached_is_refused(make_host
         ingest_report(signed_report(beat("ocr-1", sent_at=now - timedelta(seconds=1)))).status == "accepted"
     )
     heard = Host.objects.get(pk=host.pk).last_heartbeat_at
-    trust.revoke_host_key(host, "admin")
+    hosts.revoke_key(host, "admin")
 
     result = ingest_report(signed_report(beat("ocr-1", sent_at=now, disk_free=7)))
     assert result.status == "rejected" and "revoked" in result.reason

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
 
 from models_admin.approvals import workflow
+from models_admin.fleet import hosts
 from models_admin.models import AuditEvent, Host, HostKey, ModelFile, Snapshot
 from workers.schema import (
     INGEST_TASK,
@@ -82,7 +83,7 @@ def test_a_script_with_only_the_broker_address_changes_nothing(fleet: Fleet, app
         "the enrolled host's first inventory",
         lambda: Host.objects.filter(name=name, current_snapshot__isnull=False, keys__isnull=False).first(),
     )
-    host = workflow.accept_host(host, approver)
+    host = hosts.accept_host(host, approver)
     before_tree, before_db = tree_state(models), inventory_state(name)
     sentinel = FileIdentity(
         path="sub/old_fr_ocr_v1.bin",

@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
-from models_admin.fleet import trust
+from models_admin.errors import HostWrongState
+from models_admin.fleet import hosts
 from models_admin.models import AuditEvent, Host, HostKey
 from workers.signing.keys import key_fingerprint, public_key_text
 
@@ -70,7 +71,7 @@ def _decide(barrier: threading.Barrier, outcomes: dict, name: str, fn, host: Hos
         barrier.wait()
         fn(host, actor)
         outcomes[name] = "done"
-    except ValueError:
+    except HostWrongState:
         outcomes[name] = "refused"
     finally:
         connection.close()
@@ -92,7 +93,7 @@ def test_accepting_and_refusing_a_new_key_at_once_leave_exactly_one_decision(mak
         outcomes: dict[str, str] = {}
         threads = [
             threading.Thread(target=_decide, args=(barrier, outcomes, name, fn, host, approver.username))
-            for name, fn in (("accept", trust.accept_new_key), ("reject", trust.reject_new_key))
+            for name, fn in (("accept", hosts.accept_new_key), ("reject", hosts.reject_new_key))
         ]
         for t in threads:
             t.start()

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.utils import timezone
 
-from models_admin.approvals import workflow
-from models_admin.fleet import trust
+from models_admin.errors import HostNotAllowed, HostWrongState
+from models_admin.fleet import hosts, trust
 from models_admin.inventory.ingest import ingest_report
 from models_admin.models import (
     AuditEvent,
@@ -155,15 +155,15 @@ def test_a_forgery_cannot_take_a_real_report_id_first(host_a):
 
 def test_a_revoked_key_is_refused_and_the_host_can_take_no_orders(host_a, approver):
     host, key = host_a
-    trust.revoke_host_key(host, approver.username)
+    hosts.revoke_key(host, approver.username)
     host.refresh_from_db()
     assert host.status == Host.Status.PENDING and host.active_key is None
     event = AuditEvent.objects.get(action=Action.HOST_KEY_REVOKED)
     assert event.actor == approver.username and event.details["fingerprint"] == key_fingerprint(key)
 
     assert_refused(signed_report(inventory("ocr-1", {}), key), "key revoked")
-    with pytest.raises(workflow.NotAllowed, match="no enrolled key"):
-        workflow.accept_host(host, approver)
+    with pytest.raises(HostNotAllowed, match="no enrolled key"):
+        hosts.accept_host(host, approver)
 
 
 # ---------------------------------------------------------------- enrollment
@@ -251,7 +251,7 @@ def test_an_unscoped_token_cannot_re_key_a_host_that_has_a_key(host_a, enrollmen
 
 def test_a_revoked_host_re_enrolls_only_with_a_token_for_its_name(host_a, enrollment_token, approver):
     host, _ = host_a
-    trust.revoke_host_key(host, approver.username)
+    hosts.revoke_key(host, approver.username)
     new = Ed25519PrivateKey.generate()
     unscoped = signed_report(enrolling(inventory("ocr-1", {}), enrollment_token(), new), new)
     assert_refused(unscoped, "needs a token made for that host name")
@@ -292,7 +292,7 @@ def test_re_keying_keeps_the_old_key_valid_until_an_approver_accepts_the_new_one
     ):
         assert_refused(message, "waits for an approver to accept it")
 
-    accepted = trust.accept_new_key(host, approver.username)
+    accepted = hosts.accept_new_key(host, approver.username)
 
     assert accepted.fingerprint == key_fingerprint(new)
     host.refresh_from_db()
@@ -310,19 +310,19 @@ def test_a_refused_new_key_leaves_the_old_one_in_charge(host_a, enrollment_token
         signed_report(enrolling(inventory("ocr-1", {}), enrollment_token(host_name="ocr-1"), new), new)
     )
 
-    trust.reject_new_key(host, approver.username)
+    hosts.reject_new_key(host, approver.username)
 
     host.refresh_from_db()
     assert host.candidate_key is None and host.active_key.fingerprint == key_fingerprint(old)
     assert_refused(signed_report(FreeReport(host="ocr-1", freed=True), new), "bad signature")
     assert ingest_report(signed_report(FreeReport(host="ocr-1", freed=True), old)).status == "accepted"
-    with pytest.raises(ValueError, match="no new key waiting"):
-        trust.accept_new_key(host, approver.username)
+    with pytest.raises(HostWrongState, match="no new key waiting"):
+        hosts.accept_new_key(host, approver.username)
 
 
 def test_a_revoked_key_cannot_come_back_with_a_new_token(host_a, enrollment_token, approver):
     host, key = host_a
-    trust.revoke_host_key(host, approver.username)
+    hosts.revoke_key(host, approver.username)
     message = signed_report(enrolling(inventory("ocr-1", {}), enrollment_token(), key), key)
     assert_refused(message, "key revoked")
 

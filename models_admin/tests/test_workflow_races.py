@@ -18,6 +18,7 @@ from django.contrib.auth.models import Group
 from django.db import DatabaseError, connection, transaction
 
 from models_admin.approvals import workflow
+from models_admin.fleet import hosts
 from models_admin.models import Host, PruneItem, PruneRequest
 from models_admin.security.roles import Role
 
@@ -132,10 +133,10 @@ def _retire_slowly(
         with transaction.atomic():
             Host.objects.select_for_update().get(pk=host.pk)
             if not lock_then_wait:
-                workflow.retire_host(host, approver)
+                hosts.retire_host(host, approver)
             barrier.wait()
             time.sleep(0.5)  # the other racer acts now
-            return workflow.retire_host(host, approver)  # a no-op if already retired
+            return hosts.retire_host(host, approver)  # a no-op if already retired
 
     return retire
 

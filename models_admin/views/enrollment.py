@@ -19,7 +19,8 @@ from django.views.decorators.http import require_POST
 
 from workers.schema import HOST_NAME_PATTERN
 
-from ..fleet import trust
+from ..errors import DomainError
+from ..fleet import hosts, trust
 from ..models import EnrollmentToken
 from ..security.roles import Action
 from . import flash_error, get_host_for_user, require
@@ -82,7 +83,7 @@ def revoke(request: HttpRequest, token_id) -> HttpResponse:
         raise Http404("no such token")
     try:
         row = trust.revoke_token(token_id, request.user.get_username())
-    except ValueError as exc:
+    except DomainError as exc:
         flash_error(request, exc)
     else:
         messages.success(request, f"Token {row.fingerprint} revoked: no host can enroll with it.")
@@ -93,8 +94,8 @@ def revoke(request: HttpRequest, token_id) -> HttpResponse:
 def revoke_host_key(request: HttpRequest, name: str) -> HttpResponse:
     host = get_host_for_user(request, name, Action.MANAGE_HOSTS)
     try:
-        key = trust.revoke_host_key(host, request.user.get_username())
-    except ValueError as exc:
+        key = hosts.revoke_key(host, request.user.get_username())
+    except DomainError as exc:
         flash_error(request, exc)
     else:
         messages.success(
@@ -109,8 +110,8 @@ def revoke_host_key(request: HttpRequest, name: str) -> HttpResponse:
 def accept_new_key(request: HttpRequest, name: str) -> HttpResponse:
     host = get_host_for_user(request, name, Action.MANAGE_HOSTS)
     try:
-        key = trust.accept_new_key(host, request.user.get_username())
-    except ValueError as exc:
+        key = hosts.accept_new_key(host, request.user.get_username())
+    except DomainError as exc:
         flash_error(request, exc)
     else:
         messages.success(
@@ -123,8 +124,8 @@ def accept_new_key(request: HttpRequest, name: str) -> HttpResponse:
 def reject_new_key(request: HttpRequest, name: str) -> HttpResponse:
     host = get_host_for_user(request, name, Action.MANAGE_HOSTS)
     try:
-        key = trust.reject_new_key(host, request.user.get_username())
-    except ValueError as exc:
+        key = hosts.reject_new_key(host, request.user.get_username())
+    except DomainError as exc:
         flash_error(request, exc)
     else:
         messages.success(request, f"New key {key.fingerprint} of {host.name} refused: the old key stays.")

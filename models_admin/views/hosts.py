@@ -17,7 +17,8 @@ from django.views.decorators.http import require_POST
 from ..approvals import workflow
 from ..capacity import policies
 from ..capacity import usage as capacity_usage
-from ..fleet import feedback
+from ..errors import DomainError
+from ..fleet import feedback, hosts
 from ..fleet.labels import format_selector
 from ..forms import DiffForm, PolicyProposeForm, ProposeForm
 from ..inventory import history
@@ -180,7 +181,7 @@ def propose(request: HttpRequest, name: str) -> HttpResponse:
             reason=form.cleaned_data["reason"],
             user=request.user,
         )
-    except workflow.WorkflowError as exc:
+    except DomainError as exc:
         flash_error(request, exc)
         return redirect("ocrdash-host", name=host.name)
     messages.success(request, f"Request {prune.short_id} proposed: an approver must now decide.")
@@ -201,7 +202,7 @@ def propose_by_policy(request: HttpRequest, name: str) -> HttpResponse:
         run = policies.run_policy(
             host, policy.name, user=request.user, params=params, reason=form.cleaned_data["reason"]
         )
-    except workflow.WorkflowError as exc:
+    except DomainError as exc:
         flash_error(request, exc)
         return redirect("ocrdash-host", name=host.name)
     if run.request is None:
@@ -216,7 +217,7 @@ def _host_action(request: HttpRequest, name: str, action: Action, call, done: st
     host = get_host_for_user(request, name, action)
     try:
         call(host, request.user)
-    except workflow.WorkflowError as exc:
+    except DomainError as exc:
         flash_error(request, exc)
     else:
         messages.success(request, done.format(host=host.name))
@@ -255,7 +256,7 @@ def accept(request: HttpRequest, name: str) -> HttpResponse:
         request,
         name,
         Action.MANAGE_HOSTS,
-        workflow.accept_host,
+        hosts.accept_host,
         "{host} accepted: orders are now sent to it.",
     )
 
@@ -266,6 +267,6 @@ def retire(request: HttpRequest, name: str) -> HttpResponse:
         request,
         name,
         Action.MANAGE_HOSTS,
-        workflow.retire_host,
+        hosts.retire_host,
         "{host} retired: hidden from the overview, its proposed requests expired.",
     )

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from ..approvals import workflow
+from ..errors import DomainError
 from ..fleet import feedback, presence
 from ..forms import DecisionForm, RequestFilterForm, RestoreForm
 from ..inventory import history
@@ -127,7 +128,7 @@ def _decide(request: HttpRequest, request_id, transition, done: str) -> HttpResp
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
     try:
         transition(prune.id, request.user, comment)
-    except workflow.WorkflowError as exc:
+    except DomainError as exc:
         flash_error(request, exc)
     else:
         messages.success(request, done.format(host=prune.host.name))
@@ -152,7 +153,7 @@ def withdraw(request: HttpRequest, request_id) -> HttpResponse:
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
     try:
         workflow.withdraw(prune.id, request.user, comment)
-    except workflow.WorkflowError as exc:
+    except DomainError as exc:
         flash_error(request, exc)
     else:
         messages.success(request, "Withdrawn: nothing will be deleted.")
@@ -165,7 +166,7 @@ def purge(request: HttpRequest, request_id) -> HttpResponse:
     prune = _get_request_for_user(request, request_id, Action.APPROVE)
     try:
         quarantine.purge_early(prune.id, request.user)
-    except workflow.WorkflowError as exc:
+    except DomainError as exc:
         flash_error(request, exc)
     else:
         messages.success(request, "Purge sent: the host deletes this request's quarantined files for good.")
@@ -179,7 +180,7 @@ def restore(request: HttpRequest, request_id) -> HttpResponse:
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:
         restore_request = workflow.propose_restore(prune_request=prune, user=request.user, reason=reason)
-    except workflow.WorkflowError as exc:
+    except DomainError as exc:
         flash_error(request, exc)
         return redirect("ocrdash-request", request_id=prune.id)
     messages.success(request, "Restore proposed: another approver must approve it.")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.core.management.base import CommandError
 
-from models_admin.approvals import workflow
-from models_admin.fleet import trust
+from models_admin.fleet import hosts
 from models_admin.management.base import DomainCommand
 from models_admin.models import Host
 
@@ -41,12 +40,9 @@ class Command(DomainCommand):
     def handle(self, *args, name: str, by: str | None, new_key: bool = False, **kw):
         host, user = host_and_actor(name, by)
         if new_key:
-            try:
-                key = trust.accept_new_key(host, by or "system")
-            except ValueError as exc:
-                raise CommandError(str(exc)) from None
+            key = hosts.accept_new_key(host, by or "system")
             self.stdout.write(f"{host.name}: new key {key.fingerprint} accepted")
             return
         was = host.status
-        host = workflow.accept_host(host, user)
+        host = hosts.accept_host(host, user)
         self.stdout.write(f"{host.name}: {was} -> {host.status}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models_admin.approvals import workflow
+from models_admin.fleet import hosts
 from models_admin.management.base import DomainCommand
 
 from .accept_host import host_and_actor
@@ -20,5 +20,5 @@ class Command(DomainCommand):
     def handle(self, *args, name: str, by: str | None, **kw):
         host, user = host_and_actor(name, by)
         was = host.status
-        host = workflow.retire_host(host, user)
+        host = hosts.retire_host(host, user)
         self.stdout.write(f"{host.name}: {was} -> {host.status}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import CommandError
 
-from models_admin.fleet import trust
+from models_admin.fleet import hosts
 from models_admin.management.base import DomainCommand
 from models_admin.models import Host
 
@@ -20,9 +20,6 @@ class Command(DomainCommand):
         host = Host.objects.filter(name=name).first()
         if host is None:
             raise CommandError(f"no host named {name!r}")
-        try:
-            key = trust.revoke_host_key(host, by)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        key = hosts.revoke_key(host, by)
         host.refresh_from_db()
         self.stdout.write(f"{host.name}: key {key.fingerprint} revoked; host is {host.status}")

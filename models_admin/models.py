@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from workers.schema import HOST_NAME_PATTERN, AtimeMode, Outcome, PruneMode, Store
 
+from .masking import mask_url
+
 # A file's store (workers.schema.Store): AsposeAI's LLM folder or the OCR engine's resources.
 StoreChoices = models.TextChoices(  # type: ignore[call-overload]  # functional API, as PruneRequest.Mode
     "StoreChoices", [("LLM", ("llm", "LLM folder")), ("OCR", ("ocr", "OCR resources"))]
@@ -134,7 +136,7 @@ class Host(models.Model):
 
     @property
     def candidate_key(self) -> HostKey | None:
-        """A new key enrolled over an active one, waiting for an approver (trust.accept_new_key)."""
+        """A new key enrolled over an active one, waiting for an approver (hosts.accept_new_key)."""
         return self.keys.filter(revoked_at__isnull=True, candidate=True).first()
 
 
@@ -782,8 +784,6 @@ class WebhookChannel(models.Model):
 
     @property
     def masked_url(self) -> str:
-        from .notifications.channels import mask_url
-
         return mask_url(self.url)
 
 

@@ -19,6 +19,8 @@ import logging
 import os
 import shutil
 import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +29,12 @@ from celery import Celery, bootsteps
 from workers import __version__
 from workers.aspose_backend import AsposeSession, aspose_version
 from workers.config import AgentConfig
-from workers.schema import INGEST_TASK, AgentTask, HeartbeatReport, ModelDirState
+from workers.schema import INGEST_TASK, AgentTask, HeartbeatReport, InventoryOrder, ModelDirState
 from workers.state import StateDB
 
 log = logging.getLogger(__name__)
+# The request ids of the inventories an agent orders itself at every (re)connect.
+STARTUP_PREFIX = "startup-"
 
 
 def model_dir_state(root: Path) -> ModelDirState:
@@ -159,10 +163,16 @@ class Heartbeat:
             self._stop.wait(self.config.heartbeat_seconds)
 
 
+def startup_order(config: AgentConfig) -> InventoryOrder:
+    """The inventory an agent orders itself at every (re)connect (signed with its own key,
+    see trust.py); ``Agent`` knows it by its request id's prefix."""
+    return InventoryOrder(
+        host=config.host_name, request_id=f"{STARTUP_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}"
+    )
+
+
 def install(app: Celery, config: AgentConfig, trust: Any) -> Heartbeat:
     """Add the presence step to ``app``'s consumer; returns the heartbeat it drives."""
-    from workers.tasks import startup_order
-
     heartbeat = Heartbeat(app, config, trust)
 
     class PresenceStep(bootsteps.StartStopStep):

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from workers import __version__
 from workers.aspose_backend import AsposeSession, default_ocr_resources_dir
 from workers.config import AgentConfig
 from workers.inventory import ScannedInventory, inventory_report, scan
+from workers.presence import STARTUP_PREFIX, install
 from workers.procs import visibility
 from workers.progress import Phase, ProgressReporter, folder_bytes
 from workers.prune import (
@@ -66,8 +65,6 @@ from workers.trust import AgentTrust, OrderRefused
 log = logging.getLogger(__name__)
 
 AnyOrder = InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder
-# The request ids of the inventories an agent orders itself at every (re)connect.
-STARTUP_PREFIX = "startup-"
 # Orders that move files: begun and never finished, a restarted agent answers them item by item.
 ITEM_TASKS = (AgentTask.PRUNE.value, AgentTask.RESTORE.value)
 INTERRUPTED = "the agent stopped before the order finished (it was restarted)"
@@ -385,13 +382,6 @@ def _restore_paths(order: RestoreOrder) -> dict[Store, list[str] | None] | None:
     return {Store.LLM: order.paths, Store.OCR: order.ocr_paths}
 
 
-def startup_order(config: AgentConfig) -> InventoryOrder:
-    """The inventory an agent orders itself at start (signed with its own key, see trust.py)."""
-    return InventoryOrder(
-        host=config.host_name, request_id=f"{STARTUP_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:8]}"
-    )
-
-
 def register_tasks(app: Celery, config: AgentConfig) -> None:
     """Register one Celery task per AgentTask on ``app``; each takes the signed order as its one argument.
 
@@ -438,8 +428,6 @@ def register_tasks(app: Celery, config: AgentConfig) -> None:
         make(task.value)
 
     # The startup inventory (at every broker (re)connect) and the heartbeat: workers/presence.py.
-    from workers.presence import install
-
     install(app, config, trust)
     outbox = OutboxSender(app, config, trust)
 

@@ -14,6 +14,10 @@ import apprise
 from django.conf import settings
 from django.core.mail import EmailMessage
 
+from ..masking import mask_url
+
+__all__ = ["DeliveryError", "mask_url", "send_email", "send_webhook"]
+
 log = logging.getLogger(__name__)
 
 
@@ -47,27 +51,3 @@ def send_webhook(url: str, subject: str, body: str) -> None:
         lines = [line.strip() for line in captured.getvalue().splitlines() if line.strip()]
         reason = "; ".join(lines[-3:]) or "the webhook did not accept the message"
         raise DeliveryError(reason[:1000])
-
-
-def mask_url(url: str) -> str:
-    """The URL with its secrets hidden, for pages, logs and the notification rows.
-
-    apprise's privacy mode hides the secrets it knows of (passwords, Slack tokens); a generic
-    webhook often carries its token in the path, so every path segment is cut to its first
-    and last character too, and the query string is dropped.
-    """
-    plugin = apprise.Apprise.instantiate(url)
-    if plugin is None:
-        scheme = url.split("://", 1)[0] if "://" in url else "?"
-        return f"{scheme[:20]}://…"
-    shown = plugin.url(privacy=True).split("?", 1)[0]
-    scheme, _, rest = shown.partition("://")
-    where, _, path = rest.partition("/")
-    segments = [_mask_segment(s) for s in path.split("/") if s]
-    return f"{scheme}://{where}/" + "/".join(segments)
-
-
-def _mask_segment(segment: str) -> str:
-    if "..." in segment or len(segment) <= 3:
-        return segment
-    return f"{segment[0]}…{segment[-1]}"

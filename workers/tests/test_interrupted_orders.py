@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from workers.config import AgentConfig
 from workers.inventory import ScannedInventory
+from workers.presence import startup_order
 from workers.prune import QUARANTINE_DIR, Pruner
 from workers.schema import (
     AgentTask,
@@ -33,7 +34,7 @@ from workers.schema import (
 )
 from workers.signing.keys import public_key_text
 from workers.state import StateDB
-from workers.tasks import INTERRUPTED, Agent, startup_order
+from workers.tasks import INTERRUPTED, Agent
 from workers.tests.conftest import sign_order, write
 
 HOST = "ocr-test-1"

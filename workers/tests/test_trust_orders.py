@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from workers.config import AgentConfig, ConfigError
 from workers.inventory import ScannedInventory
+from workers.presence import startup_order
 from workers.schema import (
     AgentTask,
     ErrorReport,
@@ -33,7 +34,7 @@ from workers.schema import (
 )
 from workers.signing.envelope import sign
 from workers.signing.keys import public_key_text
-from workers.tasks import Agent, startup_order
+from workers.tasks import Agent
 from workers.tests.conftest import sign_order, write
 from workers.trust import AgentTrust, self_signer
 

@@ -22,6 +22,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..capacity import policies
+from ..errors import DomainError
 from ..fleet import labels
 from ..models import Campaign, Host, HostGroup, ModelFile, PruneItem, PruneRequest
 
@@ -29,7 +30,7 @@ Target = Campaign.Target
 Rule = Campaign.Rule
 
 
-class PlanError(ValueError):
+class PlanError(DomainError):
     """A target or rule that cannot be planned; ``str()`` is fit to show the user."""
 
 

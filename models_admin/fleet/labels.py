@@ -19,6 +19,7 @@ from django.db.models.functions import Cast
 
 from workers.schema import LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, MAX_LABELS
 
+from ..errors import DomainError
 from ..models import AuditEvent, Host, HostGroup
 
 Action = AuditEvent.Action
@@ -26,7 +27,7 @@ _H = TypeVar("_H", bound=Host)  # a Host queryset, annotated or not, keeps its t
 GROUP_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
-class LabelError(ValueError):
+class LabelError(DomainError):
     """A label, selector or group that cannot be taken; ``str()`` is fit to show the user."""
 
 

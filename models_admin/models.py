@@ -57,6 +57,10 @@ class Host(models.Model):
     # stored when a day's sample is recorded so the fleet page sorts a column; null with a note.
     forecast_days = models.FloatField(null=True, blank=True)
     forecast_note = models.CharField(max_length=40, blank=True)
+    # Capacity alerts already told (capacity/alerts.py), so a crossing is told once and not at
+    # every report: set when told, cleared once the condition no longer holds.
+    forecast_alerted = models.BooleanField(default=False)
+    watermark_alerted = models.BooleanField(default=False)
     # Denormalised from the current snapshot so the overview is one query for any fleet size.
     current_snapshot = models.ForeignKey(
         "Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -461,6 +465,8 @@ class AuditEvent(models.Model):
         CAMPAIGN_FINISHED = "campaign_finished", "Campaign finished"
         WAVE_STARTED = "campaign_wave_started", "Campaign wave started"
         WAVE_FINISHED = "campaign_wave_finished", "Campaign wave finished"
+        # Capacity (capacity/scheduled.py): one scheduled policy run, what it proposed or why nothing.
+        POLICY_RUN = "policy_run", "Scheduled policy run"
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150)  # a username, "system", or "agent:<host>"
@@ -672,6 +678,10 @@ class HostGroup(models.Model):
     hosts = models.ManyToManyField(Host, blank=True, related_name="explicit_groups")
     created_by = models.CharField(max_length=150)
     created_at = models.DateTimeField(default=timezone.now)
+    # The group's disk watermark (capacity/watermarks.py): percent used that triggers the
+    # watermark policy and its alert, and the percent to get back under. Null: not set.
+    watermark_high = models.PositiveSmallIntegerField(null=True, blank=True)
+    watermark_low = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -165,3 +165,13 @@ def purge_quarantine(retention_days: float | None = None) -> dict[str, int]:
     from .quarantine import purge as quarantine
 
     return quarantine.send_due_purges(retention_days)
+
+
+@shared_task(name="ocrdash.dashboard.scheduled_policy")
+def scheduled_policy(
+    policy: str, host: str = "", group: str = "", params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """A capacity policy schedule (capacity/scheduled.py): propose on its host or group's hosts."""
+    from .capacity import scheduled
+
+    return scheduled.run_schedule(policy, host=host, group=group, params=params)

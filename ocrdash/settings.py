@@ -326,6 +326,12 @@ OCRDASH = {
     # Quarantined files are purged from their host after this many days (the daily purge
     # task; the days saved on the settings page, in its kwargs, take precedence).
     "QUARANTINE_DAYS": env.float("OCRDASH_QUARANTINE_DAYS", default=7),
+    # Capacity (capacity/alerts.py): a host's forecast falling under this many days until full
+    # is told once; so is its disk passing the high mark of its watermark (its own watermark
+    # schedule, else its groups', else these defaults), told again only once it fell under the low.
+    "FORECAST_ALERT_DAYS": env.float("OCRDASH_FORECAST_ALERT_DAYS", default=14),
+    "WATERMARK_HIGH": env.int("OCRDASH_WATERMARK_HIGH", default=85),
+    "WATERMARK_LOW": env.int("OCRDASH_WATERMARK_LOW", default=80),
 }
 
 # ---------------------------------------------------------------- email (notifications)

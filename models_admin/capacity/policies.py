@@ -227,8 +227,12 @@ class Watermark(Policy):
         + _SAFETY
     )
     params = (
-        Param("high", int, lambda: 85, "disk use % that triggers it", minimum=1),
-        Param("low", int, lambda: 80, "disk use % to get back under", minimum=0),
+        Param(
+            "high", int, lambda: settings.OCRDASH["WATERMARK_HIGH"], "disk use % that triggers it", minimum=1
+        ),
+        Param(
+            "low", int, lambda: settings.OCRDASH["WATERMARK_LOW"], "disk use % to get back under", minimum=0
+        ),
         Param("allow_known", int, lambda: 0, "1: Aspose's own files may be proposed too", minimum=0),
         Param("allow_last_copy", int, lambda: 0, "1: the fleet's last copy may be proposed too", minimum=0),
     )

@@ -20,7 +20,7 @@ from django.utils import timezone
 from workers.schema import AtimeMode, FileEntry, InventoryReport, ModelDirState, Store
 
 from ..models import DiskSample, FileUsage, Host
-from . import forecast
+from . import alerts, forecast
 
 _FIELDS = ("atime_ns", "atime_mode", "open_by", "last_open_at", "last_open_by")
 
@@ -177,7 +177,9 @@ def _record_files_sql(host: Host, rows: list[tuple], stores_read: set[str], now:
 
 def record_disk(host: Host, disk_free: int | None, disk_total: int | None, now: datetime) -> dict[str, Any]:
     """The day's point of the host's free-space series (the latest report of the day wins), and
-    the refitted forecast's host columns (empty when no disk was reported).
+    the refitted forecast's host columns and the capacity alerts' flags (empty when no disk was
+    reported). ``host`` still holds the previous report's values: the alerts compare against
+    them to tell a crossing once.
 
     On PostgreSQL one statement upserts the point and reads the window beside it (the window's
     other days are older rows the upsert does not touch); elsewhere an upsert and a SELECT.
@@ -192,11 +194,13 @@ def record_disk(host: Host, disk_free: int | None, disk_total: int | None, now: 
             unique_fields=["host", "day"],
             update_fields=["disk_free", "disk_total", "at"],
         )
-        return forecast.host_fields(host)
+        fields = forecast.host_fields(host)
+        return {**fields, **alerts.check(host, disk_free, disk_total, fields)}
     with connection.cursor() as cursor:
         cursor.execute(_RECORD_DISK_SQL, [host.pk, day, disk_free, disk_total, now, host.pk, day])
         rows = cursor.fetchall()
-    return forecast.fields(forecast.of_samples(sorted(rows, reverse=True)))
+    fields = forecast.fields(forecast.of_samples(sorted(rows, reverse=True)))
+    return {**fields, **alerts.check(host, disk_free, disk_total, fields)}
 
 
 _RECORD_DISK_SQL = f"""

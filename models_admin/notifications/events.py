@@ -29,6 +29,8 @@ class Event(models.TextChoices):
     CAMPAIGN_REJECTED = "campaign_rejected", "Your campaign was rejected"
     CAMPAIGN_HALTED = "campaign_halted", "A campaign halted"
     CAMPAIGN_FINISHED = "campaign_finished", "Your campaign finished"
+    FORECAST_SHORT = "forecast_short", "A host's disk forecast fell under the alert days"
+    WATERMARK_PASSED = "watermark_passed", "A host's disk passed its high watermark"
 
 
 # The one event that is not chosen by anyone: the digest email that carries the others.

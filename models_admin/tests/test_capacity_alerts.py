@@ -1,0 +1,179 @@
+"""Capacity alerts: a forecast under N days and a passed watermark, told once per crossing.
+
+Raised by real inventories through ``ingest`` (what the ingest worker runs), delivered by
+``delivery.deliver`` (what the notify worker runs) to a real SMTP server (aiosmtpd) and a real
+HTTP webhook receiver routed per group and per labels.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from kombu import Connection
+
+from models_admin.capacity import scheduled, watermarks
+from models_admin.fleet import labels
+from models_admin.models import DiskSample, Host, Notification, NotificationPreference, WebhookRoute
+from models_admin.notifications import Event, delivery
+from models_admin.notifications import webhooks as hooks_admin
+from ocrdash.celery import NOTIFY_QUEUE
+from workers.schema import HostFacts, InventoryReport, ModelDirState
+
+from .conftest import ingest
+from .receivers import SMTPServer, WebhookReceiver, body_of
+
+pytestmark = pytest.mark.django_db
+GB = 1_000_000_000
+TOTAL = 1_000 * GB
+Scope = WebhookRoute.Scope
+
+
+@pytest.fixture
+def smtp(settings):
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        queue = conn.SimpleQueue(NOTIFY_QUEUE)
+        queue.clear()
+        with SMTPServer() as sink:
+            settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+            settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port
+            settings.OCRDASH = {**settings.OCRDASH, "BASE_URL": "https://ocrdash.example.com"}
+            yield sink
+        queue.clear()
+        queue.close()
+
+
+@pytest.fixture
+def receiver():
+    with WebhookReceiver() as server:
+        yield server
+
+
+def report(name: str, free: int) -> InventoryReport:
+    facts = HostFacts(
+        hostname=name,
+        model_dir="/srv/models",
+        model_dir_state=ModelDirState.OK,
+        disk_total=TOTAL,
+        disk_free=free,
+    )
+    return InventoryReport(host=name, facts=facts, files=[])
+
+
+def inventory(name: str, free: int, capture) -> list[str]:
+    """One inventory saying ``free``; returns the statuses of the deliveries it caused."""
+    with capture(execute=True):
+        ingest(report(name, free))
+    return [
+        delivery.deliver(n.id)[0] for n in Notification.objects.filter(status=Notification.Status.PENDING)
+    ]
+
+
+def history(host: Host, per_day: int, start: int = 500 * GB, days: int = 13) -> int:
+    today = timezone.localdate()
+    DiskSample.objects.bulk_create(
+        DiskSample(
+            host=host, day=today - timedelta(days=days - i), disk_free=start - per_day * i, disk_total=TOTAL
+        )
+        for i in range(days)
+    )
+    return start - per_day * days
+
+
+def subjects(sink, address: str) -> list[str]:
+    return [m["Subject"] for m in sink.to(address)]
+
+
+def test_a_forecast_under_the_alert_days_is_told_once_per_crossing(
+    smtp, receiver, make_host, approver, operator, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    host = make_host("ocr-fill", {})
+    labels.set_labels(host, {"env": "prod"}, approver)
+    hooks_admin.add_route(
+        hooks_admin.add_webhook("prod", receiver.url("/prod"), user=approver),
+        Event.FORECAST_SHORT,
+        Scope.LABELS,
+        user=approver,
+        selector={"env": "prod"},
+    )
+    assert settings.OCRDASH["FORECAST_ALERT_DAYS"] == 14
+    free = history(host, 20 * GB)  # 240 GB left at 20 GB a day: 12 days
+    assert inventory("ocr-fill", free, capture) == [Notification.Status.SENT] * 2
+    [mail] = smtp.to(approver.email)
+    assert mail["Subject"] == "ocr-fill: disk full in about 12 days"
+    body = body_of(mail)
+    assert "alert under 14 days" in body and "https://ocrdash.example.com/hosts/ocr-fill/" in body
+    assert smtp.to(operator.email) == []  # told to whoever may manage hosts
+    assert [b["title"] for _, b in receiver.posts] == ["ocr-fill: disk full in about 12 days"]
+
+    # The next reports, still short: nothing more.
+    assert inventory("ocr-fill", free - 1 * GB, capture) == []
+    assert Host.objects.get(pk=host.pk).forecast_alerted
+
+    # The disk is cleaned up: the series stops falling, the flag clears, and a new fall is told again.
+    DiskSample.objects.filter(host=host).update(disk_free=700 * GB)
+    assert inventory("ocr-fill", 700 * GB, capture) == []
+    assert not Host.objects.get(pk=host.pk).forecast_alerted
+    DiskSample.objects.filter(host=host).delete()
+    assert (
+        inventory("ocr-fill", history(host, 40 * GB, start=900 * GB), capture)
+        == [Notification.Status.SENT] * 2
+    )
+    assert len(smtp.to(approver.email)) == 2
+
+
+def test_the_watermark_is_told_on_passing_the_high_mark_and_again_only_after_the_low(
+    smtp, make_host, approver, approver2, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    make_host("ocr-wm", {})
+    NotificationPreference.objects.create(
+        user=approver2, event=Event.WATERMARK_PASSED.value, channel=NotificationPreference.Channel.NONE
+    )
+    used = lambda pct: TOTAL - pct * TOTAL // 100  # noqa: E731  free bytes at pct % used
+    assert inventory("ocr-wm", used(80), capture) == []  # under the default high mark of 85 %
+    assert inventory("ocr-wm", used(90), capture) == [Notification.Status.SENT]
+    assert subjects(smtp, approver.email) == ["ocr-wm: disk 90 % used, over its high mark of 85 %"]
+    assert "The watermark of the default: high 85 %, low 80 %." in body_of(smtp.to(approver.email)[0])
+    assert smtp.to(approver2.email) == []  # turned this event off
+    assert inventory("ocr-wm", used(92), capture) == []  # still over: told already
+    assert inventory("ocr-wm", used(83), capture) == []  # under high, above low: not rearmed
+    assert inventory("ocr-wm", used(88), capture) == []
+    assert inventory("ocr-wm", used(79), capture) == []  # under the low mark: rearmed
+    assert inventory("ocr-wm", used(86), capture) == [Notification.Status.SENT]
+    assert len(smtp.to(approver.email)) == 2
+
+
+def test_the_watermark_that_applies_is_the_hosts_schedule_then_its_groups_then_the_default(
+    smtp, receiver, make_host, approver, django_capture_on_commit_callbacks
+):
+    capture = django_capture_on_commit_callbacks
+    east, west = make_host("ocr-east", {}), make_host("ocr-west", {})
+    labels.set_labels(east, {"region": "east"}, approver)
+    labels.set_labels(west, {"region": "west"}, approver)
+    group = labels.save_group("east", user=approver, selector={"region": "east"})
+    labels.save_group("west", user=approver, selector={"region": "west"})
+    channel = hooks_admin.add_webhook("east-team", receiver.url("/east"), user=approver)
+    hooks_admin.add_route(
+        channel,
+        Event.WATERMARK_PASSED,
+        Scope.GROUP,
+        user=approver,
+        group=labels.HostGroup.objects.get(name="east"),
+    )
+    scheduled.set_group_marks(group, 70, 60, approver)
+    assert watermarks.marks_for(east) == watermarks.Marks(70, 60, "group east")
+    assert watermarks.marks_for(west).source == "the default"
+
+    assert inventory("ocr-east", TOTAL * 25 // 100, capture) == [Notification.Status.SENT] * 2  # 75 % used
+    assert inventory("ocr-west", TOTAL * 25 // 100, capture) == []  # 75 % is under the default 85 %
+    assert [b["title"] for _, b in receiver.posts] == ["ocr-east: disk 75 % used, over its high mark of 70 %"]
+
+    # The host's own watermark schedule takes precedence over its group's marks.
+    scheduled.set_schedule("watermark", 60, approver, host=west, params={"high": 50, "low": 40})
+    assert watermarks.marks_for(west) == watermarks.Marks(50, 40, "its watermark schedule")
+    assert inventory("ocr-west", TOTAL * 30 // 100, capture) == [Notification.Status.SENT]
+    assert "ocr-west: disk 70 % used, over its high mark of 50 %" in subjects(smtp, approver.email)

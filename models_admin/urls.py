@@ -94,5 +94,7 @@ urlpatterns = [
     path("settings/host/", reports.settings_host, name="ocrdash-settings-host"),
     path("settings/retention/", reports.settings_retention, name="ocrdash-settings-retention"),
     path("settings/quarantine/", reports.settings_quarantine, name="ocrdash-settings-quarantine"),
+    path("settings/policy/", capacity.settings_policy, name="ocrdash-settings-policy"),
+    path("settings/watermark/", capacity.settings_group_watermark, name="ocrdash-settings-watermark"),
     path("requests/<uuid:request_id>/purge/", requests.purge, name="ocrdash-request-purge"),
 ]

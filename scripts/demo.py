@@ -643,6 +643,66 @@ def propose_first_campaign(var: Path) -> str | None:
     return campaign.short_id
 
 
+FILLING_HOST = "ocr-east-2"
+FILLING_GROUP = "disk-watch"
+
+
+def fill_one_disk(var: Path) -> str | None:
+    """Once per demo folder: give one host a disk that has been filling for two weeks, and a
+    watermark it has just passed, so its page charts the fall with a forecast of the days until
+    full and the approver is told the watermark was passed (in the mail sink).
+
+    The demo hosts all report this machine's real disk, which does not fill in a demo's minutes:
+    the host's past 13 days of free space are written as they would have been reported (falling
+    at a steady rate towards what it reports now), and an explicit group holding only it gets a
+    high mark just under the disk's real use. Its next inventory (asked by the caller) refits the
+    forecast and crosses the mark, as a real filling disk would.
+    """
+    from datetime import timedelta
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from models_admin.capacity import scheduled
+    from models_admin.fleet import labels
+    from models_admin.models import DiskSample, Host
+
+    marker = var / ".disk-filling"
+    host = Host.objects.filter(name=FILLING_HOST).first()
+    if marker.exists() or host is None or not host.disk_total or host.disk_free is None:
+        return None
+    total, free = host.disk_total, host.disk_free
+    used_pct = (total - free) * 100 // total
+    # Full in about 10 days at this rate, or later when the real disk is too empty for 13
+    # days of that fall to fit on it.
+    full_in = max(10, -(-13 * free // max(total - free, 1)) + 1)
+    per_day = free // full_in
+    today = timezone.localdate()
+    DiskSample.objects.bulk_create(
+        [
+            DiskSample(
+                host=host,
+                day=today - timedelta(days=back),
+                disk_free=min(total, free + per_day * back),
+                disk_total=total,
+                at=timezone.now() - timedelta(days=back),
+            )
+            for back in range(13, 0, -1)
+        ],
+        ignore_conflicts=True,
+    )
+    approver = get_user_model().objects.get(username=ACCOUNTS[2][0])
+    group = labels.save_group(
+        FILLING_GROUP, user=approver, hosts=[FILLING_HOST], description="the demo's filling disk"
+    )
+    high = max(used_pct - 1, 1)
+    scheduled.set_group_marks(group, high, max(high - 5, 0), approver)
+    marker.write_text("the demo filled one disk\n")
+    return (
+        f"{FILLING_HOST}: its disk has been filling for 13 days; watermark of group {FILLING_GROUP}: {high} %"
+    )
+
+
 def ask_inventory(name: str) -> None:
     from django.contrib.auth import get_user_model
 
@@ -895,6 +955,9 @@ def run(args: argparse.Namespace) -> int:
                 ask_inventory(large_on)
                 follow.append(large_on)
             label_hosts()
+            if (filling := fill_one_disk(var)) is not None:
+                print(f"  {filling}, asking for an inventory")
+                ask_inventory(FILLING_HOST)
             if (campaign := propose_first_campaign(var)) is not None:
                 print(f"  campaign {campaign}: the operator proposed removing old_fr_ocr_v1.bin from prod")
             print(banner(args.port, var, env["CELERY_BROKER_URL"]), flush=True)

@@ -119,3 +119,38 @@ def host_fields(host: Host) -> dict[str, object]:
 
 def fields(forecast: Forecast) -> dict[str, object]:
     return {"forecast_days": forecast.days, "forecast_note": forecast.note}
+
+
+CHART_DAYS = 90  # the host page's chart: the last 90 daily points
+CHART_AHEAD_DAYS = 60  # the forecast line is drawn at most this far past the newest day
+
+
+def chart_data(host: Host) -> dict[str, object] | None:
+    """The host page's disk chart, one label per day: the daily free space (null on days without
+    a report) and, when there is a forecast, the fitted line from the window's first day to the
+    day it reaches zero (at most ``CHART_AHEAD_DAYS`` past the newest day). None when there is no
+    sample yet. Two SELECTs of at most 90 and 14 rows."""
+    samples = list(DiskSample.objects.filter(host=host).order_by("-day")[:CHART_DAYS])[::-1]
+    if not samples:
+        return None
+    result = for_host(host)
+    first, newest = samples[0].day, samples[-1].day
+    end = newest
+    if result.days is not None:
+        end = newest + timedelta(days=min(CHART_AHEAD_DAYS, int(result.days) + 1))
+    days = [first + timedelta(days=i) for i in range((end - first).days + 1)]
+    by_day = {s.day: s.disk_free for s in samples}
+    line: list[int | None] = []
+    for day in days:
+        if result.days is None or result.origin is None or day < result.origin:
+            line.append(None)
+        else:
+            line.append(max(round(result.intercept + result.slope * (day - result.origin).days), 0))
+    return {
+        "days": [d.isoformat() for d in days],
+        "free": [by_day.get(d) for d in days],
+        "forecast": line if result.days is not None else [],
+        "total": samples[-1].disk_total,
+        "full_in": result.days,
+        "note": result.note,
+    }

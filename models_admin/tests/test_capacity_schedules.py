@@ -114,3 +114,40 @@ def test_schedules_refuse_what_would_fail_at_every_run(make_host, approver):
     with pytest.raises(ValueError, match="low < high"):
         scheduled.set_group_marks(group, 60, 70, approver)
     assert not PeriodicTask.objects.filter(task=scheduled.POLICY_TASK).exists()
+
+
+def test_the_settings_page_schedules_a_policy_and_sets_a_groups_marks(
+    client_for, make_host, approver, viewer
+):
+    make_host("ocr-1", FILES)
+    labels.save_group("prod", user=approver, selector={"env": "prod"})
+    web = client_for(approver)
+    assert web.post("/settings/watermark/", {"group": "prod", "high": "75", "low": "70"}).status_code == 302
+    answer = web.post(
+        "/settings/policy/", {"policy": "watermark", "group": "prod", "minutes": "120"}, follow=True
+    )
+    assert "Schedule of watermark on group prod saved." in answer.content.decode()
+    web.post(
+        "/settings/policy/", {"policy": "not_used_for", "host": "ocr-1", "minutes": "1440", "days": "45"}
+    )
+    refused = web.post(
+        "/settings/policy/", {"policy": "not_used_for", "host": "ocr-1", "minutes": "5"}, follow=True
+    )
+    assert "between 15 minutes and 7 days" in refused.content.decode()
+
+    page = web.get("/settings/").content.decode()
+    table = page[page.index('id="policy-schedules"') : page.index('id="policy-form"')]
+    assert "<td>group prod</td><td>2 hours</td>" in table and "<td>day</td>" in table
+    assert "days=45" in table and 'href="/hosts/ocr-1/"' in table
+    marks = page[page.index('id="group-marks"') :]
+    assert "<td>prod</td><td>75 %</td><td>70 %</td>" in marks
+    assert [(s.policy, s.group or s.host) for s in scheduled.all_schedules()] == [
+        ("not_used_for", "ocr-1"),
+        ("watermark", "prod"),
+    ]
+    assert (
+        client_for(viewer).post("/settings/watermark/", {"group": "prod", "high": "", "low": ""}).status_code
+        == 403
+    )
+    web.post("/settings/policy/", {"policy": "watermark", "group": "prod", "minutes": ""})  # removed
+    assert [s.policy for s in scheduled.all_schedules()] == ["not_used_for"]

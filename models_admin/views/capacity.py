@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from ..capacity import planner
+from ..capacity import planner, policies, scheduled
+from ..models import Host, HostGroup
 from ..security.roles import Action, can
-from . import flash_error, get_host_for_user
+from . import flash_error, get_host_for_user, require
 
 DEFAULT_AMOUNT = "1 GB"
 
@@ -77,3 +78,61 @@ def propose_plan(request: HttpRequest, name: str) -> HttpResponse:
         request, f"Request {prune.short_id} proposed from the plan: an approver must now decide."
     )
     return redirect("ocrdash-request", request_id=prune.id)
+
+
+# ---------------------------------------------------------------- scheduled policies (settings page)
+
+
+def _int_or_none(raw: str | None, what: str) -> int | None:
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{what} must be a whole number, not {raw!r}") from None
+
+
+@require_POST
+def settings_policy(request: HttpRequest) -> HttpResponse:
+    """Add, change or remove (empty interval) one policy schedule for a host or a group."""
+    require(request, Action.CONFIGURE)
+    data = request.POST
+    policy = data.get("policy", "")
+    try:
+        minutes = _int_or_none(data.get("minutes"), "the interval")
+        host = group = None
+        if data.get("group", "").strip():
+            group = get_object_or_404(HostGroup, name=data["group"].strip())
+        elif data.get("host", "").strip():
+            host = get_object_or_404(Host, name=data["host"].strip())
+        names = {"not_used_for": ("days",), "watermark": ("high", "low") if host else ()}.get(policy, ())
+        params = {k: data[k] for k in names if data.get(k, "").strip()}
+        changed = scheduled.set_schedule(policy, minutes, request.user, host=host, group=group, params=params)
+    except (policies.PolicyError, ValueError) as exc:
+        flash_error(request, exc)
+        return redirect("ocrdash-settings")
+    what = f"Schedule of {policy} on {'group ' + group.name if group else 'host ' + host.name}"  # type: ignore[union-attr]
+    messages.success(request, f"{what} saved.") if changed else messages.info(
+        request, f"{what}: nothing changed."
+    )
+    return redirect("ocrdash-settings")
+
+
+@require_POST
+def settings_group_watermark(request: HttpRequest) -> HttpResponse:
+    """Set (or clear, both empty) a group's high and low watermarks."""
+    require(request, Action.CONFIGURE)
+    group = get_object_or_404(HostGroup, name=request.POST.get("group", "").strip())
+    try:
+        high = _int_or_none(request.POST.get("high"), "the high mark")
+        low = _int_or_none(request.POST.get("low"), "the low mark")
+        changed = scheduled.set_group_marks(group, high, low, request.user)
+    except ValueError as exc:
+        flash_error(request, exc)
+        return redirect("ocrdash-settings")
+    what = f"Watermark of group {group.name}"
+    messages.success(request, f"{what} saved.") if changed else messages.info(
+        request, f"{what}: nothing changed."
+    )
+    return redirect("ocrdash-settings")

@@ -15,6 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from ..approvals import workflow
+from ..capacity import forecast as capacity_forecast
 from ..capacity import policies
 from ..capacity import usage as capacity_usage
 from ..errors import DomainError
@@ -95,6 +96,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "in_use": table.in_use,
             "files_version": table.version,
             "stores": capacity_usage.store_rows(host),
+            "disk_chart": capacity_forecast.chart_data(host),
             "snapshots": snapshots,
             "changes": history.change_summaries(snapshots),
             "requests": requests,

@@ -24,9 +24,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from .. import schedules
+from ..capacity import scheduled as capacity_scheduled
+from ..capacity import watermarks as capacity_watermarks
 from ..inventory import reports
 from ..inventory.compaction import DEFAULT_RECEIVED_REPORTS_DAYS, Retention
-from ..models import Host
+from ..models import Host, HostGroup
 from ..security.params import validate_report_date
 from ..security.roles import Action, can
 from ..security.spreadsheet import csv_lines
@@ -339,6 +341,10 @@ def settings_page(request: HttpRequest) -> HttpResponse:
             "current": current,
             "can_configure": can(request.user, Action.CONFIGURE),
             "min_minutes": schedules.MIN_INTERVAL_MINUTES,
+            "policy_schedules": capacity_scheduled.all_schedules(),
+            "policy_min_minutes": capacity_scheduled.MIN_INTERVAL_MINUTES,
+            "groups": HostGroup.objects.order_by("name"),
+            "watermark_default": capacity_watermarks.default_marks(),
             "nav": "reports",
         },
     )

@@ -160,6 +160,11 @@ def test_make_demo_shows_three_hosts_and_stops_cleanly(tmp_path):
         mail = (var / "mail.log").read_text()
         assert "waits for your approval" in mail and f"Open: http://127.0.0.1:{port}/requests/" in mail
         assert "to operator@ocrdash.demo" not in mail, "the proposer is not told of their own request"
+        # One host's disk is filling: the approver is told it passed its watermark, and the fleet
+        # page gives it a number of days until full.
+        demo.wait_for("% used, over its high mark of", 120)
+        assert "to approver@ocrdash.demo: ocr-east-2: disk " in demo.output
+        assert 'title="days until full' in _fleet_page(port, "operator", accounts["operator"])
         # The large model's first hashing ends with its result (the page's bar: test_browser_live).
         demo.wait_for("ocr-west-1: inventory done: ", 240)
     finally:
@@ -178,6 +183,7 @@ def test_make_demo_shows_three_hosts_and_stops_cleanly(tmp_path):
             assert page.count(f">{host}<") == 1, f"{host} shown {page.count(f'>{host}<')} times"
         assert "changed, asking for an inventory" not in again.output, "the file changes only once"
         assert "proposed pruning" not in again.output, "the first request is proposed only once"
+        assert "has been filling" not in again.output, "the disk's past is written only once"
     finally:
         code = again.stop(signal.SIGTERM)
     assert code == 0, again.output

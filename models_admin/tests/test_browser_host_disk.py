@@ -70,6 +70,7 @@ def test_the_host_page_draws_free_space_and_the_forecast_line(live_server, monke
         assert drawn["painted"] > 0.05 and drawn["width"] > 600  # something drawn, across the card
         text = page.inner_text("#disk-forecast")
         assert f"full in about {round(days)} days" in text
+        assert "Watermark: high 85 %, low 80 % (the default)." in text  # 76 % used: not passed
         assert page.errors == []
 
         # A host with one report: the chart shows its point and says why there is no forecast.

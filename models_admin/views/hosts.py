@@ -18,6 +18,7 @@ from ..approvals import workflow
 from ..capacity import forecast as capacity_forecast
 from ..capacity import policies
 from ..capacity import usage as capacity_usage
+from ..capacity import watermarks as capacity_watermarks
 from ..errors import DomainError
 from ..fleet import feedback, hosts
 from ..fleet.labels import format_selector
@@ -97,6 +98,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "files_version": table.version,
             "stores": capacity_usage.store_rows(host),
             "disk_chart": capacity_forecast.chart_data(host),
+            "watermark": capacity_watermarks.marks_for(host),
             "snapshots": snapshots,
             "changes": history.change_summaries(snapshots),
             "requests": requests,

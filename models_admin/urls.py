@@ -39,6 +39,10 @@ urlpatterns = [
     path("groups/", groups.index, name="ocrdash-groups"),
     path("groups/save/", groups.save, name="ocrdash-group-save"),
     path("groups/<str:name>/delete/", groups.delete, name="ocrdash-group-delete"),
+    path("groups/<str:name>/plan/", capacity.group_plan, name="ocrdash-group-plan"),
+    path(
+        "groups/<str:name>/plan/campaign/", capacity.group_plan_campaign, name="ocrdash-group-plan-campaign"
+    ),
     path("campaigns/", campaigns.index, name="ocrdash-campaigns"),
     path("campaigns/new/", campaigns.new, name="ocrdash-campaign-new"),
     path("campaigns/propose/", campaigns.propose, name="ocrdash-campaign-propose"),

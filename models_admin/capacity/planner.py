@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
+from django.template.defaultfilters import filesizeformat
 
 from ..approvals import workflow
-from ..models import Host, PruneRequest
+from ..fleet import labels
+from ..models import Host, HostGroup, PruneRequest
 from . import candidates as cands
 
 # As the pages show sizes (Django's filesizeformat): 1 GB is 1024**3 bytes, so "free 1 GB"
@@ -39,6 +41,11 @@ _UNITS = {
     "tib": 2**40,
 }
 _AMOUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+
+
+def human(n: int) -> str:
+    """A size in words for a reason (plain text, stored and shown escaped): "1.0 GB"."""
+    return filesizeformat(n).replace("\xa0", " ")
 
 
 class PlanError(workflow.WorkflowError):
@@ -157,9 +164,88 @@ def propose(
             raise PlanError("the plan changed since this preview (files were proposed or used): look again")
         if not plan.steps:
             raise PlanError("nothing on this host can be proposed to free space")
-        from ..templatetags.ocrdash import size as human
-
         reason = f"free {human(need)} on {host.name}: plan of {len(plan.steps)} file(s), {human(plan.freed)}"
         if not plan.enough:
             reason += f" (all it safely can, short of {human(need - plan.freed)})"
         return workflow.propose(host=host, files=plan.files, reason=reason, user=user, policy="plan")
+
+
+# ---------------------------------------------------------------- a group
+
+
+@dataclass
+class GroupPlan:
+    """``plan_host`` on every active host of a group, each asked to free ``need`` (disks are per
+    host: "free 1 GB on group prod" frees 1 GB on each of its hosts)."""
+
+    group: HostGroup
+    need: int
+    plans: list[Plan] = field(default_factory=list)
+
+    @property
+    def freed(self) -> int:
+        return sum(p.freed for p in self.plans)
+
+    @property
+    def files(self) -> int:
+        return sum(len(p.steps) for p in self.plans)
+
+    @property
+    def short_hosts(self) -> list[str]:
+        return [p.host.name for p in self.plans if not p.enough]
+
+
+def plan_group(
+    group: HostGroup,
+    need: int,
+    *,
+    unused_days: int = 30,
+    allow_known: bool = False,
+    allow_last_copy: bool = False,
+) -> GroupPlan:
+    """The preview of freeing ``need`` bytes on each active host of ``group`` (nothing is written)."""
+    hosts = labels.group_hosts(group, Host.objects.filter(status=Host.Status.ACTIVE)).order_by("name")
+    result = GroupPlan(group, need)
+    for host in hosts:
+        result.plans.append(
+            plan_host(
+                host, need, unused_days=unused_days, allow_known=allow_known, allow_last_copy=allow_last_copy
+            )
+        )
+    return result
+
+
+def propose_group_campaign(
+    group: HostGroup,
+    need: int,
+    *,
+    user,
+    unused_days: int = 30,
+    allow_known: bool = False,
+    allow_last_copy: bool = False,
+):
+    """The group's plan as a campaign (the ``free_space`` policy on the group, canary first, then
+    the rest), re-planned by the campaign on the inventories of now; an approver decides."""
+    from ..campaigns import plan as campaign_plan
+    from ..campaigns import rollout
+    from ..models import Campaign
+
+    spec = campaign_plan.Spec(
+        target_kind=Campaign.Target.GROUP,
+        rule_kind=Campaign.Rule.POLICY,
+        group=group,
+        policy="free_space",
+        policy_params={
+            "bytes": need,
+            "unused_days": unused_days,
+            "allow_known": int(allow_known),
+            "allow_last_copy": int(allow_last_copy),
+        },
+        canary_size=1,
+    )
+    try:
+        return rollout.propose(
+            spec, user=user, reason=f"free {human(need)} on each host of group {group.name}"
+        )
+    except rollout.CampaignError as exc:
+        raise PlanError(str(exc)) from None

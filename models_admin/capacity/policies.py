@@ -259,9 +259,48 @@ class Watermark(Policy):
         return [c.file for c in chosen]
 
 
+class FreeSpace(Policy):
+    name = "free_space"
+    label = "Free space"
+    description = (
+        "The planner's choice on each host: the smallest set of safe deletions that frees at least "
+        "the given bytes, files unused for the given days first (largest first), then the least "
+        "recently used. What a group's free-space plan runs as a campaign. " + _SAFETY
+    )
+    params = (
+        Param("bytes", int, lambda: 2**30, "bytes to free on each host", minimum=1),
+        Param("unused_days", int, lambda: 30, "days without use that count as unused", minimum=1),
+        Param("allow_known", int, lambda: 0, "1: Aspose's own files may be proposed too", minimum=0),
+        Param("allow_last_copy", int, lambda: 0, "1: the fleet's last copy may be proposed too", minimum=0),
+    )
+
+    def select(self, files, now, *, bytes: int, unused_days: int, allow_known: int, allow_last_copy: int):
+        host = _host_of(files)
+        if host is None:
+            return []
+        found = candidates.collect(
+            host,
+            unused_days=unused_days,
+            allow_known=bool(allow_known),
+            allow_last_copy=bool(allow_last_copy),
+            now=now,
+            files=files,
+        )
+        chosen, _ = candidates.shortest_prefix(found.ordered, bytes)
+        return [c.file for c in chosen]
+
+
 REGISTRY: dict[str, Policy] = {
     p.name: p
-    for p in (NamePrefix(), OlderThan(), NotKnownToAspose(), KeepLatest(), NotUsedFor(), Watermark())
+    for p in (
+        NamePrefix(),
+        OlderThan(),
+        NotKnownToAspose(),
+        KeepLatest(),
+        NotUsedFor(),
+        Watermark(),
+        FreeSpace(),
+    )
 }
 
 

@@ -108,7 +108,9 @@ def test_the_plan_becomes_a_request_only_while_it_is_what_was_shown(make_host, o
     request = planner.propose(host, GB, user=operator, shown_snapshot_id=shown.snapshot_id, shown_paths=keys)
     assert request.policy == "plan" and request.state == PruneRequest.State.PROPOSED
     assert list(request.items.values_list("path", flat=True)) == ["a.gguf"]
-    assert "free 1.0 GB" in request.reason or "free" in request.reason
+    assert request.reason.startswith(
+        f"free 953.7 MB on {host.name}: plan of 1 file(s), 1.9 GB"
+    )  # text, no markup
     # The same preview again: a.gguf is in the open request now, so the plan differs.
     with pytest.raises(planner.PlanError, match="plan changed"):
         planner.propose(host, GB, user=operator, shown_snapshot_id=shown.snapshot_id, shown_paths=keys)
@@ -193,3 +195,47 @@ def test_the_watermark_proposes_lru_until_under_the_low_mark_and_nothing_below_t
     assert policies.select(host, "watermark").files == []
     with pytest.raises(policies.PolicyError, match="low < high"):
         policies.select(host, "watermark", {"low": 90, "high": 85})
+
+
+def test_a_group_plan_previews_each_host_and_becomes_a_campaign_running_the_same_plan(
+    make_host, client_for, operator, approver, viewer
+):
+    from models_admin.campaigns import plan as campaign_plan
+    from models_admin.fleet import labels
+    from models_admin.models import Campaign
+
+    hosts = [generated_host(make_host, seed) for seed in (4, 5)]
+    for h in hosts:
+        labels.set_labels(h, {"env": "prod"}, approver)
+    group = labels.save_group("prod", user=approver, selector={"env": "prod"})
+    need = 1 * 2**30
+    preview = planner.plan_group(group, need)
+    assert [p.host.name for p in preview.plans] == ["gen-4", "gen-5"]  # the mirrors are not in the group
+    for p in preview.plans:
+        alone = planner.plan_host(p.host, need)
+        assert [s.file.path for s in p.steps] == [s.file.path for s in alone.steps] and p.freed >= need
+
+    page = client_for(viewer).get("/groups/prod/plan/", {"free": "1 GB"}).content.decode()
+    assert (
+        "Free space on each host of group prod" in page and 'id="plan-campaign"' not in page
+    )  # may not propose
+    web = client_for(operator)
+    page = web.get("/groups/prod/plan/", {"free": "1 GB"}).content.decode()
+    assert f"{preview.files} files" in page and 'id="plan-campaign"' in page
+
+    answer = web.post("/groups/prod/plan/campaign/", {"free": "1 GB", "unused_days": "30"})
+    campaign = Campaign.objects.get()
+    assert answer.status_code == 302 and answer["Location"] == f"/campaigns/{campaign.id}/"
+    assert campaign.state == Campaign.State.PROPOSED and campaign.target_group == group
+    assert (campaign.policy, campaign.policy_params["bytes"]) == ("free_space", need)
+    assert campaign.reason == "free 1.0 GB on each host of group prod"
+    # The campaign's plan per host is the preview's (the same order, the same inventories).
+    spec = campaign_plan.Spec(
+        target_kind=Campaign.Target.GROUP,
+        rule_kind=Campaign.Rule.POLICY,
+        group=group,
+        policy="free_space",
+        policy_params=campaign.policy_params,
+    )
+    planned = {h.host.name: sorted(f["path"] for f in h.files) for h in campaign_plan.preview(spec).hosts}
+    assert planned == {p.host.name: sorted(s.file.path for s in p.steps) for p in preview.plans}

@@ -33,6 +33,7 @@ def test_the_registry_describes_every_policy():
         "keep_latest",
         "not_used_for",
         "watermark",
+        "free_space",
     }
     assert listed["prefix"]["params"][0]["default"] == "old_"
     assert all(p["description"] for p in listed.values())

@@ -136,3 +136,52 @@ def settings_group_watermark(request: HttpRequest) -> HttpResponse:
         request, f"{what}: nothing changed."
     )
     return redirect("ocrdash-settings")
+
+
+# ---------------------------------------------------------------- a group's plan
+
+
+def group_plan(request: HttpRequest, name: str) -> HttpResponse:
+    """GET: the preview of freeing ``?free=`` on each host of group ``name`` (nothing is written)."""
+    require(request, Action.VIEW)
+    group = get_object_or_404(HostGroup, name=name)
+    amount = request.GET.get("free", "").strip() or DEFAULT_AMOUNT
+    options = _options(request.GET)
+    error, result = "", None
+    try:
+        result = planner.plan_group(group, planner.parse_amount(amount), **options)
+    except planner.PlanError as exc:
+        error = str(exc)
+    return render(
+        request,
+        "models_admin/plan_group.html",
+        {
+            "group": group,
+            "amount": amount,
+            "options": options,
+            "plan": result,
+            "error": error,
+            "may_propose": can(request.user, Action.PROPOSE),
+            "nav": "groups",
+        },
+    )
+
+
+@require_POST
+def group_plan_campaign(request: HttpRequest, name: str) -> HttpResponse:
+    """The group's plan as a campaign, in one click (an approver still decides)."""
+    require(request, Action.PROPOSE)
+    group = get_object_or_404(HostGroup, name=name)
+    amount = request.POST.get("free", "")
+    options = _options(request.POST)
+    try:
+        campaign = planner.propose_group_campaign(
+            group, planner.parse_amount(amount), user=request.user, **options
+        )
+    except planner.PlanError as exc:
+        flash_error(request, exc)
+        return redirect(f"{request.path.rsplit('/campaign/', 1)[0]}/?free={amount}")
+    messages.success(
+        request, f"Campaign {campaign.short_id} proposed from the plan: an approver must now decide."
+    )
+    return redirect("ocrdash-campaign", campaign_id=campaign.id)

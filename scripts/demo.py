@@ -866,14 +866,16 @@ def announce_finished(follow: list[str]) -> None:
             follow.remove(name)
 
 
-def watch(sup: Supervisor, mail_log: Path, follow: list[str] | None = None) -> None:
+def watch(sup: Supervisor, mail_log: Path | MailLog, follow: list[str] | None = None) -> None:
     """Until a signal: print a line per email caught, restart an agent that died, and say
     when a followed host's inventory (the large model's first hashing) finished.
 
     Any other process dying ends the demo (the dashboard is not usable without it); an agent
-    that keeps dying (more than AGENT_RESTARTS_PER_MINUTE times within a minute) too.
+    that keeps dying (more than AGENT_RESTARTS_PER_MINUTE times within a minute) too. Given a
+    ``MailLog`` made before the processes started, it prints the mails sent while the demo was
+    being prepared too (not those of an earlier run).
     """
-    mails = MailLog(mail_log)
+    mails = mail_log if isinstance(mail_log, MailLog) else MailLog(mail_log)
     restarts: dict[str, list[float]] = {}
     while True:
         for line in mails.new():
@@ -938,6 +940,7 @@ def run(args: argparse.Namespace) -> int:
                 "Starting the web server, the ingest and notification workers, the scheduler,"
                 f" the mail sink and {len(HOSTS)} agents ..."
             )
+            mails = MailLog(var / "mail.log")  # from here on: what this run's dashboard sent
             start_processes(sup, var, env, args.port, public_key, token_files)
             wait_for_hosts(sup, names, args.host_timeout)
             forget_used_tokens(token_files)
@@ -961,7 +964,7 @@ def run(args: argparse.Namespace) -> int:
             if (campaign := propose_first_campaign(var)) is not None:
                 print(f"  campaign {campaign}: the operator proposed removing old_fr_ocr_v1.bin from prod")
             print(banner(args.port, var, env["CELERY_BROKER_URL"]), flush=True)
-            watch(sup, var / "mail.log", follow)
+            watch(sup, mails, follow)
         except Stop as stop:
             print(f"\n{stop} received, stopping ...", flush=True)
         except DemoError as exc:

@@ -32,9 +32,12 @@ from workers.schema import Outcome
 from ..models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
 from . import history, rollup
 
-# Outcomes of a prune item that gave disk space back. RESTORED belongs to restore requests
-# and puts space *back in use*, so it is not "reclaimed".
-RECLAIMED_OUTCOMES = (Outcome.QUARANTINED.value, Outcome.DELETED.value)
+# Outcomes of a prune item that took its file out of the model folder: quarantined (still on
+# the host's disk, restorable until purged), deleted at once, or purged from quarantine since
+# (the last two freed on disk). RESTORED belongs to restore requests and puts space *back in
+# use*, so it is not "reclaimed".
+RECLAIMED_OUTCOMES = (Outcome.QUARANTINED.value, Outcome.DELETED.value, PruneItem.Outcome.PURGED.value)
+FREED_OUTCOMES = (Outcome.DELETED.value, PruneItem.Outcome.PURGED.value)
 SHA256_LENGTH = 64
 
 
@@ -391,9 +394,14 @@ def restored() -> Exists:
     Such a file gave no space back in the end: it counts in no reclaimed total, and the
     deletions audit shows it as restored. (A subquery, so the query count stays fixed.)
     """
+    # By (store, path): the model folder and Aspose's OCR resources folder are two roots, and
+    # the same relative path in both is two files (restoring one gives nothing of the other back).
     return Exists(
         PruneItem.objects.filter(
-            request__restore_of=OuterRef("request"), path=OuterRef("path"), outcome=Outcome.RESTORED.value
+            request__restore_of=OuterRef("request"),
+            store=OuterRef("store"),
+            path=OuterRef("path"),
+            outcome=Outcome.RESTORED.value,
         )
     )
 
@@ -415,24 +423,29 @@ def reclaimed_items(start: date, end: date, hosts: Iterable[str] | None = None) 
 def reclaimed_per_week(start: date, end: date, hosts: Iterable[str] | None = None) -> list[dict]:
     """Bytes reclaimed and files removed per week (Monday), every week of the range listed.
 
+    ``bytes`` is the sum of ``in_quarantine`` (still on the hosts' disks) and ``freed`` (deleted
+    at once, or purged since); a week is the one the file left its folder in.
+
     One query grouped by (host, day); the days fold into weeks here, in the dashboard's time
     zone, so the result does not depend on the database's idea of a week.
     """
     per_week: dict[date, dict] = {
-        w: {"week": w, "bytes": 0, "files": 0, "per_host": defaultdict(int)} for w in weeks(start, end)
+        w: {"week": w, "bytes": 0, "in_quarantine": 0, "freed": 0, "files": 0, "per_host": defaultdict(int)}
+        for w in weeks(start, end)
     }
     # The local day in the database (TruncDate in the current zone): converting each time in
     # Python was most of this function's cost over a year of a fleet's deletions.
     rows = (
         reclaimed_items(start, end, hosts)
         .annotate(day=TruncDate("finished_at"))
-        .values_list("request__host__name", "day", "bytes_reclaimed")
+        .values_list("request__host__name", "day", "bytes_reclaimed", "outcome")
     )
-    for host, day, reclaimed in rows.iterator(chunk_size=5000):
+    for host, day, reclaimed, outcome in rows.iterator(chunk_size=5000):
         if day is None:  # reclaimed_items are finished ones; the column is nullable
             continue
         bucket = per_week[week_start(day)]
         bucket["bytes"] += reclaimed
+        bucket["freed" if outcome in FREED_OUTCOMES else "in_quarantine"] += reclaimed
         bucket["files"] += 1
         bucket["per_host"][host] += reclaimed
     result = []
@@ -448,10 +461,23 @@ def reclaimed_per_host(start: date, end: date, hosts: Iterable[str] | None = Non
     rows = (
         reclaimed_items(start, end, hosts)
         .values("request__host__name")
-        .annotate(bytes=Sum("bytes_reclaimed"), files=Count("id"))
+        .annotate(
+            bytes=Sum("bytes_reclaimed"),
+            freed=Coalesce(Sum("bytes_reclaimed", filter=Q(outcome__in=FREED_OUTCOMES)), 0),
+            files=Count("id"),
+        )
         .order_by("request__host__name")
     )
-    return [{"host": r["request__host__name"], "bytes": r["bytes"], "files": r["files"]} for r in rows]
+    return [
+        {
+            "host": r["request__host__name"],
+            "bytes": r["bytes"],
+            "in_quarantine": r["bytes"] - r["freed"],
+            "freed": r["freed"],
+            "files": r["files"],
+        }
+        for r in rows
+    ]
 
 
 # ---------------------------------------------------------------- requests over time
@@ -517,8 +543,7 @@ def requests_per_week(start: date, end: date, hosts: Iterable[str] | None = None
 # The deletions audit keeps a purged file's row: it was quarantined first, then freed by the
 # purge. Of the bytes of a row, "in quarantine" still sit on the host's disk (restorable) and
 # "freed on disk" are gone (deleted at once, or purged); a restored file counts in neither.
-DELETION_OUTCOMES = (*RECLAIMED_OUTCOMES, PruneItem.Outcome.PURGED.value)
-FREED_OUTCOMES = (Outcome.DELETED.value, PruneItem.Outcome.PURGED.value)
+DELETION_OUTCOMES = RECLAIMED_OUTCOMES
 
 
 @dataclass

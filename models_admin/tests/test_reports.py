@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from models_admin.inventory import reports
-from models_admin.models import PruneRequest
+from models_admin.models import PruneItem, PruneRequest
 
 from .history_factories import at, host, prune, snapshot
 
@@ -98,8 +98,8 @@ def test_reclaimed_per_week_counts_only_prunes_that_gave_space_back(approver, op
     ]
     assert weeks[0]["per_host"] == {"ocr-a": 300, "ocr-b": 40}
     assert reports.reclaimed_per_host(date(2026, 3, 2), date(2026, 3, 22)) == [
-        {"host": "ocr-a", "bytes": 305, "files": 3},
-        {"host": "ocr-b", "bytes": 40, "files": 1},
+        {"host": "ocr-a", "bytes": 305, "in_quarantine": 105, "freed": 200, "files": 3},
+        {"host": "ocr-b", "bytes": 40, "in_quarantine": 0, "freed": 40, "files": 1},
     ]
     only_b = reports.reclaimed_per_week(date(2026, 3, 2), date(2026, 3, 22), hosts=["ocr-b"])
     assert [w["bytes"] for w in only_b] == [40, 0, 0]
@@ -314,3 +314,84 @@ def test_a_restored_file_counts_as_reclaimed_nowhere(approver, operator):
     assert (rows["old_b.bin"]["outcome"], rows["old_b.bin"]["bytes_in_quarantine"]) == ("quarantined", 30)
     totals = reports.deletion_totals(reports.deletions(march))
     assert (totals["files"], totals["bytes_in_quarantine"], totals["bytes_freed"]) == (1, 30, 0)
+
+
+def test_a_purged_file_counts_as_reclaimed_and_as_freed_on_disk():
+    """A purge frees a quarantined file's bytes on the disk: the file still left its folder
+    that week, and now counts as freed, not as waiting in quarantine."""
+    a, b = host("ocr-a"), host("ocr-b")
+    prune(
+        a,
+        [
+            ("waiting.bin", 100, "quarantined", 100),
+            ("purged.bin", 40, "purged", 40),
+            ("gone.bin", 5, "deleted", 5),
+        ],
+        created_at=at("2026-03-02 09:00"),
+        finished_at=at("2026-03-03 10:00"),
+    )
+    prune(
+        b,
+        [("old.bin", 8, "purged", 8)],
+        created_at=at("2026-03-10 09:00"),
+        finished_at=at("2026-03-10 10:00"),
+    )
+
+    weeks = reports.reclaimed_per_week(date(2026, 3, 2), date(2026, 3, 15))
+
+    assert [(w["week"], w["bytes"], w["in_quarantine"], w["freed"], w["files"]) for w in weeks] == [
+        (date(2026, 3, 2), 145, 100, 45, 3),
+        (date(2026, 3, 9), 8, 0, 8, 1),
+    ]
+    assert weeks[1]["per_host"] == {"ocr-b": 8}
+    assert reports.reclaimed_per_host(date(2026, 3, 2), date(2026, 3, 15)) == [
+        {"host": "ocr-a", "bytes": 145, "in_quarantine": 100, "freed": 45, "files": 3},
+        {"host": "ocr-b", "bytes": 8, "in_quarantine": 0, "freed": 8, "files": 1},
+    ]
+
+
+def test_a_restore_gives_back_only_the_file_of_its_own_store():
+    """The model folder and Aspose's OCR resources folder may hold the same relative path:
+    restoring the OCR one leaves the model folder's file reclaimed."""
+    a = host("ocr-s")
+    pruned = prune(a, [], created_at=at("2026-03-02 09:00"), finished_at=at("2026-03-03 10:00"))
+    for store in ("llm", "ocr"):
+        PruneItem.objects.create(
+            request=pruned,
+            store=store,
+            path="shared/model.bin",
+            size=100,
+            mtime_ns=1,
+            sha256="a" * 64,
+            outcome="quarantined",
+            bytes_reclaimed=100,
+            finished_at=at("2026-03-03 10:00"),
+        )
+    restore = prune(
+        a,
+        [],
+        created_at=at("2026-03-05 09:00"),
+        finished_at=at("2026-03-05 10:00"),
+        kind=PruneRequest.Kind.RESTORE,
+    )
+    PruneRequest.objects.filter(pk=restore.pk).update(restore_of=pruned)
+    PruneItem.objects.create(
+        request=restore,
+        store="ocr",
+        path="shared/model.bin",
+        size=100,
+        mtime_ns=1,
+        sha256="a" * 64,
+        outcome="restored",
+        finished_at=at("2026-03-05 10:00"),
+    )
+
+    [week] = reports.reclaimed_per_week(date(2026, 3, 2), date(2026, 3, 8))
+    assert (week["bytes"], week["in_quarantine"], week["files"]) == (100, 100, 1)
+    march = reports.DeletionFilter(start=date(2026, 3, 1), end=date(2026, 3, 31))
+    rows = {
+        (i.store, r["outcome"], r["bytes_in_quarantine"])
+        for i in reports.deletions(march)
+        for r in [reports.deletion_row(i)]
+    }
+    assert rows == {("llm", "quarantined", 100), ("ocr", "quarantined, restored", 0)}

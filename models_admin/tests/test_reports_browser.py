@@ -86,7 +86,7 @@ def test_the_charts_draw_the_numbers_of_the_page(live_server, page, viewer, oper
     )
     data = page.evaluate("() => JSON.parse(document.getElementById('report-data').textContent)")
     assert drawn[0] == [3, 3 * len(data["days"])]  # one stacked area per host
-    assert drawn[1] == [1, len(data["weeks"])]
+    assert drawn[1] == [2, 2 * len(data["weeks"])]  # freed on disk and in quarantine, stacked
     assert drawn[2] == [1, 3]
     assert drawn[3] == [4, 4 * len(data["request_weeks"])]
     assert page.errors == []

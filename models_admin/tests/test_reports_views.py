@@ -56,9 +56,10 @@ def test_the_tables_carry_the_numbers_of_the_charts(client_for, viewer):
         ["2026-03-08", "2500", "3"],
         ["2026-03-15", "2000", "2"],
     ]
+    # Week, bytes, files, in quarantine, freed on disk.
     assert [r[:2] + r[3:] for r in _table(html, "table-reclaimed")] == [
-        ["2026-03-02", "0", "0"],
-        ["2026-03-09", "500", "1"],
+        ["2026-03-02", "0", "0", "0", "0"],
+        ["2026-03-09", "500", "1", "500", "0"],
     ]
     assert [r[:2] for r in _table(html, "table-models")] == [["ocr-a", "1"], ["ocr-b", "1"]]
     # Proposed Mar 5, approved Mar 6: one proposal and one approval in the first week.
@@ -72,6 +73,7 @@ def test_the_tables_carry_the_numbers_of_the_charts(client_for, viewer):
     assert data["days"][0] == "2026-03-02" and len(data["days"]) == 14
     assert data["host_bytes"]["ocr-a"][0] == 1500 and data["host_bytes"]["ocr-a"][-1] == 1000
     assert data["reclaimed_bytes"] == [0, 500]
+    assert data["reclaimed_in_quarantine"] == [0, 500] and data["reclaimed_freed"] == [0, 0]
 
 
 def test_the_host_filter_narrows_every_chart(client_for, viewer):
@@ -205,3 +207,22 @@ def test_the_host_suggestions(client_for, viewer, outsider):
     assert body == {"q": "OCR-1", "hosts": ["ocr-10", "web-ocr-1"]}  # those starting with it first
     assert len(client_for(viewer).get(url).json()["hosts"]) == 20
     assert client_for(outsider).get(url).status_code == 403
+
+
+def test_the_page_counts_a_purged_file_as_freed_on_disk(client_for, viewer):
+    a, _b = _fixture()
+    prune(
+        a,
+        [("old_de.bin", 300, "purged", 300), ("old_it.bin", 20, "deleted", 20)],
+        created_at=at("2026-03-10 09:00"),
+        finished_at=at("2026-03-10 10:00"),
+    )
+
+    html = client_for(viewer).get(URL + RANGE).content.decode()
+
+    assert [r[:2] + r[3:] for r in _table(html, "table-reclaimed")] == [
+        ["2026-03-02", "0", "0", "0", "0"],
+        ["2026-03-09", "820", "3", "500", "320"],
+    ]
+    assert 'id="reclaimed-in-quarantine" title="500 bytes"' in html
+    assert 'id="reclaimed-freed" title="320 bytes"' in html

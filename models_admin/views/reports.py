@@ -155,6 +155,8 @@ def index(request: HttpRequest) -> HttpResponse:
         "other_bytes": disk.other_bytes,
         "weeks": [w["week"].isoformat() for w in reclaimed],
         "reclaimed_bytes": [w["bytes"] for w in reclaimed],
+        "reclaimed_in_quarantine": [w["in_quarantine"] for w in reclaimed],
+        "reclaimed_freed": [w["freed"] for w in reclaimed],
         "reclaimed_files": [w["files"] for w in reclaimed],
         "models_hosts": [row["host"] for row in latest_shown],
         "models_files": [row["files"] for row in latest_shown],
@@ -185,6 +187,9 @@ def index(request: HttpRequest) -> HttpResponse:
             "reclaimed": reclaimed,
             "reclaimed_total": sum(w["bytes"] for w in reclaimed),
             "reclaimed_files": sum(w["files"] for w in reclaimed),
+            # Two numbers, never one: a quarantined file still takes its space until purged.
+            "reclaimed_in_quarantine": sum(w["in_quarantine"] for w in reclaimed),
+            "reclaimed_freed": sum(w["freed"] for w in reclaimed),
             "per_host_reclaimed": per_host_reclaimed,
             "fleet_change": disk.fleet_bytes[-1] - disk.fleet_bytes[0],
             "pending_now": requests[-1]["pending"] if requests else 0,

@@ -72,12 +72,18 @@
 
   new Chart(document.getElementById("chart-reclaimed"), {
     type: "bar",
-    data: { labels: data.weeks, datasets: [{ label: "Reclaimed", data: data.reclaimed_bytes, backgroundColor: "#009E73", borderRadius: 3 }] },
+    // Stacked: the top of a bar is what left the model folders that week; its parts are what
+    // was freed on disk (deleted, or purged since) and what still waits in quarantine.
+    data: { labels: data.weeks, datasets: [
+      { label: "Freed on disk", data: data.reclaimed_freed, backgroundColor: "#009E73", borderRadius: 3 },
+      { label: "In quarantine", data: data.reclaimed_in_quarantine, backgroundColor: "#E69F00", borderRadius: 3 },
+    ] },
     options: {
-      scales: { x: dayAxis, y: bytesAxis },
-      plugins: { legend: { display: false }, tooltip: { callbacks: {
+      scales: { x: Object.assign({ stacked: true }, dayAxis), y: Object.assign({ stacked: true }, bytesAxis) },
+      plugins: { legend: { position: "bottom" }, tooltip: { callbacks: {
         title: function (items) { return "Week of " + items[0].label; },
-        label: function (c) { var n = data.reclaimed_files[c.dataIndex]; return size(c.parsed.y) + " · " + n + " file" + (n === 1 ? "" : "s"); },
+        label: function (c) { return c.dataset.label + ": " + size(c.parsed.y); },
+        footer: function (items) { if (!items.length) { return ""; } var i = items[0].dataIndex, n = data.reclaimed_files[i]; return size(data.reclaimed_bytes[i]) + " · " + n + " file" + (n === 1 ? "" : "s"); },
       } } },
     },
   });

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -27,6 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from models_admin.inventory.reports import restored
 from models_admin.models import Host, PruneItem, PruneRequest, ReceivedReport
 
 PRESENCES = ("online", "offline", "missing", "never", "pending", "retired")
@@ -76,18 +77,17 @@ class FleetCollector(Collector):
             value=(now - newest).total_seconds() if newest else -1,
         )
 
-        # Quarantined and not moved back by a completed restore of the same file.
-        restored = PruneItem.objects.filter(
-            request__restore_of=OuterRef("request"), path=OuterRef("path"), outcome="restored"
-        )
+        # Quarantined, not moved back by a restore of the same file (same store, same path:
+        # reports.restored, the one rule), and not purged since (a purge ends the item
+        # ``purged``: its bytes are freed on disk, no longer in quarantine).
         quarantined = (
-            PruneItem.objects.filter(outcome="quarantined")
-            .exclude(Exists(restored))
+            PruneItem.objects.filter(outcome=PruneItem.Outcome.QUARANTINED)
+            .exclude(restored())
             .aggregate(b=Sum("bytes_reclaimed"))["b"]
         )
         yield GaugeMetricFamily(
             "ocrdash_quarantine_bytes",
-            "Bytes moved into quarantines and not restored (purges on the hosts not subtracted)",
+            "Bytes in the hosts' quarantines: moved out of the model folders, not restored, not purged",
             value=quarantined or 0,
         )
         yield from _queue_gauges()

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from models_admin.models import Host, PruneItem, PruneRequest, ReceivedReport
+from models_admin.quarantine.purge import record_purge
+from workers.schema import PurgedRequest, PurgeReport
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "scrape-token-for-tests-0123456789"
@@ -174,6 +177,58 @@ def test_metrics_gauges_count_the_rows(client, settings):
     assert g["ocrdash_quarantine_bytes"] == 350
     assert 40 <= g["ocrdash_ingest_last_report_age_seconds"] < 100
     assert "ocrdash_ingest_queue_length" in g
+
+
+def test_the_quarantine_gauge_leaves_out_purged_files_and_restores_of_the_other_store(client, settings):
+    """Bytes purged are freed on disk, no longer in quarantine; a restore gives back only the
+    file of its own store (the model folder and the OCR resources may share a relative path)."""
+    settings.OCRDASH = {**settings.OCRDASH, "METRICS_TOKEN": TOKEN}
+    host = Host.objects.create(name="m-q", status=Host.Status.ACTIVE, last_seen=timezone.now())
+    exp = timezone.now() + timedelta(days=1)
+    done = PruneRequest.objects.create(host=host, reason="t", expires_at=exp, state="completed")
+    for store, size in (("llm", 100), ("ocr", 30)):
+        PruneItem.objects.create(
+            request=done,
+            store=store,
+            path="m/x.bin",
+            size=size,
+            mtime_ns=0,
+            sha256="0" * 64,
+            outcome="quarantined",
+            bytes_reclaimed=size,
+        )
+    back = PruneRequest.objects.create(
+        host=host, reason="t", expires_at=exp, state="completed", kind="restore", restore_of=done
+    )
+    PruneItem.objects.create(
+        request=back, store="ocr", path="m/x.bin", size=30, mtime_ns=0, sha256="0" * 64, outcome="restored"
+    )
+    old = PruneRequest.objects.create(host=host, reason="t", expires_at=exp, state="completed")
+    PruneItem.objects.create(
+        request=old,
+        path="m/old.bin",
+        size=7,
+        mtime_ns=0,
+        sha256="0" * 64,
+        outcome="quarantined",
+        bytes_reclaimed=7,
+    )
+
+    def gauge() -> float:
+        text = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+        return _gauges(text)["ocrdash_quarantine_bytes"]
+
+    assert gauge() == 107
+    report = PurgeReport(
+        host="m-q",
+        purged_requests=[old.id.hex],
+        bytes_purged=7,
+        purged=[PurgedRequest(request_id=old.id.hex, bytes_purged=7, files=1)],
+        freed=True,
+    )
+    with transaction.atomic():
+        record_purge(host, report, timezone.now())
+    assert gauge() == 100
 
 
 def test_metrics_take_a_constant_number_of_queries(client, settings, django_assert_max_num_queries):

@@ -121,7 +121,12 @@ def purge_early(request_id, user) -> PurgeOrder:
 
 
 def record_purge(host: Host, report: PurgeReport, now: datetime) -> list[AuditEvent]:
-    """Mark the items of every purged request ``purged`` and count what the disk got back."""
+    """Mark the items of every purged request ``purged`` and count what the disk got back.
+
+    The items' and the request's ``finished_at`` stay when the prune finished (the reports
+    place a file in the week it left its folder, and a purge days later must not move it);
+    the purge's own time is the request's ``purged_at`` and its audit event.
+    """
     freed = {p.request_id: p.bytes_purged for p in report.purged}
     for rid in report.purged_requests:
         freed.setdefault(rid, 0)
@@ -134,9 +139,7 @@ def record_purge(host: Host, report: PurgeReport, now: datetime) -> list[AuditEv
         request = PruneRequest.objects.select_for_update().filter(id=request_uuid, host=host).first()
         if request is None:
             continue
-        count = request.items.filter(outcome=Outcome.QUARANTINED).update(
-            outcome=Outcome.PURGED, finished_at=now
-        )
+        count = request.items.filter(outcome=Outcome.QUARANTINED).update(outcome=Outcome.PURGED)
         if not count:
             continue  # a repeated report, or a restore came first
         request.bytes_purged += size

@@ -92,6 +92,32 @@ def test_a_purge_report_ends_the_items_purged_and_counts_freed_bytes_apart(
         workflow.propose_restore(prune_request=request, user=None, reason="too late")
 
 
+def test_a_purge_keeps_when_the_prune_finished_and_records_its_own_time(make_host, dispatched_request):
+    host = make_host("ocr-1", {"old_a.bin": 100, "en.gguf": 10})
+    request = quarantined(dispatched_request(host, ["old_a.bin"]), days_ago=8)
+    pruned_at = request.finished_at
+    assert pruned_at is not None
+    PruneItem.objects.filter(request=request).update(finished_at=pruned_at)
+
+    ingest(
+        PurgeReport(
+            host="ocr-1",
+            purged_requests=[request.id.hex],
+            bytes_purged=100,
+            purged=[PurgedRequest(request_id=request.id.hex, bytes_purged=100, files=1)],
+            freed=True,
+        )
+    )
+
+    request.refresh_from_db()
+    [item] = request.items.all()
+    assert item.outcome == PruneItem.Outcome.PURGED
+    assert request.finished_at == pruned_at and item.finished_at == pruned_at
+    assert request.purged_at is not None and request.purged_at - pruned_at > timedelta(days=7)
+    event = AuditEvent.objects.get(action=A.QUARANTINE_PURGED, object_id=str(request.id))
+    assert abs(event.at - request.purged_at) < timedelta(seconds=5)
+
+
 def test_an_approver_may_purge_early_but_not_the_proposer(
     make_host,
     dispatched_request,

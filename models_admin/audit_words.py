@@ -84,6 +84,13 @@ SENTENCES: dict[str, Callable[[dict], str]] = {
     A.QUARANTINE_PURGED: lambda d: (
         f"{len(d.get('purged_requests') or [])} quarantined request(s) emptied, "
         f"{_size(d.get('bytes_purged'))} freed"
+        + (
+            f"; the purge did not finish: {d.get('detail') or 'stopped'}; "
+            f"{len(d.get('kept_requests') or [])} request(s), "
+            f"{_size(d.get('bytes_kept'))} still in quarantine"
+            if "kept_requests" in d
+            else ""
+        )
     ),
     A.AGENT_ERROR: lambda d: f"{d.get('task', 'an order')} failed on the host: {d.get('reason', '')}",
 }

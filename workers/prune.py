@@ -43,6 +43,7 @@ from workers.hashing import HashCache
 from workers.schema import (
     FileIdentity,
     ItemOutcome,
+    KeptQuarantine,
     Outcome,
     PruneMode,
     PurgedRequest,
@@ -83,6 +84,13 @@ class _Stop(Exception):
 
 def _refuse(detail: str) -> _Stop:
     return _Stop(Outcome.REFUSED, detail)
+
+
+# The journal of a purge (item_outcomes, kind "purge" per store): one row per request folder
+# and purge order, written before rmtree starts: request_id the folder, path the purge order's
+# request id, detail the number of files, bytes what the folder held.
+PURGE_KIND = "purge"
+PURGING = "purging"
 
 
 def check_request_id(request_id: str) -> str:
@@ -623,8 +631,11 @@ def purge_requests(
     now: float | None = None,
     only: Iterable[str] | None = None,
     store: Store = Store.LLM,
+    order_id: str = "",
 ) -> list[PurgedRequest]:
     """Delete quarantine folders older than the retention (or exactly the ``only`` ones).
+
+    ``order_id``: the purge order this runs for, journaled with each folder before it goes.
 
     The age of a request's quarantine is when its first item was recorded; without a record
     (another agent's state folder), the folder's mtime. ``only`` is an approver's early
@@ -651,6 +662,11 @@ def purge_requests(
                         size, files = _tree_size(sub)
                     finally:
                         os.close(sub)
+                    # Journaled before the first file goes: an agent killed inside rmtree
+                    # knows at restart what the folder held (``account_purge``).
+                    db.record_item(
+                        record_kind(PURGE_KIND, store), wire_path(name), order_id, PURGING, str(files), size
+                    )
                     # rmtree with dir_fd works through descriptors and does not follow symlinks.
                     shutil.rmtree(name, dir_fd=base_fd)
                     purged.append(
@@ -661,6 +677,47 @@ def purge_requests(
     finally:
         os.close(root_fd)
     return purged
+
+
+def account_purge(
+    root: Path,
+    db: StateDB | None,
+    order_id: str,
+    request_ids: Iterable[str] | None,
+    store: Store = Store.LLM,
+) -> tuple[list[PurgedRequest], list[KeptQuarantine]]:
+    """What became of the requests of purge order ``order_id`` that will not run to its end
+    (killed, given up, an error).
+
+    Deletes nothing. A request's folder that is gone while the journal says this order began
+    purging it was purged (with the bytes and files it held then); one still there is kept,
+    with what is left in it (all of it, or what rmtree had not reached yet). A folder neither
+    there nor journaled was never in this store: nothing to say. ``request_ids`` None (a purge
+    by age alone): the folders this order began to purge.
+    """
+    try:
+        begun = db.purge_marks(record_kind(PURGE_KIND, store), order_id) if db is not None else {}
+    except Exception:  # the state folder is broken: only the disk can say
+        begun = {}
+    purged: list[PurgedRequest] = []
+    kept: list[KeptQuarantine] = []
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for rid in sorted(begun) if request_ids is None else request_ids:
+            check_request_id(rid)
+            try:
+                with _dir_chain(root_fd, [QUARANTINE_DIR, rid]) as fd:
+                    size, files = _tree_size(fd)
+                kept.append(KeptQuarantine(request_id=rid, store=store, bytes_left=size, files_left=files))
+                continue
+            except (_Stop, FileNotFoundError, NotADirectoryError):
+                pass
+            if rid in begun:
+                files, size = begun[rid]
+                purged.append(PurgedRequest(request_id=rid, bytes_purged=size, files=files))
+    finally:
+        os.close(root_fd)
+    return purged, kept
 
 
 def purge(
@@ -737,6 +794,7 @@ def purge_stores(
     retention_days: float,
     now: float | None = None,
     only: Iterable[str] | None = None,
+    order_id: str = "",
 ) -> list[PurgedRequest]:
     """Purge every store's quarantine; one entry per request, its bytes and files summed over the stores."""
     merged: dict[str, PurgedRequest] = {}
@@ -745,18 +803,41 @@ def purge_stores(
         root = roots.get(store)
         if root is None or not os.path.isdir(root):
             continue  # no such store here: nothing of ours to purge
-        for done in purge_requests(root, db, retention_days, now, only=only, store=store):
-            seen = merged.get(done.request_id)
-            merged[done.request_id] = (
-                done
-                if seen is None
-                else PurgedRequest(
-                    request_id=done.request_id,
-                    bytes_purged=seen.bytes_purged + done.bytes_purged,
-                    files=seen.files + done.files,
-                )
-            )
+        for done in purge_requests(root, db, retention_days, now, only=only, store=store, order_id=order_id):
+            _merge_purged(merged, done)
     return [merged[k] for k in sorted(merged)]
+
+
+def _merge_purged(merged: dict[str, PurgedRequest], done: PurgedRequest) -> None:
+    seen = merged.get(done.request_id)
+    merged[done.request_id] = (
+        done
+        if seen is None
+        else PurgedRequest(
+            request_id=done.request_id,
+            bytes_purged=seen.bytes_purged + done.bytes_purged,
+            files=seen.files + done.files,
+        )
+    )
+
+
+def account_purge_stores(
+    roots: StoreRoots, db: StateDB | None, order_id: str, request_ids: Iterable[str] | None
+) -> tuple[list[PurgedRequest], list[KeptQuarantine]]:
+    """``account_purge`` in every store this host has: purged requests summed over the
+    stores, and each store's folder that is still there."""
+    request_ids = None if request_ids is None else list(request_ids)
+    merged: dict[str, PurgedRequest] = {}
+    kept: list[KeptQuarantine] = []
+    for store in Store:
+        root = roots.get(store)
+        if root is None or not os.path.isdir(root):
+            continue
+        purged, left = account_purge(root, db, order_id, request_ids, store=store)
+        for done in purged:
+            _merge_purged(merged, done)
+        kept.extend(left)
+    return [merged[k] for k in sorted(merged)], kept
 
 
 def account_prune_stores(

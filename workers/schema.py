@@ -478,6 +478,18 @@ class PurgedRequest(BaseModel):
     files: NonNegative = 0
 
 
+class KeptQuarantine(BaseModel):
+    """What a purge that did not run to its end left of one request's quarantine in one store:
+    still on the disk (perhaps only part of it), still in quarantine."""
+
+    model_config = _STRICT
+
+    request_id: Id
+    store: Store = Store.LLM
+    bytes_left: NonNegative
+    files_left: NonNegative
+
+
 class PurgeReport(_Report):
     kind: Literal["purge"] = "purge"
     purged_requests: Annotated[list[Id], Field(max_length=100_000)]
@@ -485,6 +497,11 @@ class PurgeReport(_Report):
     freed: bool
     # Per request, for the request page's "freed on disk"; the two lists name the same requests.
     purged: Annotated[list[PurgedRequest], Field(max_length=100_000)] = []
+    # A purge that ended before its end (killed and restarted, given up, an error): the
+    # requests' folders still there, per store, and why. A request may be in both lists when
+    # one store's folder went and the other's did not.
+    kept: Annotated[list[KeptQuarantine], Field(max_length=100_000)] = []
+    detail: Detail = ""
 
 
 class FreeReport(_Report):

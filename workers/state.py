@@ -258,6 +258,14 @@ class StateDB:
             (kind, request_id, path, outcome, detail, size, time.time()),
         )
 
+    def purge_marks(self, kind: str, order_id: str) -> dict[str, tuple[int, int]]:
+        """Folder -> (files, bytes) of every request folder purge order ``order_id`` began to
+        delete (``workers.prune.purge_requests`` writes the mark before rmtree starts)."""
+        rows = self._execute(
+            "SELECT request_id, detail, bytes FROM item_outcomes WHERE kind=? AND path=?", (kind, order_id)
+        ).fetchall()
+        return {rid: (int(files) if files.isdigit() else 0, size) for rid, files, size in rows}
+
     def request_time(self, kind: str, request_id: str) -> float | None:
         """When the first item of a request was recorded (the start of its quarantine)."""
         row = self._execute(

@@ -36,6 +36,7 @@ from workers.prune import (
     Pruner,
     StoreRoots,
     account_prune_stores,
+    account_purge_stores,
     account_restore_stores,
     prune_stores,
     purge_stores,
@@ -65,8 +66,9 @@ from workers.trust import AgentTrust, OrderRefused
 log = logging.getLogger(__name__)
 
 AnyOrder = InventoryOrder | FreeOrder | PruneOrder | RestoreOrder | PurgeOrder
-# Orders that move files: begun and never finished, a restarted agent answers them item by item.
-ITEM_TASKS = (AgentTask.PRUNE.value, AgentTask.RESTORE.value)
+# Orders that move or delete files: begun and never finished, a restarted agent answers them
+# from its journal and the disk (item by item; a purge, request by request).
+ITEM_TASKS = (AgentTask.PRUNE.value, AgentTask.RESTORE.value, AgentTask.PURGE.value)
 INTERRUPTED = "the agent stopped before the order finished (it was restarted)"
 ProgressHook = Callable[[int], None] | ProgressReporter
 
@@ -192,8 +194,9 @@ class Agent:
 
         An ErrorReport alone would leave the dashboard believing nothing moved while files
         sit in quarantine; so a prune or restore always answers item by item (from the
-        record, else from the disk), in each item's own store, and the inventory that follows
-        shows the folders as they are (``inventory`` False: the caller sends one anyway).
+        record, else from the disk), in each item's own store, and a purge request by request
+        (what was purged, what is still in quarantine); the inventory that follows shows the
+        folders as they are (``inventory`` False: the caller sends one anyway).
         """
         host, rid = self.config.host_name, order.request_id
         common: dict[str, Any] = {"host": host, "request_id": rid, "agent_version": __version__}
@@ -214,6 +217,19 @@ class Agent:
                         **common, prune_request_id=order.prune_request_id, outcomes=outcomes, freed=True
                     )
                 ]
+            elif isinstance(order, PurgeOrder):
+                purged, kept = account_purge_stores(roots, self.db, rid, order.prune_request_ids)
+                reports = [
+                    PurgeReport(
+                        **common,
+                        purged_requests=[p.request_id for p in purged],
+                        bytes_purged=sum(p.bytes_purged for p in purged),
+                        purged=purged,
+                        kept=kept,
+                        detail=reason[:2000],
+                        freed=True,
+                    )
+                ]
             else:
                 return [self._error(task, reason, rid)]
         except Exception as exc:  # even the disk cannot be read: say so, with the first reason
@@ -228,7 +244,7 @@ class Agent:
         return reports
 
     def finish_interrupted(self, current: str | None = None) -> int:
-        """Answer every order that moves files which this agent began and never finished.
+        """Answer every order that moves or deletes files which this agent began and never finished.
 
         A SIGKILL or a restart of the whole agent leaves its message unacknowledged on the
         broker, handed back only after the visibility timeout (hours), and the dashboard would
@@ -236,8 +252,9 @@ class Agent:
         files may sit in quarantine. So the startup inventory first reads the journal (the
         verified orders of runs that never finished, ``StateDB.unfinished_runs``) and answers
         each one item by item from the record and the disk, moving nothing: quarantined,
-        restored, or not done. Its own inventory follows these answers in the outbox. The run
-        is then finished: a later copy of the order gets these same reports.
+        restored, or not done (a purge: which requests' folders went, which are still there).
+        Its own inventory follows these answers in the outbox. The run is then finished: a
+        later copy of the order gets these same reports.
 
         Runs one order at a time (the agent's worker has one process), so no order of this
         agent is running while it looks; orders of other hosts (agents sharing the state
@@ -332,7 +349,11 @@ class Agent:
         if isinstance(order, PurgeOrder):
             with self.session() as session:
                 done = purge_stores(
-                    _roots(session), self.db, order.retention_days, only=order.prune_request_ids
+                    _roots(session),
+                    self.db,
+                    order.retention_days,
+                    only=order.prune_request_ids,
+                    order_id=rid,
                 )
             return [
                 PurgeReport(

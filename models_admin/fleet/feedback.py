@@ -116,6 +116,13 @@ def _result(report) -> tuple[str, str] | None:
             if report.freed:
                 return State.DONE, "the OCR engine's resources were freed"
             return State.FAILED, "the OCR engine's resources could not be freed"
+        case PurgeReport() if report.kept or report.detail:
+            return State.FAILED, (
+                f"the purge did not finish: {report.detail or 'stopped'}; "
+                f"{len(report.purged_requests)} quarantined request(s) purged, "
+                f"{filesizeformat(report.bytes_purged)} freed; "
+                f"{len({k.request_id for k in report.kept})} still in quarantine"
+            )
         case PurgeReport():
             return State.DONE, (
                 f"{len(report.purged_requests)} quarantined request(s) purged, "

@@ -603,8 +603,23 @@ def apply_purge(host: Host, report: PurgeReport, now: datetime) -> Applied:
         obj=host,
         purged_requests=report.purged_requests[:50],
         bytes_purged=report.bytes_purged,
+        # A purge cut short (agent killed, given up, an error): what is still in quarantine.
+        **(
+            {
+                "kept_requests": sorted({k.request_id for k in report.kept})[:50],
+                "bytes_kept": sum(k.bytes_left for k in report.kept),
+                "detail": report.detail,
+            }
+            if report.kept or report.detail
+            else {}
+        ),
     )
-    details = {"purged_requests": len(report.purged_requests), "bytes_purged": report.bytes_purged}
+    details: dict[str, Any] = {
+        "purged_requests": len(report.purged_requests),
+        "bytes_purged": report.bytes_purged,
+    }
+    if report.kept or report.detail:
+        details.update(kept_requests=len({k.request_id for k in report.kept}), detail=report.detail)
     return Applied(details=details, events=[event, *quarantine.record_purge(host, report, now)])
 
 

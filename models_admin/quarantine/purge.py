@@ -130,6 +130,11 @@ def record_purge(host: Host, report: PurgeReport, now: datetime) -> list[AuditEv
     freed = {p.request_id: p.bytes_purged for p in report.purged}
     for rid in report.purged_requests:
         freed.setdefault(rid, 0)
+    # A purge that did not run to its end names what is still there, per store: those items
+    # stay quarantined (restorable, counted in quarantine) even when the other store's went.
+    kept: dict[str, set[str]] = {}
+    for left in report.kept:
+        kept.setdefault(left.request_id, set()).add(left.store.value)
     events = []
     for rid, size in freed.items():
         try:
@@ -139,7 +144,11 @@ def record_purge(host: Host, report: PurgeReport, now: datetime) -> list[AuditEv
         request = PruneRequest.objects.select_for_update().filter(id=request_uuid, host=host).first()
         if request is None:
             continue
-        count = request.items.filter(outcome=Outcome.QUARANTINED).update(outcome=Outcome.PURGED)
+        count = (
+            request.items.filter(outcome=Outcome.QUARANTINED)
+            .exclude(store__in=kept.get(rid, ()))
+            .update(outcome=Outcome.PURGED)
+        )
         if not count:
             continue  # a repeated report, or a restore came first
         request.bytes_purged += size

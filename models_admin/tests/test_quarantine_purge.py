@@ -14,9 +14,20 @@ from django.utils import timezone
 
 from models_admin import schedules, tasks
 from models_admin.approvals import workflow
+from models_admin.audit_words import in_words
+from models_admin.fleet import feedback
 from models_admin.models import AuditEvent, PruneItem, PruneRequest
 from models_admin.quarantine import purge as quarantine
-from workers.schema import ItemOutcome, Outcome, PruneMode, PruneReport, PurgedRequest, PurgeReport
+from workers.schema import (
+    ItemOutcome,
+    KeptQuarantine,
+    Outcome,
+    PruneMode,
+    PruneReport,
+    PurgedRequest,
+    PurgeReport,
+    Store,
+)
 
 from .conftest import ingest
 
@@ -116,6 +127,49 @@ def test_a_purge_keeps_when_the_prune_finished_and_records_its_own_time(make_hos
     assert request.purged_at is not None and request.purged_at - pruned_at > timedelta(days=7)
     event = AuditEvent.objects.get(action=A.QUARANTINE_PURGED, object_id=str(request.id))
     assert abs(event.at - request.purged_at) < timedelta(seconds=5)
+
+
+def test_a_purge_cut_short_leaves_what_is_still_there_in_quarantine(make_host, dispatched_request):
+    """A purge the agent could not finish (killed, given up, an error) says, per store, what
+    is still on the disk: those items stay quarantined, the others end purged."""
+    host = make_host("ocr-1", {"old_a.bin": 100, "old_b.OCR": 30, "en.gguf": 10})
+    request = dispatched_request(host, ["old_a.bin", "old_b.OCR"])
+    PruneItem.objects.filter(request=request, path="old_b.OCR").update(store="ocr")
+    ingest(
+        PruneReport(
+            host="ocr-1",
+            request_id=request.id.hex,
+            mode=PruneMode.QUARANTINE,
+            freed=True,
+            outcomes=[
+                ItemOutcome(path="old_a.bin", outcome=Outcome.QUARANTINED, bytes_reclaimed=100),
+                ItemOutcome(
+                    path="old_b.OCR", outcome=Outcome.QUARANTINED, bytes_reclaimed=30, store=Store.OCR
+                ),
+            ],
+        )
+    )
+    report = PurgeReport(
+        host="ocr-1",
+        purged_requests=[request.id.hex],
+        bytes_purged=100,
+        purged=[PurgedRequest(request_id=request.id.hex, bytes_purged=100, files=1)],
+        kept=[KeptQuarantine(request_id=request.id.hex, store=Store.OCR, bytes_left=30, files_left=1)],
+        detail="the agent stopped before the order finished (it was restarted)",
+        freed=True,
+    )
+
+    assert ingest(report).status == "accepted"
+
+    outcomes = dict(PruneItem.objects.filter(request=request).values_list("path", "outcome"))
+    assert outcomes == {"old_a.bin": "purged", "old_b.OCR": "quarantined"}
+    request.refresh_from_db()
+    assert request.bytes_purged == 100
+    event = AuditEvent.objects.get(action=A.QUARANTINE_PURGED, object_type="host")
+    assert event.details["kept_requests"] == [request.id.hex] and event.details["bytes_kept"] == 30
+    sentence = in_words(event)
+    assert "did not finish: the agent stopped" in sentence and "30\xa0bytes still in quarantine" in sentence
+    assert feedback._result(report)[0] == "failed"
 
 
 def test_an_approver_may_purge_early_but_not_the_proposer(

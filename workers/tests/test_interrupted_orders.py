@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from workers.schema import (
     Outcome,
     PruneOrder,
     PruneReport,
+    PurgeOrder,
+    PurgeReport,
     RestoreOrder,
     RestoreReport,
     Store,
@@ -243,6 +246,77 @@ def test_a_restarted_agent_answers_the_restore_it_had_begun(
     assert isinstance(restore, RestoreReport) and restore.prune_request_id == "p0"
     assert ends(restore.outcomes) == {("llm", "a.bin"): Outcome.RESTORED, ("llm", "b.bin"): Outcome.ERROR}
     assert (models_dir / QUARANTINE_DIR / "p0" / "b.bin").exists()
+
+
+def test_a_restarted_agent_answers_the_purge_it_had_begun_what_went_and_what_is_still_there(
+    config: AgentConfig, models_dir: Path, ocr_dir: Path, signed, monkeypatch
+) -> None:
+    """Killed inside rmtree of the third folder: the first two went (bytes as the journal saw
+    them before rmtree), the third is still there in part, the fourth was never reached; the
+    OCR store's folder of the first request, its turn never came, is still there too."""
+    for rid in ("p1", "p2", "p3", "p4"):
+        for name in ("a.bin", "b.bin"):
+            write(models_dir / QUARANTINE_DIR / rid / name, f"{rid} {name}".encode())
+    write(ocr_dir / QUARANTINE_DIR / "p1" / "c.OCR", b"ocr of p1")
+    order = PurgeOrder(
+        host=HOST, request_id="g1", retention_days=0, prune_request_ids=["p1", "p2", "p3", "p4"]
+    )
+    real_rmtree = shutil.rmtree
+
+    def killed_in_p3(path, *args, **kwargs):
+        if path == "p3":
+            os.unlink("p3/a.bin", dir_fd=kwargs["dir_fd"])  # rmtree's first step, then the kill
+            raise Killed()
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_in_p3)
+    with pytest.raises(Killed):
+        Agent(config).handle(AgentTask.PURGE, signed(order))
+    monkeypatch.undo()
+    assert outbox(config.state_dir) == []
+
+    start_again(config)
+
+    purge, _inventory = outbox(config.state_dir)
+    assert isinstance(purge, PurgeReport) and purge.request_id == "g1"
+    assert purge.detail == INTERRUPTED
+    assert purge.purged_requests == ["p1", "p2"]
+    assert {p.request_id: (p.bytes_purged, p.files) for p in purge.purged} == {
+        "p1": (len(b"p1 a.bin") * 2, 2),
+        "p2": (len(b"p2 a.bin") * 2, 2),
+    }
+    assert purge.bytes_purged == 4 * len(b"p1 a.bin")
+    assert {(k.request_id, k.store.value, k.bytes_left, k.files_left) for k in purge.kept} == {
+        ("p3", "llm", len(b"p3 b.bin"), 1),
+        ("p4", "llm", 2 * len(b"p4 a.bin"), 2),
+        ("p1", "ocr", len(b"ocr of p1"), 1),
+    }
+    assert (models_dir / QUARANTINE_DIR / "p4" / "a.bin").exists()  # nothing more was deleted
+    assert (ocr_dir / QUARANTINE_DIR / "p1" / "c.OCR").exists()
+    # Answered once: a re-send of the order gets the same report.
+    assert Agent(config).handle(AgentTask.PURGE, signed(order))[0] == purge
+
+
+def test_a_purge_that_fails_says_what_it_purged_and_what_is_still_there(
+    config: AgentConfig, models_dir: Path, signed, monkeypatch
+) -> None:
+    for rid in ("p1", "p2"):
+        write(models_dir / QUARANTINE_DIR / rid / "a.bin", rid.encode())
+    real_rmtree = shutil.rmtree
+
+    def refused_at_p2(path, *args, **kwargs):
+        if path == "p2":
+            raise PermissionError(13, "Permission denied", "p2")
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", refused_at_p2)
+    order = PurgeOrder(host=HOST, request_id="g2", retention_days=0, prune_request_ids=["p1", "p2"])
+    purge, *_ = Agent(config).handle(AgentTask.PURGE, signed(order))
+
+    assert isinstance(purge, PurgeReport)
+    assert purge.purged_requests == ["p1"] and purge.bytes_purged == 2
+    assert [(k.request_id, k.bytes_left) for k in purge.kept] == [("p2", 2)]
+    assert "Permission denied" in purge.detail
 
 
 def test_the_begun_order_of_another_host_sharing_the_state_folder_is_left_alone(

@@ -24,8 +24,12 @@ from workers.schema import (
     FileIdentity,
     HostFacts,
     InventoryReport,
+    KeptQuarantine,
     ModelDirState,
+    PurgedRequest,
+    PurgeReport,
     SchemaError,
+    Store,
     fs_path,
     parse_order,
     parse_report,
@@ -160,6 +164,25 @@ def test_order_retention_must_be_finite() -> None:
     for value in (math.nan, math.inf):
         with pytest.raises(SchemaError, match="retention_days: must be a finite number"):
             parse_order({**order, "retention_days": value})
+
+
+def test_a_purge_report_says_what_it_left_in_quarantine_and_refuses_a_negative_size() -> None:
+    report = PurgeReport(
+        host="ocr-1",
+        request_id="g1",
+        purged_requests=["p1"],
+        bytes_purged=5,
+        purged=[PurgedRequest(request_id="p1", bytes_purged=5, files=1)],
+        kept=[KeptQuarantine(request_id="p2", store=Store.OCR, bytes_left=7, files_left=2)],
+        detail="stopped",
+        freed=True,
+    )
+    assert parse_report(report.to_json()) == report
+    body = report.to_json()
+    assert parse_report({**body, "kept": []}).kept == []  # an older agent's report: nothing kept
+    body["kept"] = [{"request_id": "p2", "store": "ocr", "bytes_left": -1, "files_left": 0}]
+    with pytest.raises(SchemaError, match=r"kept\.0\.bytes_left"):
+        parse_report(body)
 
 
 def test_a_prune_order_cannot_name_a_path_outside_the_root() -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
+from django.db import connection
 from rest_framework.exceptions import AuthenticationFailed
 
 from models_admin.api.tokens import DigestTokenAuthentication
@@ -119,3 +124,26 @@ def test_every_command_turns_a_domain_refusal_into_a_command_error():
     assert ours
     for name in ours:
         assert isinstance(load_command_class("models_admin", name), DomainCommand), name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_command_run_as_a_process_ends_in_one_line_without_a_traceback():
+    """Case 10, as an operator meets it: ``manage.py accept_host`` on a host without a key, a
+    real process on the test database, says why on one line of stderr and exits 1."""
+    Host.objects.create(name="ocr-nokey-proc", status=Host.Status.PENDING)
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "ocrdash.settings_test", "OCRDASH_TEST_DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "accept_host", "ocr-nokey-proc"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "has no enrolled key" in line
+    assert Host.objects.get(name="ocr-nokey-proc").status == Host.Status.PENDING

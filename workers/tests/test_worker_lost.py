@@ -13,6 +13,7 @@ What these tests pin down (late acks + reject_on_worker_lost, prefork, concurren
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -323,3 +324,70 @@ def test_an_order_that_keeps_killing_its_worker_is_given_up_and_acked(
     # The startup inventory, then the one send and one redelivery per killed start.
     assert deliveries == 1 + 1 + MAX_ATTEMPTS
     assert agent.process.poll() is None
+
+
+def prune_progress(agent: Agent, request_id: str) -> tuple[int, int]:
+    """(attempts counted, items recorded) of a prune run, from the agent's state database."""
+    path = agent.state_dir / "agent.sqlite3"
+    if not path.exists():
+        return 0, 0
+    with sqlite3.connect(path, timeout=10) as db:
+        row = db.execute(
+            "SELECT attempts FROM runs WHERE task=? AND request_id=?", (AgentTask.PRUNE.value, request_id)
+        ).fetchone()
+        done = db.execute("SELECT count(*) FROM item_outcomes WHERE request_id=?", (request_id,)).fetchone()
+    return (row[0] if row else 0), done[0]
+
+
+def test_a_prune_that_keeps_killing_its_worker_is_given_up_item_by_item(
+    agent: Agent, ready: Ingest, dashboard_key: Ed25519PrivateKey
+) -> None:
+    """Issue case 2 with real processes: the pool child SIGKILLed mid-prune at every start.
+    The given-up answer says what each file became (the moved ones ``quarantined``, the rest
+    not done), never an error alone that would hide files sitting in quarantine."""
+    from workers.prune import QUARANTINE_DIR
+    from workers.schema import FileIdentity, Outcome, PruneOrder, PruneReport
+
+    names = sorted(p.name for p in agent.models_dir.iterdir() if p.is_file())
+    items = []
+    for name in names:
+        st = os.stat(agent.models_dir / name)
+        digest = hashlib.sha256((agent.models_dir / name).read_bytes()).hexdigest()
+        items.append(FileIdentity(path=name, size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=digest))
+    order = PruneOrder(host=agent.host, request_id=f"p-{uuid.uuid4().hex[:8]}", items=items)
+    sender = Celery("test-dashboard", broker=REDIS_URL, set_as_current=False)
+    sender.send_task(AgentTask.PRUNE.value, args=[sign_order(order, dashboard_key)], queue=agent.queue)
+
+    recorded = 0
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        floor = recorded + 20
+
+        def moved_some(attempt: int = attempt, floor: int = floor) -> bool:
+            started, done = prune_progress(agent, order.request_id)
+            return started == attempt and done >= floor
+
+        wait_for(f"attempt {attempt} to move some files", moved_some, agent)
+        [child] = pool_children(agent.process.pid)
+        os.kill(child, signal.SIGKILL)
+
+        def forked_again(child: int = child) -> bool:
+            return pool_children(agent.process.pid) not in ([], [child])
+
+        wait_for("a fresh pool child", forked_again, agent)
+        recorded = prune_progress(agent, order.request_id)[1]
+        assert recorded < len(items), "the prune finished before the kill"
+
+    report, inventory = ready.take(2)
+    assert isinstance(report, PruneReport) and report.request_id == order.request_id
+    in_quarantine = {p.name for p in (agent.models_dir / QUARANTINE_DIR / order.request_id).iterdir()}
+    still_there = {p.name for p in agent.models_dir.iterdir() if p.name != QUARANTINE_DIR}
+    by_outcome: dict[Outcome, set[str]] = {}
+    for o in report.outcomes:
+        by_outcome.setdefault(o.outcome, set()).add(o.path)
+    assert len(report.outcomes) == len(items)
+    assert by_outcome[Outcome.QUARANTINED] == in_quarantine and len(in_quarantine) >= recorded
+    assert by_outcome.get(Outcome.ERROR, set()) == still_there and still_there
+    assert {o.detail for o in report.outcomes if o.outcome is Outcome.ERROR} == {
+        f"not done: gave up after {MAX_ATTEMPTS} attempts"
+    }
+    assert inventory.kind == "inventory" and {f.path for f in inventory.files} == still_there

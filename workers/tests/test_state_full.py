@@ -91,3 +91,51 @@ def test_a_full_state_folder_at_the_first_start_is_said_too(
         agent.close()
     assert isinstance(report, ErrorReport) and report.request_id == "f1"
     assert "full" in report.reason
+
+
+@pytest.mark.slow
+def test_a_running_agent_whose_state_folder_fills_up_says_so_through_the_broker(
+    tmp_path: Path, models_dir: Path, dashboard_key: Ed25519PrivateKey
+) -> None:
+    """Case 7 with real processes: the agent worker runs on real Redis, its state folder (a
+    real tmpfs) fills up, and a prune sent to it is answered on the ingest queue with the
+    reason, the file untouched; the request does not stay ``dispatched`` in silence."""
+    import uuid
+
+    from celery import Celery
+
+    from workers.schema import host_queue
+    from workers.tests.test_agent_restart import agent_env, launch, stop
+    from workers.tests.test_worker import REDIS_URL, require_redis
+    from workers.tests.test_worker_lost import START_WAIT, Ingest
+    from workers.tests.test_worker_lost import Agent as AgentProcess
+
+    require_redis(REDIS_URL)
+    mount = tmp_path / "state-fs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    host = f"test-full-{uuid.uuid4().hex[:10]}"
+    queue, ingest_queue, log = host_queue(host), f"ocrdash.ingest.{host}", tmp_path / "agent.log"
+    write(models_dir / "old.bin", b"x")
+    env = agent_env(host, models_dir, mount, dashboard_key)
+    agent = AgentProcess(host, queue, ingest_queue, models_dir, mount, log, launch(env, log))
+    try:
+        reports = Ingest(agent)
+        [hello] = reports.take(1, timeout=START_WAIT)
+        assert hello.kind == "inventory"
+        fill(mount)
+        order = PruneOrder(
+            host=host, request_id=f"p-{uuid.uuid4().hex[:8]}", items=[ident(models_dir, "old.bin")]
+        )
+        sender = Celery("test-dashboard", broker=REDIS_URL, set_as_current=False)
+        sender.send_task(AgentTask.PRUNE.value, args=[sign_order(order, dashboard_key)], queue=queue)
+
+        [answer] = reports.take(1)
+        assert isinstance(answer, ErrorReport) and answer.request_id == order.request_id
+        assert "state folder is full" in answer.reason
+        assert (models_dir / "old.bin").read_bytes() == b"x"
+        assert agent.process.poll() is None  # still running, still answering
+    finally:
+        stop(agent)
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -594,7 +594,10 @@ def record_outcomes(
         **({"was": was, "changed_items": len(changed)} if late else {}),
     )
     if request.state == State.COMPLETED:
-        notify_request(Event.REQUEST_FINISHED, request, users=[request.requested_by_id])
+        # A campaign's part is told by the campaign's own "finished" message: a campaign over
+        # 1,000 hosts must not mail its proposer 1,000 times. A part that failed is still told.
+        if request.campaign_id is None:
+            notify_request(Event.REQUEST_FINISHED, request, users=[request.requested_by_id])
     else:
         notify_request(Event.REQUEST_PROBLEM, request, users=[request.requested_by_id, request.decided_by_id])
     _campaign_moves(request)

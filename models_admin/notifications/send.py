@@ -179,8 +179,12 @@ def notify_request(
         f"Requested by {request.requested_by_name}: {request.reason}",
         f"{totals['files']} file(s), {filesizeformat(totals['size'] or 0)}",
     ]
-    if request.bytes_reclaimed:
-        lines.append(f"Reclaimed: {filesizeformat(request.bytes_reclaimed)}")
+    if request.bytes_freed:
+        lines.append(f"Freed on disk: {filesizeformat(request.bytes_freed)}")
+    if request.bytes_in_quarantine:
+        lines.append(
+            f"In quarantine (still on the disk, restorable): {filesizeformat(request.bytes_in_quarantine)}"
+        )
     if request.decided_by_id is not None and event != Event.REQUEST_WAITING:
         comment = f": {request.decision_comment}" if request.decision_comment else ""
         lines.append(f"Decided by {request.decided_by.get_username()}{comment}")

@@ -14,7 +14,15 @@ from models_admin.approvals import workflow
 from models_admin.campaigns import plan, rollout
 from models_admin.fleet import hosts, labels
 from models_admin.inventory import reports
-from models_admin.models import AuditEvent, Campaign, CampaignHost, Host, PruneItem, PruneRequest
+from models_admin.models import (
+    AuditEvent,
+    Campaign,
+    CampaignHost,
+    Host,
+    Notification,
+    PruneItem,
+    PruneRequest,
+)
 from models_admin.tests.conftest import sha
 from workers.schema import ItemOutcome, Outcome
 
@@ -167,6 +175,9 @@ def test_approval_starts_the_canary_then_the_next_wave_after_it_finished(
         finish(request, Outcome.QUARANTINED, django_capture_on_commit_callbacks)
     campaign.refresh_from_db()
     assert campaign.state == Campaign.State.COMPLETED and rollout.bytes_moved(campaign) == 5_000
+    # The proposer hears of the campaign once, not once per host (Notification rows per event).
+    told = list(Notification.objects.filter(user=operator).values_list("event", flat=True))
+    assert told.count("campaign_finished") == 1 and "request_finished" not in told
     # Quarantined: moved aside, still on the hosts' disks; nothing is freed until a purge.
     progress = rollout.progress(campaign)
     assert (progress.bytes_in_quarantine, progress.bytes_freed) == (5_000, 0)

@@ -21,7 +21,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from .inventory.compaction import Retention
 from .models import AuditEvent, Host
 from .security.roles import actor_name
-from .tasks import COMPACT_TASK, FLEET_INVENTORY_TASK, HOST_INVENTORY_TASK, PURGE_TASK
+from .task_names import COMPACT_TASK, FLEET_INVENTORY_TASK, HOST_INVENTORY_TASK, PURGE_TASK
 
 FLEET_INVENTORY_NAME = "ocrdash: fleet inventory"
 COMPACT_NAME = "ocrdash: compact snapshots"

@@ -23,13 +23,18 @@ from .fleet import trust
 from .inventory import ingest
 from .models import Host
 from .notifications import tasks as _notification_tasks  # noqa: F401  (registers ocrdash.notify.*)
+from .task_names import (
+    CAMPAIGNS_TASK,
+    COMPACT_TASK,
+    EXPIRE_TASK,
+    FLEET_INVENTORY_TASK,
+    HOST_INVENTORY_TASK,
+    POLICY_TASK,
+    PURGE_TASK,
+    RESEND_TASK,
+)
 
 log = logging.getLogger(__name__)
-
-EXPIRE_TASK = "ocrdash.dashboard.expire_stale"
-RESEND_TASK = "ocrdash.dashboard.resend_unanswered"
-FLEET_INVENTORY_TASK = "ocrdash.dashboard.fleet_inventory"
-CAMPAIGNS_TASK = "ocrdash.dashboard.advance_campaigns"
 
 
 # How long an ingest retries while the database is away, and the longest wait between two
@@ -116,9 +121,6 @@ def fleet_inventory() -> dict[str, int]:
 
 # ------------------------------------------------ history (schedules.py, inventory/compaction.py)
 
-HOST_INVENTORY_TASK = "ocrdash.dashboard.host_inventory"
-COMPACT_TASK = "ocrdash.dashboard.compact_snapshots"
-
 
 @shared_task(name=HOST_INVENTORY_TASK)
 def host_inventory(host: str) -> str:
@@ -156,9 +158,6 @@ def advance_campaigns() -> int:
     return rollout.advance_all()
 
 
-PURGE_TASK = "ocrdash.dashboard.purge_quarantine"
-
-
 @shared_task(name=PURGE_TASK)
 def purge_quarantine(retention_days: float | None = None) -> dict[str, int]:
     """Send purge orders for quarantines past the retention (kwargs: the settings page's days)."""
@@ -167,7 +166,7 @@ def purge_quarantine(retention_days: float | None = None) -> dict[str, int]:
     return quarantine.send_due_purges(retention_days)
 
 
-@shared_task(name="ocrdash.dashboard.scheduled_policy")
+@shared_task(name=POLICY_TASK)
 def scheduled_policy(
     policy: str, host: str = "", group: str = "", params: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:

@@ -26,18 +26,17 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from ..approvals.workflow import actor_name
 from ..fleet import labels
 from ..models import AuditEvent, Host, HostGroup
+from ..schedules import interval_minutes
+from ..task_names import POLICY_TASK, policy_schedule_name
 from . import candidates, policies, watermarks
 
-POLICY_TASK = "ocrdash.dashboard.scheduled_policy"
 SCHEDULABLE = ("watermark", "not_used_for")
 MIN_INTERVAL_MINUTES = 15
 MAX_INTERVAL_MINUTES = 7 * 24 * 60
 
 
 def task_name(policy: str, *, host: str = "", group: str = "") -> str:
-    return (
-        f"ocrdash: policy {policy} on host {host}" if host else f"ocrdash: policy {policy} on group {group}"
-    )
+    return policy_schedule_name(policy, host=host, group=group)
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,6 @@ class Schedule:
 
 
 def _minutes(task: PeriodicTask) -> int:
-    from ..schedules import interval_minutes
-
     return interval_minutes(task) or 0
 
 
@@ -84,19 +81,6 @@ def all_schedules() -> list[Schedule]:
             )
         )
     return sorted(rows, key=lambda s: (s.policy, s.group, s.host))
-
-
-def host_watermark_params(host: str) -> dict[str, Any] | None:
-    """The cleaned params of ``host``'s own enabled watermark schedule, or None."""
-    task = PeriodicTask.objects.filter(
-        task=POLICY_TASK, name=task_name("watermark", host=host), enabled=True
-    ).first()
-    if task is None:
-        return None
-    try:
-        return policies.get_policy("watermark").clean(_kwargs(task).get("params") or {})
-    except policies.PolicyError:
-        return None  # a row edited by hand into nonsense: the group's or the default marks
 
 
 def set_schedule(

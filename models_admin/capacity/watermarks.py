@@ -8,12 +8,15 @@ approvers set (``labels.group_hosts``), as everywhere else.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from django.conf import settings
+from django_celery_beat.models import PeriodicTask
 
 from ..fleet import labels
 from ..models import Host, HostGroup
+from ..task_names import POLICY_TASK, policy_schedule_name
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,33 @@ def validate(high: int, low: int) -> None:
         raise ValueError(f"need 0 <= low < high <= 100, got low={low} high={high}")
 
 
+def scheduled_marks(host_name: str) -> Marks | None:
+    """The marks of ``host_name``'s own enabled watermark schedule, or None.
+
+    Read here from the beat row that ``capacity/scheduled.py`` writes (its params were checked
+    when saved), not through the policies: they select files by this module's rule, and
+    ingest reaches this module through the disk alerts.
+    """
+    task = PeriodicTask.objects.filter(
+        task=POLICY_TASK, name=policy_schedule_name("watermark", host=host_name), enabled=True
+    ).first()
+    if task is None:
+        return None
+    try:
+        params = json.loads(task.kwargs or "{}").get("params") or {}
+        default = default_marks()
+        high, low = int(params.get("high", default.high)), int(params.get("low", default.low))
+        validate(high, low)
+    except (AttributeError, TypeError, ValueError):
+        return None  # a row edited by hand into nonsense: the group's or the default marks
+    return Marks(high, low, "its watermark schedule")
+
+
 def marks_for(host: Host) -> Marks:
     """The watermark that applies to ``host`` now (see the module's docstring for the order)."""
-    from . import scheduled  # the schedules read the policies, which read this module's rule
-
-    params = scheduled.host_watermark_params(host.name)
-    if params is not None:
-        return Marks(int(params["high"]), int(params["low"]), "its watermark schedule")
+    own = scheduled_marks(host.name)
+    if own is not None:
+        return own
     one = Host.objects.filter(pk=host.pk)
     found = [
         m

@@ -1,7 +1,7 @@
 """The dashboard's domain: hosts, their inventory history, prune requests, and the audit trail.
 
 Transitions of a PruneRequest live in ``approvals/workflow.py`` (the one place); ingestion of agent
-reports in ``inventory/ingest.py``. These classes hold data, invariants and small read helpers.
+reports in ``models_admin/ingest.py``. These classes hold data, invariants and small read helpers.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from workers.schema import INGEST_TASK
 
+from . import ingest
 from .approvals import workflow
 from .fleet import trust
-from .inventory import ingest
 from .models import Host
 from .notifications import tasks as _notification_tasks  # noqa: F401  (registers ocrdash.notify.*)
 from .task_names import (

@@ -171,7 +171,7 @@ def main() -> int:
     from django.utils import timezone
     from kombu import Connection
 
-    from models_admin.inventory.ingest import ingest_report
+    from models_admin.ingest import ingest_report
     from models_admin.models import Campaign, Host, PruneItem, PruneRequest
     from workers.schema import HeartbeatReport, ModelDirState, host_queue
     from workers.signing.envelope import sign

@@ -262,7 +262,7 @@ def run_floor(database_url: str, reports: list[dict]) -> float:
 
 
 def run_direct(reports: list[dict]) -> float:
-    from models_admin.inventory.ingest import ingest_report
+    from models_admin.ingest import ingest_report
 
     t0 = time.perf_counter()
     for report in reports:

@@ -78,7 +78,7 @@ def build_fleet(hosts: int, files: int) -> list[SimHost]:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from models_admin.inventory.ingest import snapshot_digest
+    from models_admin.ingest import snapshot_digest
     from models_admin.models import Host, HostKey, Snapshot
     from workers.signing.keys import key_fingerprint, public_key_text
     from workers.signing.replay import ReplayGuard

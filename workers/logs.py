@@ -109,7 +109,7 @@ class SummaryOnly(logging.Filter):
 
 
 class LineFormatter(logging.Formatter):
-    """``2026-01-02T03:04:05.678Z INFO models_admin.inventory.ingest task=4f2c... message``, one line."""
+    """``2026-01-02T03:04:05.678Z INFO models_admin.ingest task=4f2c... message``, one line."""
 
     def __init__(self, fmt: str = TEXT_FORMAT, datefmt: str | None = None, **kwargs: Any) -> None:
         super().__init__(fmt, datefmt, **kwargs)

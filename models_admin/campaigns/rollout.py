@@ -32,7 +32,8 @@ from django.utils import timezone
 from workers.schema import Store
 
 from ..approvals import workflow
-from ..models import AuditEvent, Campaign, CampaignHost, Host, PruneItem, PruneRequest
+from ..capacity import planner as capacity_planner
+from ..models import AuditEvent, Campaign, CampaignHost, Host, HostGroup, PruneItem, PruneRequest
 from ..notifications import Event
 from ..notifications.send import notify_campaign
 from ..security import roles
@@ -584,3 +585,37 @@ def progress(campaign: Campaign) -> Progress:
         bytes_in_quarantine=in_quarantine,
         bytes_freed=on_disk,
     )
+
+
+def propose_free_space(
+    group: HostGroup,
+    need: int,
+    *,
+    user,
+    unused_days: int = 30,
+    allow_known: bool = False,
+    allow_last_copy: bool = False,
+):
+    """A group's "free X" plan (``capacity/planner.py``) as a campaign: the ``free_space``
+    policy on the group, canary first, then the rest, re-planned by the campaign on the
+    inventories of now; an approver decides. Here, not in the planner: campaigns sit above
+    the capacity policies they run."""
+    spec = planning.Spec(
+        target_kind=Campaign.Target.GROUP,
+        rule_kind=Campaign.Rule.POLICY,
+        group=group,
+        policy="free_space",
+        policy_params={
+            "bytes": need,
+            "unused_days": unused_days,
+            "allow_known": int(allow_known),
+            "allow_last_copy": int(allow_last_copy),
+        },
+        canary_size=1,
+    )
+    try:
+        return propose(
+            spec, user=user, reason=f"free {capacity_planner.human(need)} on each host of group {group.name}"
+        )
+    except CampaignError as exc:
+        raise capacity_planner.PlanError(str(exc)) from None

@@ -213,39 +213,3 @@ def plan_group(
             )
         )
     return result
-
-
-def propose_group_campaign(
-    group: HostGroup,
-    need: int,
-    *,
-    user,
-    unused_days: int = 30,
-    allow_known: bool = False,
-    allow_last_copy: bool = False,
-):
-    """The group's plan as a campaign (the ``free_space`` policy on the group, canary first, then
-    the rest), re-planned by the campaign on the inventories of now; an approver decides."""
-    from ..campaigns import plan as campaign_plan
-    from ..campaigns import rollout
-    from ..models import Campaign
-
-    spec = campaign_plan.Spec(
-        target_kind=Campaign.Target.GROUP,
-        rule_kind=Campaign.Rule.POLICY,
-        group=group,
-        policy="free_space",
-        policy_params={
-            "bytes": need,
-            "unused_days": unused_days,
-            "allow_known": int(allow_known),
-            "allow_last_copy": int(allow_last_copy),
-        },
-        canary_size=1,
-    )
-    try:
-        return rollout.propose(
-            spec, user=user, reason=f"free {human(need)} on each host of group {group.name}"
-        )
-    except rollout.CampaignError as exc:
-        raise PlanError(str(exc)) from None

@@ -104,7 +104,7 @@ def signed_report(
 
 def ingest(report: BaseModel | dict[str, Any], key: Ed25519PrivateKey | None = None):
     """Ingest ``report`` signed by its host's key; returns the IngestResult."""
-    from models_admin.inventory.ingest import ingest_report
+    from models_admin.ingest import ingest_report
 
     return ingest_report(signed_report(report, key))
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from models_admin.inventory.ingest import ingest_report
+from models_admin.ingest import ingest_report
 from models_admin.models import AuditEvent
 
 from .conftest import signed_report

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection
 
 from models_admin.approvals import workflow
-from models_admin.inventory.ingest import MAX_STORED_PAYLOAD_CHARS, ingest_report, snapshot_digest
+from models_admin.ingest import MAX_STORED_PAYLOAD_CHARS, ingest_report, snapshot_digest
 from models_admin.models import (
     AuditEvent,
     Host,

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models_admin.inventory.ingest import ingest_report
+from models_admin.ingest import ingest_report
 from models_admin.models import AuditEvent, ModelFile, ReceivedReport
 from workers.schema import (
     INT64_MAX,

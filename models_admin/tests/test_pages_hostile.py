@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from models_admin.inventory.ingest import ingest_report
+from models_admin.ingest import ingest_report
 from models_admin.models import AuditEvent, ModelFile
 
 pytestmark = pytest.mark.django_db

@@ -29,7 +29,7 @@ def test_a_heartbeat_is_one_update_without_snapshot_row_or_audit_event(make_host
     host = make_host("ocr-1")
     Host.objects.filter(pk=host.pk).update(last_seen=timezone.now() - timedelta(hours=1))
     before = (Snapshot.objects.count(), ReceivedReport.objects.count(), AuditEvent.objects.count())
-    from models_admin.inventory.ingest import ingest_report
+    from models_admin.ingest import ingest_report
 
     data = signed_report(beat("ocr-1", disk_free=123, disk_total=456, backlog=2, labels={"env": "prod"}))
     with CaptureQueriesContext(connection) as queries:
@@ -49,7 +49,7 @@ def test_a_heartbeat_is_one_update_without_snapshot_row_or_audit_event(make_host
 
 def test_a_beat_checked_against_the_cached_key_is_its_one_statement(make_host) -> None:
     make_host("ocr-1")
-    from models_admin.inventory.ingest import ingest_report
+    from models_admin.ingest import ingest_report
 
     now = timezone.now()
     assert (
@@ -65,7 +65,7 @@ def test_a_beat_checked_against_the_cached_key_is_its_one_statement(make_host) -
 def test_a_beat_signed_by_a_key_revoked_since_it_was_cached_is_refused(make_host) -> None:
     host = make_host("ocr-1")
     from models_admin.fleet import hosts
-    from models_admin.inventory.ingest import ingest_report
+    from models_admin.ingest import ingest_report
 
     now = timezone.now()
     assert (
@@ -85,7 +85,7 @@ def test_a_replayed_or_older_heartbeat_changes_nothing(make_host) -> None:
     make_host("ocr-1")
     now = timezone.now()
     first = signed_report(beat("ocr-1", sent_at=now, disk_free=1))
-    from models_admin.inventory.ingest import ingest_report
+    from models_admin.ingest import ingest_report
 
     assert ingest_report(first).status == "accepted"
     assert ingest_report(first).status == "duplicate"  # the very same signed beat again
@@ -107,7 +107,7 @@ def test_a_retired_hosts_heartbeat_is_dropped_without_a_trace_row(make_host) -> 
 
 def test_an_unsigned_heartbeat_is_refused_as_any_report(make_host) -> None:
     make_host("ocr-1")
-    from models_admin.inventory.ingest import ingest_report
+    from models_admin.ingest import ingest_report
 
     result = ingest_report(beat("ocr-1").to_json())
     assert result.status == "rejected"

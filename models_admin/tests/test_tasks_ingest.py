@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models_admin import tasks
-from models_admin.inventory import ingest
+from models_admin import ingest, tasks
 from models_admin.models import AuditEvent, ReceivedReport
 from ocrdash.celery import app, route_task
 from workers.schema import INGEST_QUEUE, INGEST_TASK, FreeReport

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from models_admin.errors import HostNotAllowed, HostWrongState
 from models_admin.fleet import hosts, trust
-from models_admin.inventory.ingest import ingest_report
+from models_admin.ingest import ingest_report
 from models_admin.models import (
     AuditEvent,
     EnrollmentToken,

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from models_admin.fleet import trust
-from models_admin.inventory.ingest import ingest_report
+from models_admin.ingest import ingest_report
 from models_admin.models import AuditEvent, EnrollmentToken, Host
 from workers.schema import HostFacts, InventoryReport, ModelDirState
 from workers.signing.enrollment import ENROLLMENT_TOKEN_PREFIX, enrollment_proof

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from ..campaigns import rollout
 from ..capacity import planner, policies, scheduled
 from ..models import Host, HostGroup
 from ..security.roles import Action, can
@@ -175,7 +176,7 @@ def group_plan_campaign(request: HttpRequest, name: str) -> HttpResponse:
     amount = request.POST.get("free", "")
     options = _options(request.POST)
     try:
-        campaign = planner.propose_group_campaign(
+        campaign = rollout.propose_free_space(
             group, planner.parse_amount(amount), user=request.user, **options
         )
     except planner.PlanError as exc:

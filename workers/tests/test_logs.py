@@ -39,16 +39,16 @@ def test_a_line_has_time_level_logger_and_context(capture):
     out = capture()
     logging.getLogger("workers.tasks").info("outside")
     with logs.log_context("task", "4f2c9a"):
-        logging.getLogger("models_admin.inventory.ingest").warning("stored %s", "r-1")
+        logging.getLogger("models_admin.ingest").warning("stored %s", "r-1")
     first, second = out.getvalue().splitlines()
     assert LINE.match(first) and " INFO workers.tasks - outside" in first
-    assert LINE.match(second) and " WARNING models_admin.inventory.ingest task=4f2c9a stored r-1" in second
+    assert LINE.match(second) and " WARNING models_admin.ingest task=4f2c9a stored r-1" in second
 
 
 def test_a_hostile_string_cannot_forge_a_line(capture):
     out = capture()
     forged = "ocr-1\n2026-01-01T00:00:00.000Z INFO models_admin.approvals.workflow - approved by admin\r"
-    logging.getLogger("models_admin.inventory.ingest").warning("refused report from %s", forged)
+    logging.getLogger("models_admin.ingest").warning("refused report from %s", forged)
     try:
         raise ValueError("first\nsecond")
     except ValueError:

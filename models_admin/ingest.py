@@ -56,14 +56,14 @@ from workers.schema import (
 )
 from workers.signing.envelope import SIGNATURE_FIELD
 
-from ..approvals import workflow
-from ..capacity import usage as capacity_usage
-from ..fleet import feedback, hosts, presence, trust
-from ..models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
-from ..notifications import Event, notify
-from ..quarantine import purge as quarantine
-from ..security import roles
-from . import rollup, summary
+from .approvals import workflow
+from .capacity import usage as capacity_usage
+from .fleet import feedback, hosts, presence, trust
+from .inventory import rollup, summary
+from .models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
+from .notifications import Event, notify
+from .quarantine import purge as quarantine
+from .security import roles
 
 log = logging.getLogger(__name__)
 Action = AuditEvent.Action

@@ -73,6 +73,10 @@ LARGE_MODEL = ("ocr-west-1", "llm/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf", 512 * 1024
 DEMO_PROGRESS_SECONDS = "0.5"
 # The host the banner's "Freeze" line names (the README says the same).
 FREEZE_EXAMPLE = "ocr-west-3"
+# How long Ctrl-C waits for every process before SIGKILL. An agent's warm shutdown waits up
+# to 5 s for its heartbeat thread (which may be in the middle of a beat) and 5 s for its
+# outbox thread, after its pool: 10 s was not always enough on a busy machine.
+STOP_GRACE_SECONDS = 25.0
 # An agent that died is restarted, at most this many times in a row within a minute.
 AGENT_RESTARTS_PER_MINUTE = 3
 
@@ -974,7 +978,7 @@ def run(args: argparse.Namespace) -> int:
             # Signals during shutdown must not interrupt it half-way.
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 signal.signal(s, signal.SIG_IGN)
-            killed = sup.stop_all()
+            killed = sup.stop_all(grace=STOP_GRACE_SECONDS)
             if killed:
                 print(f"(forced to kill: {', '.join(killed)})")
             print("All demo processes stopped.", flush=True)

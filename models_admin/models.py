@@ -220,6 +220,18 @@ class ModelFile(models.Model):
         }
 
 
+def request_rank() -> models.Case:
+    """Where a request sorts on the requests page: waiting for a person (0), in flight (1),
+    history (2). The view orders by it and an index is built on it: both must be this one
+    expression, to the letter, for PostgreSQL to read the page off the index."""
+    return models.Case(
+        models.When(state="proposed", then=models.Value(0)),
+        models.When(state__in=["approved", "dispatched"], then=models.Value(1)),
+        default=models.Value(2),
+        output_field=models.IntegerField(),
+    )
+
+
 class PruneRequest(models.Model):
     """A request to prune (or restore) files on one host. Transitions: see workflow.py."""
 
@@ -288,6 +300,11 @@ class PruneRequest(models.Model):
             # Requests page (pending first), sweeper of expired/unanswered requests.
             models.Index(fields=["state", "-created_at"], name="request_state_time"),
             models.Index(fields=["host", "state"], name="request_host_state"),
+            # The requests page's order (``request_rank``), read as an index range: its page
+            # of 50 is the first 50 entries, not a sort of every request ever made.
+            models.Index(request_rank(), models.F("created_at").desc(), name="request_rank_time"),
+            # The API's list, newest first.
+            models.Index(models.F("created_at").desc(), name="request_time"),
         ]
 
     def __str__(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 
 from models_admin.approvals import workflow
-from models_admin.models import AuditEvent, PruneItem, PruneRequest
+from models_admin.models import AuditEvent, PruneItem, PruneRequest, request_rank
 
 State = PruneRequest.State
 
@@ -141,3 +141,15 @@ def test_it_refuses_to_restore_what_was_not_quarantined(client_for, approver, op
 def test_it_answers_404_for_an_unknown_request(client_for, viewer):
     url = reverse("ocrdash-request", args=["00000000-0000-0000-0000-000000000000"])
     assert client_for(viewer).get(url).status_code == 404
+
+
+def test_every_state_sorts_where_the_requests_page_says(operator, make_host):
+    # request_rank spells the states out (its index is built before State exists): a renamed
+    # state would silently sort with the history.
+    host = make_host("ocr-1", {"a": 1})
+    request = _propose(host, operator)
+    expected = {State.PROPOSED: 0, State.APPROVED: 1, State.DISPATCHED: 1}
+    for state in State:
+        PruneRequest.objects.filter(id=request.id).update(state=state)
+        rank = PruneRequest.objects.annotate(rank=request_rank()).get(id=request.id).rank
+        assert rank == expected.get(state, 2), state

@@ -40,6 +40,10 @@ class CappedPaginator(Paginator):
     A plain Paginator runs count(*) over every matching row on every page view, which grows
     with the table forever; this one asks for ``cap + 1`` rows' worth and says "more than" past
     that. Filters narrow a search; nobody pages through 200 pages of 50.
+
+    The count is taken without the page's order: ``ORDER BY at DESC, id DESC LIMIT 10001``
+    walked the time index and sorted each second's ties by id (30 ms at 50,000 events), where
+    any 10,001 matching rows, the first ones a scan meets, give the same number in 1 ms.
     """
 
     cap = 10_000
@@ -47,7 +51,7 @@ class CappedPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         rows: QuerySet = self.object_list  # type: ignore[assignment]  # always a QuerySet here
-        return rows[: self.cap + 1].count()
+        return rows.order_by()[: self.cap + 1].count()
 
     @property
     def capped(self) -> bool:

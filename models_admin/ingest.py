@@ -59,7 +59,7 @@ from workers.signing.envelope import SIGNATURE_FIELD
 from .approvals import workflow
 from .capacity import usage as capacity_usage
 from .fleet import feedback, hosts, presence, trust
-from .inventory import rollup, summary
+from .inventory import lifecycle, rollup, summary
 from .models import AuditEvent, Host, HostKey, ModelFile, PruneRequest, ReceivedReport, Snapshot
 from .notifications import Event, notify
 from .quarantine import purge as quarantine
@@ -521,6 +521,8 @@ def apply_inventory(host: Host, report: InventoryReport, now: datetime) -> Appli
     insert_files(snapshot, report.files)
     # The models pages' summary follows the host's current files.
     summary.snapshot_changed(current.pk if current is not None else None, snapshot.pk)
+    # Each model's lifecycle on this host: the names and contents that came or went.
+    lifecycle.snapshot_changed(current.pk if current is not None else None, snapshot.pk)
     # The reports' daily fleet rollup: this snapshot's change against the one it replaces.
     rollup.record(snapshot, current)
     fields.update(current_snapshot=snapshot, file_count=snapshot.file_count, total_bytes=snapshot.total_bytes)

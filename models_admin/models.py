@@ -653,6 +653,45 @@ class ModelSummary(models.Model):
         return self.name
 
 
+class ModelSighting(models.Model):
+    """One model (a file name, or a content by its sha256) on one host, over the host's whole
+    history: when it first held it, whether it holds it now, and when it went.
+
+    What a model's lifecycle page lists, a row per host, kept by ingest in the transaction
+    that stores a host's new snapshot (``inventory/lifecycle.py``): only the keys that came
+    or went change, so the page reads its hosts' rows instead of every file row of every
+    snapshot that ever held the model. A row outlives the snapshots compaction thins: the
+    first sighting stays the first, not the oldest snapshot kept.
+    """
+
+    class Kind(models.TextChoices):
+        NAME = "name", "File name"
+        SHA256 = "sha256", "Content"
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    # The host's name again (names never change: they are the agent's identity and its
+    # queue's), so that a page of the key's hosts by name is a range of the key's index.
+    host_name = models.CharField(max_length=128)
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    key = models.CharField(max_length=255)
+    first_seen = models.DateTimeField()  # taken_at of the first snapshot that held it
+    present = models.BooleanField()  # the host's current snapshot holds it
+    # While it is gone: the last inventory that held it was last seen at ``last_seen`` (while
+    # present that is the current snapshot's last_seen_at, read from it); ``gone_since`` is
+    # taken_at of the first snapshot without it.
+    last_seen = models.DateTimeField(null=True, blank=True)
+    gone_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Lifecycle page: the rows of one key, by host name (ingest's upsert is on it too).
+            models.UniqueConstraint(fields=["kind", "key", "host_name"], name="sighting_key_host"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} on host {self.host_id}"
+
+
 class DiskDay(models.Model):
     """How much the fleet's bytes and files on disk changed on one day, kept by ingest.
 

@@ -73,7 +73,7 @@ def grow(start: int, end: int, rng: random.Random) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from models_admin.inventory import rollup, summary
+    from models_admin.inventory import lifecycle, rollup, summary
     from models_admin.models import AuditEvent, Host, PruneRequest, Snapshot
 
     now = timezone.now()
@@ -186,6 +186,7 @@ def grow(start: int, end: int, rng: random.Random) -> None:
     # What ingest keeps with every new snapshot, built here in one go for the rows COPY wrote.
     summary.rebuild()
     rollup.rebuild()
+    lifecycle.rebuild(host.pk for host in hosts)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
 

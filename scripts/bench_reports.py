@@ -50,7 +50,7 @@ def build(hosts: int, days: int, files: int) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from models_admin.inventory import rollup
+    from models_admin.inventory import lifecycle, rollup
     from models_admin.models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest, Snapshot
 
     with connection.cursor() as cur:
@@ -159,6 +159,7 @@ def build(hosts: int, days: int, files: int) -> None:
         AuditEvent.Action.SETTINGS_CHANGED, actor="bench", setting="bench", before=None, after=None
     )
     rollup.rebuild()  # the reports' daily rollup, which ingest keeps, for the rows COPY wrote
+    lifecycle.rebuild()  # and each model's sightings, which ingest keeps too
     with connection.cursor() as cur:
         cur.execute("ANALYZE")
 

@@ -23,14 +23,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, Collate, TruncDate
 from django.utils import timezone
 
 from workers.schema import Outcome
 
 from ..models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
-from . import history, rollup
+from . import history, lifecycle, rollup
 
 # Outcomes of a prune item that took its file out of the model folder: quarantined (still on
 # the host's disk, restorable until purged), deleted at once, or purged from quarantine since
@@ -776,7 +776,7 @@ class HostLifecycle:
     host: str
     host_status: str
     first_seen: datetime
-    last_seen: datetime
+    last_seen: datetime | None  # None only for a host holding it with no current snapshot row
     present: bool
     gone_since: datetime | None  # the first inventory without it, when it is gone
     paths: list[str] = field(default_factory=list)
@@ -787,117 +787,48 @@ def is_sha256(key: str) -> bool:
     return len(key) == SHA256_LENGTH and all(c in "0123456789abcdef" for c in key.lower())
 
 
-def _lifecycle_match(key: str) -> tuple[str, bool, Q]:
-    by_hash = is_sha256(key)
-    key = key.lower() if by_hash else key
-    return key, by_hash, Q(sha256=key) if by_hash else Q(name=key)
-
-
-def lifecycle_hosts(key: str) -> QuerySet:
-    """Each host that ever held the model, and whether its current inventory holds it
-    (``holds_now``, retired hosts included), by host name.
-
-    One pass over the model's file rows: the lifecycle page reads it whole (a row per host,
-    at most the fleet) and takes its count, its page of 50 (``model_lifecycle``) and the
-    hosts holding it now from the same rows; a COUNT, a page query and a count of the
-    current holders walked the same file rows three times. No times here: turning three of
-    them into datetimes for each of 1,500 holders of a common model cost more than the query;
-    ``model_lifecycle`` reads the sightings of its page's hosts only.
-    """
-    _, _, match = _lifecycle_match(key)
-    return (
-        ModelFile.objects.filter(match)
-        .values("snapshot__host_id", "snapshot__host__name", "snapshot__host__status")
-        .annotate(holds_now=Count("id", filter=Q(snapshot__host__current_snapshot=F("snapshot_id"))))
-        .order_by("snapshot__host__name")
-    )
-
-
-def _first_after(pairs: Sequence[tuple[int, datetime]]) -> dict[int, datetime | None]:
-    """For each (host id, moment), the time of the host's first snapshot after it: one query.
-
-    The moments come from the caller's aggregate, which a correlated subquery cannot reuse
-    (it recomputed each host's last holding snapshot over the file rows: 42 ms for a page of
-    50 hosts with two years of history, against 1 ms for these lookups).
-    """
-    host_ids = [h for h, _ in pairs]
-    result: dict[int, datetime | None] = dict.fromkeys(host_ids)
-    if connection.vendor == "postgresql":
-        sql = f"""
-            SELECT t.host_id, (
-                SELECT s.taken_at FROM {Snapshot._meta.db_table} s
-                WHERE s.host_id = t.host_id AND s.taken_at > t.moment ORDER BY s.taken_at, s.id LIMIT 1
-            ) FROM unnest(%s::bigint[], %s::timestamptz[]) AS t(host_id, moment)
-        """
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [host_ids, [m for _, m in pairs]])
-            result.update(dict(cursor.fetchall()))
-        return result
-    moments = dict(pairs)
-    for host_id, taken_at in (
-        Snapshot.objects.filter(host_id__in=host_ids).order_by("taken_at").values_list("host_id", "taken_at")
-    ):
-        if result[host_id] is None and taken_at > moments[host_id]:
-            result[host_id] = taken_at
-    return result
-
-
-def model_lifecycle(key: str, rows: Sequence[dict] | None = None) -> list[HostLifecycle]:
+def model_lifecycle(key: str, rows: Sequence[lifecycle.HostSighting] | None = None) -> list[HostLifecycle]:
     """Where a model (a file name, or a sha256) has been, where it is now, and who removed it.
 
-    ``rows`` is a page of ``lifecycle_hosts(key)`` (all of them when None). Four queries: the
-    first and last sighting on each host of the page; the first later inventory that lacks
-    it; which of those hosts' current inventories hold it; the prune items that name it on
-    those hosts.
+    ``rows`` is a page of the model's sightings (``inventory/lifecycle.py``; all of them when
+    None), which say when each host first held it, whether it holds it now and since when it
+    is gone. Two queries more: the paths it has in those hosts' current inventories, and the
+    prune items that name it on those hosts.
     """
-    key, by_hash, match = _lifecycle_match(key)
-    files = ModelFile.objects.filter(match)
-    rows = list(lifecycle_hosts(key) if rows is None else rows)
-    host_ids = [r["snapshot__host_id"] for r in rows]
-    sightings = {
-        s["snapshot__host_id"]: s
-        for s in files.filter(snapshot__host_id__in=host_ids)
-        .values("snapshot__host_id")
-        .annotate(
-            first_seen=Min("snapshot__taken_at"),
-            last_seen=Max("snapshot__last_seen_at"),
-            last_taken=Max("snapshot__taken_at"),
-        )
-        .order_by()
-    }
-    # The first inventory after the last one that held it (``last_taken`` of the page's
-    # rows): one indexed lookup per host of the page, on snapshot_host_time.
-    gone_since = _first_after([(h, sightings[h]["last_taken"]) for h in host_ids])
+    kind, key = lifecycle.key_of(key)
+    by_hash = kind == lifecycle.Kind.SHA256
+    rows = list(lifecycle.hosts(key) if rows is None else rows)
+    host_ids = [r.host_id for r in rows if r.present]
     present: dict[int, list[str]] = defaultdict(list)
-    current = files.filter(snapshot__host__current_snapshot=F("snapshot_id"), snapshot__host_id__in=host_ids)
+    current = ModelFile.objects.filter(
+        Q(sha256=key) if by_hash else Q(name=key),
+        snapshot__host__current_snapshot=F("snapshot_id"),
+        snapshot__host_id__in=host_ids,
+    )
     for host_id, path in current.values_list("snapshot__host_id", "path"):
         present[host_id].append(path)
     item_match = Q(sha256=key) if by_hash else Q(path=key) | Q(path__endswith="/" + key)
-    removals: dict[str, list[dict]] = defaultdict(list)
+    removals: dict[int, list[dict]] = defaultdict(list)
     items = (
         PruneItem.objects.filter(
-            item_match, request__kind=PruneRequest.Kind.PRUNE, request__host_id__in=host_ids
+            item_match, request__kind=PruneRequest.Kind.PRUNE, request__host_id__in=[r.host_id for r in rows]
         )
         .exclude(outcome=PruneItem.Outcome.PENDING)
         .select_related("request__host", "request__requested_by", "request__decided_by")
         .order_by("finished_at")
     )
     for item in items:
-        removals[item.request.host.name].append(deletion_row(item) | {"request": item.request})
-    result = []
-    for r in rows:
-        host_id = r["snapshot__host_id"]
-        is_present = host_id in present
-        result.append(
-            HostLifecycle(
-                host=r["snapshot__host__name"],
-                host_status=r["snapshot__host__status"],
-                first_seen=sightings[host_id]["first_seen"],
-                last_seen=sightings[host_id]["last_seen"],
-                present=is_present,
-                gone_since=None if is_present else gone_since.get(host_id),
-                paths=sorted(present.get(host_id, [])),
-                removals=removals.get(r["snapshot__host__name"], []),
-            )
+        removals[item.request.host_id].append(deletion_row(item) | {"request": item.request})
+    return [
+        HostLifecycle(
+            host=r.host,
+            host_status=r.host_status,
+            first_seen=r.first_seen,
+            last_seen=r.last_seen,
+            present=r.present,
+            gone_since=None if r.present else r.gone_since,
+            paths=sorted(present.get(r.host_id, [])),
+            removals=removals.get(r.host_id, []),
         )
-    return result
+        for r in rows
+    ]

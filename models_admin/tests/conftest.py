@@ -19,7 +19,7 @@ from django.test import Client
 from django.utils import timezone
 from pydantic import BaseModel
 
-from models_admin.inventory import rollup, summary
+from models_admin.inventory import lifecycle, rollup, summary
 from models_admin.models import Host, HostKey, ModelFile, Snapshot
 from workers.schema import INGEST_TASK
 from workers.signing.envelope import sign
@@ -173,6 +173,7 @@ def make_host(db) -> Callable[..., Host]:
         host.file_count, host.total_bytes = snapshot.file_count, snapshot.total_bytes
         host.save()
         rollup.record(snapshot, None)  # as ingest would: the reports' daily rollup
+        lifecycle.snapshot_changed(None, snapshot.pk)  # and each model's sightings
         if status != Host.Status.RETIRED:  # as ingest would: the models pages' summary counts it
             summary.host_returned(host)
         enroll_key(host)

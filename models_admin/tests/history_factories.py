@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from models_admin.inventory import rollup
+from models_admin.inventory import lifecycle, rollup
 from models_admin.models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
 
 
@@ -31,7 +31,8 @@ def snapshot(
     h: Host, taken_at: datetime, files: dict[str, int], last_seen_at: datetime | None = None
 ) -> Snapshot:
     """Store one inventory; the newest one becomes the host's current snapshot. The reports'
-    daily rollup follows as ingest keeps it (rebuilt when a test stores an older one)."""
+    daily rollup and the models' sightings follow as ingest keeps them (rebuilt when a test
+    stores an older one)."""
     replaced = h.snapshots.order_by("-taken_at", "-id").first()
     digest = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()
     snap = Snapshot.objects.create(
@@ -59,8 +60,10 @@ def snapshot(
         h.file_count, h.total_bytes = snap.file_count, snap.total_bytes
         h.save(update_fields=["current_snapshot", "file_count", "total_bytes"])
         rollup.record(snap, replaced)
+        lifecycle.snapshot_changed(replaced.id if replaced is not None else None, snap.id)
     else:
         rollup.rebuild()
+        lifecycle.rebuild([h.id])
     return snap
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 from django import forms
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from ..inventory import lifecycle as sightings
 from ..inventory import reports
 from ..models import ModelFile
 from ..security.roles import Action
@@ -60,21 +64,23 @@ def lifecycle(request: HttpRequest, key: str) -> HttpResponse:
     key = key.strip()
     if not key:
         raise Http404("name a model")
-    # A model on every host of a big fleet has a row per host: a page of them at a time,
-    # counted from the rows of one query (reports.lifecycle_hosts).
-    rows = list(reports.lifecycle_hosts(key))
-    page = Paginator(rows, LIFECYCLE_PAGE).get_page(request.GET.get("page"))
+    # A model on every host of a big fleet has a row per host: a page of them at a time, read
+    # from the sightings ingest keeps (inventory/lifecycle.py), counted once for the heading.
+    seen_on, present_on = sightings.counts(key)
+    page = Paginator(
+        cast("Sequence[sightings.HostSighting]", sightings.HostSightings(key, seen_on)), LIFECYCLE_PAGE
+    ).get_page(request.GET.get("page"))
     hosts = reports.model_lifecycle(key, list(page.object_list))
     return render(
         request,
         "models_admin/history/lifecycle.html",
         {
             "key": key,
-            "by_hash": reports.is_sha256(key),
+            "by_hash": sightings.key_of(key)[0] == sightings.Kind.SHA256,
             "hosts": hosts,
             "page": page,
-            "seen_on": page.paginator.count,
-            "present_on": sum(1 for row in rows if row["holds_now"]),
+            "seen_on": seen_on,
+            "present_on": present_on,
             "previous_label": "\u2039 Previous",
             "next_label": "Next \u203a",
             "nav": "models",

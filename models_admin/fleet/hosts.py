@@ -180,51 +180,52 @@ def accept_new_key(host: Host, actor: str) -> HostKey:
 def reject_new_key(host: Host, actor: str) -> HostKey:
     """Refuse the candidate key (not the host's): the active key goes on as before.
 
-    Under the host's row lock, like ``accept_new_key``. HostWrongState if no key waits.
+    Under the host's row lock, like ``accept_new_key`` (see ``_revoke``). HostWrongState if no
+    key waits.
     """
-    with transaction.atomic():
-        host = lock_host(host)
-        key = host.keys.select_for_update().filter(revoked_at__isnull=True, candidate=True).first()
-        if key is None:
-            raise HostWrongState(f"{host.name} has no new key waiting for acceptance")
-        key.revoked_at, key.revoked_by = timezone.now(), actor[:150]
-        key.save(update_fields=["revoked_at", "revoked_by"])
-        AuditEvent.record(
-            Action.HOST_KEY_REVOKED,
-            actor=actor[:150],
-            host=host.name,
-            obj=host,
-            fingerprint=key.fingerprint,
-            candidate=True,
-            status=host.status,
-        )
-    return key
+    return _revoke(host, actor, candidate=True, missing="no new key waiting for acceptance")
 
 
 def revoke_key(host: Host, actor: str) -> HostKey:
     """Revoke the host's active key: its messages are refused until it enrolls a new one.
 
     An active host goes back to pending, so no order is sent to a host whose answers the
-    dashboard can no longer read. Under the host's row lock: a revocation racing an
-    acceptance of the host ends with the host pending, never active without a key.
-    HostWrongState if the host has no active key.
+    dashboard can no longer read. Under the host's row lock (see ``_revoke``). HostWrongState
+    if the host has no active key.
+    """
+    return _revoke(host, actor, candidate=False, missing="no active key")
+
+
+def _revoke(host: Host, actor: str, *, candidate: bool, missing: str) -> HostKey:
+    """Revoke the host's unrevoked key of one kind (the candidate, or the active key) and
+    record HOST_KEY_REVOKED; revoking the active key also sends an active host back to pending.
+
+    The host row is locked first, then the key (the module's lock order). The race this
+    guards: ``accept_host`` checks for an active key under the same host lock, so a revocation
+    racing an acceptance of the host ends with the host pending, never active without a key
+    to read its answers with. Of a refusal racing an acceptance of the same candidate
+    (``accept_new_key``) or a second refusal, exactly one decides the key and the other finds
+    it decided: HostWrongState, ``missing`` saying what the host lacks.
     """
     with transaction.atomic():
         host = lock_host(host)
-        key = host.keys.select_for_update().filter(revoked_at__isnull=True, candidate=False).first()
+        key = host.keys.select_for_update().filter(revoked_at__isnull=True, candidate=candidate).first()
         if key is None:
-            raise HostWrongState(f"{host.name} has no active key")
+            raise HostWrongState(f"{host.name} has {missing}")
         key.revoked_at, key.revoked_by = timezone.now(), actor[:150]
         key.save(update_fields=["revoked_at", "revoked_by"])
-        if host.status == Host.Status.ACTIVE:
+        if not candidate and host.status == Host.Status.ACTIVE:
             host.status = Host.Status.PENDING
             host.save(update_fields=["status"])
+        # A refused candidate says so; the active key's event has carried no such field.
+        marks = {"candidate": True} if candidate else {}
         AuditEvent.record(
             Action.HOST_KEY_REVOKED,
             actor=actor[:150],
             host=host.name,
             obj=host,
             fingerprint=key.fingerprint,
+            **marks,
             status=host.status,
         )
     return key

@@ -192,6 +192,31 @@ def test_revoking_the_key_sends_an_active_host_back_to_pending(make_host, approv
 
 
 @pytest.mark.django_db
+def test_refusing_and_revoking_each_take_only_their_own_key(make_host, approver):
+    """Both go through one revocation step: a refusal leaves the host and its active key as
+    they were and marks its event as the candidate's; a revocation takes the active key only,
+    the candidate still waiting, and sends the host back to pending."""
+    host = make_host("ocr-1")
+    old = host.active_key.fingerprint
+    refused = add_candidate(host)
+    assert hosts.reject_new_key(host, approver.username).fingerprint == refused
+    host.refresh_from_db()
+    assert host.status == Status.ACTIVE and host.active_key.fingerprint == old
+    assert HostKey.objects.get(fingerprint=refused).revoked_by == approver.username
+
+    waiting = add_candidate(host)
+    assert hosts.revoke_key(host, approver.username).fingerprint == old
+    host.refresh_from_db()
+    assert host.status == Status.PENDING and host.active_key is None
+    assert host.candidate_key.fingerprint == waiting
+    events = AuditEvent.objects.filter(action=A.HOST_KEY_REVOKED, host="ocr-1").order_by("id")
+    assert [(e.actor, e.details) for e in events] == [
+        (approver.username, {"fingerprint": refused, "candidate": True, "status": Status.ACTIVE}),
+        (approver.username, {"fingerprint": old, "status": Status.PENDING}),
+    ]
+
+
+@pytest.mark.django_db
 def test_a_refused_transition_ends_a_command_in_one_line(make_host):
     host = make_host("ocr-1")
     call_command("revoke_host_key", "ocr-1", stdout=StringIO())

@@ -293,6 +293,10 @@ class PruneRequest(models.Model):
     # Given back to the disk by a purge of this request's quarantine (models_admin.quarantine).
     bytes_purged = models.BigIntegerField(default=0)
     purged_at = models.DateTimeField(null=True, blank=True)
+    # Of bytes_reclaimed: moved back to the model folder by restores of this request
+    # (approvals.workflow counts it when a restore's answer arrives). A purge afterwards finds
+    # those files gone from the quarantine folder and counts only what was still there.
+    bytes_restored = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -320,10 +324,10 @@ class PruneRequest(models.Model):
 
     @property
     def bytes_in_quarantine(self) -> int:
-        """Moved aside by this prune and still on the host's disk: its quarantine is not purged."""
+        """Moved aside by this prune and still on the host's disk: neither restored nor purged."""
         if self.kind != self.Kind.PRUNE or self.mode == PruneMode.DELETE.value:
             return 0
-        return max(self.bytes_reclaimed - self.bytes_purged, 0)
+        return max(self.bytes_reclaimed - self.bytes_purged - self.bytes_restored, 0)
 
     @property
     def bytes_freed(self) -> int:

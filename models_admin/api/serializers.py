@@ -101,7 +101,8 @@ class PruneRequestSerializer(serializers.ModelSerializer):
     )
     restore_of = serializers.UUIDField(source="restore_of_id", allow_null=True)
     item_count = serializers.SerializerMethodField()
-    # Of bytes_reclaimed: still on the host's disk in quarantine, and given back to the disk.
+    # Of bytes_reclaimed: still on the host's disk in quarantine (not restored since), and given
+    # back to the disk.
     bytes_in_quarantine = serializers.IntegerField(read_only=True)
     bytes_freed = serializers.IntegerField(read_only=True)
 

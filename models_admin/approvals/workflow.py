@@ -34,7 +34,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from workers.schema import SUCCESS_OUTCOMES, ItemOutcome, PruneMode
@@ -42,6 +42,7 @@ from workers.schema import SUCCESS_OUTCOMES, ItemOutcome, PruneMode
 from .. import errors
 from ..fleet import dispatch, feedback
 from ..fleet.hosts import lock_host
+from ..inventory.reports import restored
 from ..models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest
 from ..notifications import Event
 from ..notifications.send import notify_request
@@ -581,6 +582,8 @@ def record_outcomes(
     request.bytes_reclaimed = sum(i.bytes_reclaimed for i in items.values())
     request.save(update_fields=["state", "finished_at", "bytes_reclaimed"])
     _close_items([request.id])
+    if request.restore_of_id is not None:
+        _count_restored(request.restore_of_id)
     AuditEvent.record(
         Action.LATE_ANSWER if late else Action.REQUEST_FINISHED,
         actor=agent,
@@ -602,6 +605,22 @@ def record_outcomes(
         notify_request(Event.REQUEST_PROBLEM, request, users=[request.requested_by_id, request.decided_by_id])
     _campaign_moves(request)
     return request
+
+
+def _count_restored(prune_request_id) -> None:
+    """Set a prune's ``bytes_restored``: its items' bytes that a restore of it moved back
+    (``inventory.reports.restored``, the one rule for "restored"). Its ``bytes_in_quarantine``
+    then no longer counts them, on every page, in the API and in the mails that read it, and a
+    later purge, which finds only what is still in the folder, leaves nothing counted there.
+
+    Counted anew from the items, never added to, so a repeated or late restore answer cannot
+    count a file twice. Runs in the restore answer's transaction under the host's lock, which
+    a purge report (the other writer of the prune's counters) takes first too.
+    """
+    restored_bytes = PruneItem.objects.filter(restored(), request_id=prune_request_id).aggregate(
+        total=Sum("bytes_reclaimed")
+    )["total"]
+    PruneRequest.objects.filter(pk=prune_request_id).update(bytes_restored=restored_bytes or 0)
 
 
 def record_agent_error(request_id, reason: str) -> PruneRequest | None:

@@ -6,10 +6,13 @@ request page counted quarantined bytes as "reclaimed" although they were still o
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.utils import timezone
 
 from models_admin import schedules, tasks
@@ -26,6 +29,7 @@ from workers.schema import (
     PruneReport,
     PurgedRequest,
     PurgeReport,
+    RestoreReport,
     Store,
 )
 
@@ -220,3 +224,107 @@ def test_the_requests_list_and_the_api_say_in_quarantine_until_the_purge_then_fr
     )
     assert "</span> in quarantine" not in client.get("/requests/").content.decode()
     assert (api_row()["bytes_in_quarantine"], api_row()["bytes_freed"]) == (0, 100)
+
+
+NONE = "\N{EN DASH}"  # what the page shows for a zero
+
+
+def disk_numbers(client, request: PruneRequest) -> tuple[str, ...]:
+    """The request page's "In quarantine" and "Freed on disk" values, as the page shows them."""
+    page = client.get(f"/requests/{request.id}/").content.decode()
+    block = page.split('id="disk-numbers"', 1)[1].split('<div class="label"')
+    return tuple(
+        re.sub(r"<[^>]+>", "", part.rsplit('<div class="value">', 1)[1]).strip() for part in block[:2]
+    )
+
+
+@pytest.fixture
+def restore_answer(approver, approver2, host_queue, django_capture_on_commit_callbacks):
+    """restore_answer(prune, {path: outcome}) -> the restore of ``prune``, approved, sent and
+    answered with those outcomes (``report_id`` new each time)."""
+
+    def answer(prune: PruneRequest, outcomes: dict[str, Outcome], restore: PruneRequest | None = None):
+        if restore is None:
+            restore = workflow.propose_restore(prune_request=prune, user=approver, reason="needed")
+            host_queue(prune.host.name)
+            with django_capture_on_commit_callbacks(execute=True):
+                workflow.approve(restore.id, approver2)
+        report = RestoreReport(
+            host=prune.host.name,
+            request_id=restore.id.hex,
+            prune_request_id=prune.id.hex,
+            freed=True,
+            outcomes=[ItemOutcome(path=p, outcome=o) for p, o in outcomes.items()],
+        )
+        assert ingest(report).status == "accepted"
+        prune.refresh_from_db()
+        return restore
+
+    return answer
+
+
+def test_a_restored_file_leaves_the_quarantine_figures_before_and_after_the_purge(
+    make_host, dispatched_request, restore_answer, client_for, viewer
+):
+    """Of two quarantined files one is moved back: the request's quarantine holds the other
+    only, on its page, the list and the API; and once the purge removed that one (the agent
+    purges only what is still in the folder) nothing is counted in quarantine any more. The
+    page once summed its items instead: 150 bytes in quarantine after the restore, and the
+    request's own counter 100 bytes for ever after the purge."""
+    host = make_host("ocr-1", {"old_a.bin": 100, "old_b.bin": 50, "en.gguf": 10})
+    request = quarantined(dispatched_request(host, ["old_a.bin", "old_b.bin"]), days_ago=8)
+    restore_answer(request, {"old_a.bin": Outcome.RESTORED, "old_b.bin": Outcome.REFUSED})
+    client = client_for(viewer)
+
+    def api_row() -> tuple[int, int]:
+        rows = client.get("/api/prune-requests/").json()["results"]
+        [row] = [r for r in rows if r["id"] == str(request.id)]
+        return row["bytes_in_quarantine"], row["bytes_freed"]
+
+    assert (request.bytes_reclaimed, request.bytes_restored) == (150, 100)
+    assert (request.bytes_in_quarantine, request.bytes_freed) == (50, 0)
+    assert api_row() == (50, 0)
+    assert disk_numbers(client, request) == ("50\xa0bytes", NONE)
+    assert "50\xa0bytes</span> in quarantine" in client.get("/requests/").content.decode()
+
+    ingest(
+        PurgeReport(
+            host="ocr-1",
+            purged_requests=[request.id.hex],
+            bytes_purged=50,
+            purged=[PurgedRequest(request_id=request.id.hex, bytes_purged=50, files=1)],
+            freed=True,
+        )
+    )
+    request.refresh_from_db()
+    assert (request.bytes_in_quarantine, request.bytes_freed) == (0, 50)
+    assert api_row() == (0, 50)
+    assert disk_numbers(client, request) == (NONE, "50\xa0bytes")
+    assert "</span> in quarantine" not in client.get("/requests/").content.decode()
+
+
+def test_a_late_restore_answer_counts_each_file_once(make_host, dispatched_request, restore_answer):
+    """The restored bytes are counted anew from the items at every answer: an answer that
+    repeats a restored file and adds one adds only the new one."""
+    host = make_host("ocr-1", {"old_a.bin": 100, "old_b.bin": 50, "en.gguf": 10})
+    request = quarantined(dispatched_request(host, ["old_a.bin", "old_b.bin"]), days_ago=1)
+    restore = restore_answer(request, {"old_a.bin": Outcome.RESTORED, "old_b.bin": Outcome.ERROR})
+    assert (request.bytes_restored, request.bytes_in_quarantine) == (100, 50)
+
+    restore_answer(request, {"old_a.bin": Outcome.RESTORED, "old_b.bin": Outcome.RESTORED}, restore)
+    assert (request.bytes_restored, request.bytes_in_quarantine) == (150, 0)
+    restore.refresh_from_db()
+    assert restore.state == PruneRequest.State.COMPLETED
+
+
+def test_the_migration_counts_the_restores_answered_before_it(make_host, dispatched_request, restore_answer):
+    host = make_host("ocr-1", {"old_a.bin": 100, "old_b.bin": 50, "en.gguf": 10})
+    request = quarantined(dispatched_request(host, ["old_a.bin", "old_b.bin"]), days_ago=1)
+    restore_answer(request, {"old_a.bin": Outcome.RESTORED, "old_b.bin": Outcome.REFUSED})
+    other = quarantined(dispatched_request(host, ["en.gguf"]), days_ago=1)
+    PruneRequest.objects.update(bytes_restored=0)  # as a dashboard before the field had them
+
+    importlib.import_module("models_admin.migrations.0027_request_bytes_restored").count_restored(apps, None)
+
+    restored = dict(PruneRequest.objects.values_list("id", "bytes_restored"))
+    assert (restored[request.id], restored[other.id]) == (100, 0)

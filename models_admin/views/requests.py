@@ -98,12 +98,10 @@ def _detail_context(request: HttpRequest, prune: PruneRequest) -> dict:
         "items": items,
         "rows": rows,
         "total_bytes": sum(i.size for i in items),
-        # Two different numbers: moved aside (still on the host's disk) and given back.
-        "quarantined_bytes": sum(
-            i.bytes_reclaimed for i in items if i.outcome == PruneItem.Outcome.QUARANTINED
-        ),
-        "freed_bytes": prune.bytes_purged
-        + sum(i.bytes_reclaimed for i in items if i.outcome == PruneItem.Outcome.DELETED),
+        # Two different numbers: moved aside (still on the host's disk) and given back. The
+        # request's own counters, as the list, the API and the mails show them.
+        "quarantined_bytes": prune.bytes_in_quarantine,
+        "freed_bytes": prune.bytes_freed,
         "purgeable": prune.kind == PruneRequest.Kind.PRUNE
         and any(i.outcome == PruneItem.Outcome.QUARANTINED for i in items),
         "last_copies": sum(1 for row in rows if row.last_copy),

@@ -118,9 +118,12 @@ def _detail_context(request: HttpRequest, prune: PruneRequest) -> dict:
     }
 
 
-def _decide(request: HttpRequest, request_id, transition, done: str) -> HttpResponse:
-    """Approve or reject: the same permission, form, error handling and redirect."""
-    prune = _get_request_for_user(request, request_id, Action.APPROVE)
+def _decide(
+    request: HttpRequest, request_id, transition, done: str, action: Action = Action.APPROVE
+) -> HttpResponse:
+    """Approve, reject or withdraw: the same form, error handling and redirect. Withdrawing
+    needs only ``Action.VIEW``: the workflow lets nobody but the proposer do it."""
+    prune = _get_request_for_user(request, request_id, action)
     form = DecisionForm(request.POST)
     comment = form.cleaned_data["comment"] if form.is_valid() else ""
     try:
@@ -145,16 +148,7 @@ def reject(request: HttpRequest, request_id) -> HttpResponse:
 @require_POST
 def withdraw(request: HttpRequest, request_id) -> HttpResponse:
     """The proposer takes the request back (workflow checks it is theirs and still proposed)."""
-    prune = _get_request_for_user(request, request_id, Action.VIEW)
-    form = DecisionForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
-    try:
-        workflow.withdraw(prune.id, request.user, comment)
-    except DomainError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(request, "Withdrawn: nothing will be deleted.")
-    return redirect("ocrdash-request", request_id=prune.id)
+    return _decide(request, request_id, workflow.withdraw, "Withdrawn: nothing will be deleted.", Action.VIEW)
 
 
 @require_POST

@@ -57,6 +57,28 @@ def test_an_operator_can_neither_accept_nor_refuse_a_new_key(client_for, operato
 
 
 @pytest.mark.django_db
+def test_each_key_button_says_what_it_did_to_which_key(client_for, approver, make_host):
+    host = make_host("ocr-1")
+    client = client_for(approver)
+
+    def press(button: str) -> list[str]:
+        response = client.post(reverse(button, args=["ocr-1"]), follow=True)
+        return [str(m) for m in response.context["messages"]]
+
+    refused = key_fingerprint(add_candidate(host))
+    assert press("ocrdash-host-reject-key") == [f"New key {refused} of ocr-1 refused: the old key stays."]
+    assert press("ocrdash-host-reject-key") == ["Ocr-1 has no new key waiting for acceptance"]
+    new = key_fingerprint(add_candidate(host))
+    assert press("ocrdash-host-accept-key") == [
+        f"New key {new} of ocr-1 accepted: its old key is no longer valid."
+    ]
+    assert press("ocrdash-host-revoke-key") == [
+        f"Key {new} of ocr-1 revoked: its messages are refused until it enrolls a new key with a new token."
+    ]
+    assert press("ocrdash-host-revoke-key") == ["Ocr-1 has no active key"]
+
+
+@pytest.mark.django_db
 def test_accept_host_new_key_command(make_host, approver, capsys):
     host = make_host("ocr-1")
     new = key_fingerprint(add_candidate(host))

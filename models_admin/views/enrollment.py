@@ -8,6 +8,8 @@ is marked no-store so the browser does not keep it either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -21,7 +23,7 @@ from workers.schema import HOST_NAME_PATTERN
 
 from ..errors import DomainError
 from ..fleet import hosts, trust
-from ..models import EnrollmentToken
+from ..models import EnrollmentToken, Host, HostKey
 from ..security.roles import Action
 from . import flash_error, get_host_for_user, require
 
@@ -90,43 +92,44 @@ def revoke(request: HttpRequest, token_id) -> HttpResponse:
     return redirect("ocrdash-enrollment")
 
 
-@require_POST
-def revoke_host_key(request: HttpRequest, name: str) -> HttpResponse:
+def _key_decision(
+    request: HttpRequest, name: str, decide: Callable[[Host, str], HostKey], done: str
+) -> HttpResponse:
+    """Revoke, accept or refuse a host's key: the same permission, error handling and
+    redirect. ``done`` is the success message, with ``{key}`` (the fingerprint of the key the
+    decision was about) and ``{host}``."""
     host = get_host_for_user(request, name, Action.MANAGE_HOSTS)
     try:
-        key = hosts.revoke_key(host, request.user.get_username())
+        key = decide(host, request.user.get_username())
     except DomainError as exc:
         flash_error(request, exc)
     else:
-        messages.success(
-            request,
-            f"Key {key.fingerprint} of {host.name} revoked: its messages are refused until it enrolls "
-            "a new key with a new token.",
-        )
+        messages.success(request, done.format(key=key.fingerprint, host=host.name))
     return redirect("ocrdash-host", name=host.name)
+
+
+@require_POST
+def revoke_host_key(request: HttpRequest, name: str) -> HttpResponse:
+    return _key_decision(
+        request,
+        name,
+        hosts.revoke_key,
+        "Key {key} of {host} revoked: its messages are refused until it enrolls a new key with a new token.",
+    )
 
 
 @require_POST
 def accept_new_key(request: HttpRequest, name: str) -> HttpResponse:
-    host = get_host_for_user(request, name, Action.MANAGE_HOSTS)
-    try:
-        key = hosts.accept_new_key(host, request.user.get_username())
-    except DomainError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(
-            request, f"New key {key.fingerprint} of {host.name} accepted: its old key is no longer valid."
-        )
-    return redirect("ocrdash-host", name=host.name)
+    return _key_decision(
+        request,
+        name,
+        hosts.accept_new_key,
+        "New key {key} of {host} accepted: its old key is no longer valid.",
+    )
 
 
 @require_POST
 def reject_new_key(request: HttpRequest, name: str) -> HttpResponse:
-    host = get_host_for_user(request, name, Action.MANAGE_HOSTS)
-    try:
-        key = hosts.reject_new_key(host, request.user.get_username())
-    except DomainError as exc:
-        flash_error(request, exc)
-    else:
-        messages.success(request, f"New key {key.fingerprint} of {host.name} refused: the old key stays.")
-    return redirect("ocrdash-host", name=host.name)
+    return _key_decision(
+        request, name, hosts.reject_new_key, "New key {key} of {host} refused: the old key stays."
+    )

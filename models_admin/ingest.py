@@ -31,7 +31,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -197,6 +197,51 @@ def ingest_report(data: Any, received_at: datetime | None = None) -> IngestResul
     except Refused as exc:
         return refuse(data, exc, report if authenticated else None)
     return IngestResult("accepted", report.report_id, snapshot_id=applied.snapshot_id)
+
+
+def ingest_heartbeats(items: Sequence[tuple[Any, datetime | None]]) -> list[IngestResult]:
+    """Several reports, heartbeats all or most of them, as ``ingest_report`` would store them one
+    by one: each parsed and authenticated the same way, then one UPDATE for the beats
+    (presence.apply_heartbeats) instead of one each. ``items`` are (report dict, received_at).
+
+    Whatever is not a plain case goes the single way, which says why: a report of another
+    kind, a beat the UPDATE did not take (retired host, a key revoked since it was cached, an
+    older beat), and the older beats of a host that sent several (one UPDATE changes a row
+    once). Their order among themselves is kept; they run after the grouped beats, which are
+    gauges whose newest ``sent_at`` wins whatever the order.
+    """
+    results: list[IngestResult | None] = [None] * len(items)
+    newest: dict[str, tuple[int, HeartbeatReport, HostKey | None]] = {}
+    single: list[int] = []
+    for i, (data, received_at) in enumerate(items):
+        report, _problem = parse(data)
+        if not isinstance(report, HeartbeatReport):
+            single.append(i)
+            continue
+        try:
+            auth = authenticate(data, received_at, cached=True)
+        except Refused as exc:
+            results[i] = refuse(data, exc, None)
+            continue
+        held = newest.get(report.host)
+        if held is not None and held[1].sent_at >= report.sent_at:
+            single.append(i)
+            continue
+        if held is not None:
+            single.append(held[0])
+        newest[report.host] = (i, report, auth.key)
+    grouped = list(newest.values())
+    taken = presence.apply_heartbeats([(report, key) for _, report, key in grouped], timezone.now())
+    for (i, report, _key), ok in zip(grouped, taken, strict=True):
+        if ok:
+            results[i] = IngestResult("accepted", report.report_id)
+        else:
+            single.append(i)
+    for i in sorted(single):
+        results[i] = ingest_report(*items[i])
+    done = [result for result in results if result is not None]
+    assert len(done) == len(items)
+    return done
 
 
 def parse(data: Any) -> tuple[AnyReport | None, str]:

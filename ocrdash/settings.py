@@ -273,14 +273,22 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Longer than the slowest task (a full re-hash of a host's models), so an unacked task
     # is not handed to a second worker while the first still runs it.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("OCRDASH_BROKER_VISIBILITY_TIMEOUT", default=4 * 3600)
+    }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Ingest takes up to this many reports off the queue per pool job, or what came within
+# INGEST_BATCH_SECONDS (models_admin/tasks.py). 1 is one report per job, as plain tasks.
+INGEST_BATCH = max(1, env.int("OCRDASH_INGEST_BATCH", default=50))
+INGEST_BATCH_SECONDS = env.float("OCRDASH_INGEST_BATCH_SECONDS", default=0.5)
+# A worker holds this many unacked messages per pool process: a batch is formed in the worker
+# from what it has prefetched, so with fewer than a batch there would be no batches.
+CELERY_WORKER_PREFETCH_MULTIPLIER = INGEST_BATCH
 # Celery's Django fixup closes every database connection around every task unless this is
 # set; it then closes them only every this many tasks. ocrdash/celery.py closes a connection
 # that is broken or older than CONN_MAX_AGE between tasks instead.
@@ -292,6 +300,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
 # ---------------------------------------------------------------- ocrdash's own rules
 OCRDASH = {
+    "INGEST_BATCH": INGEST_BATCH,
+    "INGEST_BATCH_SECONDS": INGEST_BATCH_SECONDS,
     # A proposed request nobody decided on within this many hours expires.
     "REQUEST_TTL_HOURS": env.float("OCRDASH_REQUEST_TTL_HOURS", default=72),
     # An order's broker expiry and its own expires_at: a host that was away longer ignores it.

@@ -278,7 +278,9 @@ def run_direct(reports: list[dict]) -> float:
 class Workers:
     """``celery -A ocrdash worker`` with ``processes`` worker processes on a queue of its own."""
 
-    def __init__(self, processes: int, database_url: str, broker_url: str, queue: str, log: Path) -> None:
+    def __init__(
+        self, processes: int, database_url: str, broker_url: str, queue: str, log: Path, batch: int = 0
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "CELERY_", "DJANGO_"))}
         env.update(
             DJANGO_SETTINGS_MODULE="ocrdash.settings",
@@ -286,6 +288,8 @@ class Workers:
             DATABASE_URL=database_url,
             CELERY_BROKER_URL=broker_url,
         )
+        if batch:  # else the settings' default (OCRDASH_INGEST_BATCH)
+            env["OCRDASH_INGEST_BATCH"] = str(batch)
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -357,7 +361,7 @@ def run_celery(workers: Workers, fleet: Fleet, count: int, queue: str) -> float:
 def celery_rates(processes: int, runs: int, count: int, fleet: Fleet, args, log_dir: Path) -> list[float]:
     queue = f"ocrdash.ingest.bench-{uuid.uuid4().hex[:8]}"
     workers = Workers(
-        processes, args.database_url, args.broker_url, queue, log_dir / f"worker-{processes}.log"
+        processes, args.database_url, args.broker_url, queue, log_dir / f"worker-{processes}.log", args.batch
     )
     try:
         run_celery(workers, fleet, 10 * processes, queue)  # warm-up: started, connected, imported
@@ -398,6 +402,9 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=300, help="reports per run (default 300)")
     parser.add_argument("--hosts", type=int, default=100, help="hosts the reports come from (default 100)")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3, --quick 2)")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="reports per ingest batch (default: the settings')"
+    )
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/ocrdash_bench_ingest")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")

@@ -87,10 +87,10 @@ def _wait_stored(url: str, ids: list[str], timeout: float, log: Path) -> None:
 
 
 def _retries_by_task(log: Path) -> dict[str, list[int]]:
-    """Each task id's retry countdowns, in order, from Celery's "retry: Retry in Ns" lines."""
+    """Each report's retry countdowns, in order, from the "retry: Retry in Ns" lines of ingest."""
     found: dict[str, list[int]] = {}
-    for task_id, seconds in re.findall(r"\[([0-9a-f-]{36})\] retry: Retry in (\d+)s", log.read_text()):
-        found.setdefault(task_id, []).append(int(seconds))
+    for report_id, seconds in re.findall(r"ingesting report (\S+); retry: Retry in (\d+)s", log.read_text()):
+        found.setdefault(report_id, []).append(int(seconds))
     return found
 
 

@@ -48,7 +48,7 @@ def test_a_proxys_request_id_is_kept_and_a_forged_one_replaced():
 
 def test_a_task_has_its_id_on_its_log_lines(lines):
     result = tasks.ingest_report.apply(args=({"not": "a report"},), task_id="task-id-1234")
-    assert result.get() == "rejected"
+    assert result.get() == ["rejected"]  # the ingest task takes a batch (of one, here)
     logged = [line for line in lines() if "task=task-id-1234" in line]
     assert logged, lines()
     assert all(" WARNING models_admin." in line or " INFO " in line for line in logged)

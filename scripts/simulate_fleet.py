@@ -15,6 +15,10 @@ the goal of 10 s) and the reports lost (sent but not stored once the queue drain
 
     python scripts/simulate_fleet.py --hosts 10000 --interval 300 --minutes 10
     python scripts/simulate_fleet.py --quick      # the same fleet for 3 minutes
+    python scripts/simulate_fleet.py --heartbeat 30   # and a heartbeat from every host every 30 s
+
+Heartbeats leave no ReceivedReport row; their lag is read off each host's row at the end
+(when its last beat was taken against the beat's own ``sent_at``).
 
 A new kind of message (a heartbeat, say) is one more ``Sender`` in ``senders()``.
 """
@@ -174,12 +178,39 @@ def inventory_sender(interval: float, change_rate: float, rng: random.Random) ->
     return Sender("inventory", interval, make)
 
 
+def heartbeat_sender(interval: float) -> Sender:
+    """The agent's heartbeat (workers/presence.py sends the same report every ``interval`` s)."""
+    from datetime import UTC, datetime
+
+    from workers.schema import HeartbeatReport, ModelDirState
+
+    def make(host: SimHost):
+        return HeartbeatReport(
+            host=host.name,
+            sent_at=datetime.now(UTC),
+            interval_seconds=max(1, round(interval)),
+            model_dir_state=ModelDirState.OK,
+            disk_total=1 << 40,
+            disk_free=(1 << 39) - host.version,
+            agent_version="sim",
+        )
+
+    return Sender("heartbeat", interval, make)
+
+
 def senders(args, rng: random.Random) -> list[Sender]:
-    return [inventory_sender(args.interval, args.change_rate, rng)]
+    kinds = [inventory_sender(args.interval, args.change_rate, rng)]
+    if args.heartbeat:
+        kinds.append(heartbeat_sender(args.heartbeat))
+    return kinds
 
 
-def run(fleet: list[SimHost], kinds: list[Sender], minutes: float, broker_url: str, queue: str) -> dict:
-    """Send every kind from every host on its schedule for ``minutes``; returns id -> send time."""
+def run(
+    fleet: list[SimHost], kinds: list[Sender], minutes: float, broker_url: str, queue: str
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """Send every kind from every host on its schedule for ``minutes``. Returns the send time
+    of each report that leaves a ReceivedReport row (by id), the ``sent_at`` of each host's
+    last heartbeat (beats leave no row: their lag is read off the host's row) and the beats sent."""
     from celery import Celery
 
     from workers.reporting import send_report
@@ -193,6 +224,8 @@ def run(fleet: list[SimHost], kinds: list[Sender], minutes: float, broker_url: s
         for i in range(len(fleet)):
             heapq.heappush(due, (start + kind.interval * i / len(fleet), k, i))
     sent: dict[str, float] = {}
+    last_beat: dict[str, float] = {}
+    beats = 0
     late = 0.0
     with app.producer_or_acquire():
         while due:
@@ -206,16 +239,21 @@ def run(fleet: list[SimHost], kinds: list[Sender], minutes: float, broker_url: s
                 late = max(late, -pause)
             report = kinds[k].make(fleet[i])
             send_report(app, report, fleet[i].trust, queue=queue)
-            sent[report.report_id] = time.time()
+            if report.kind == "heartbeat":
+                last_beat[report.host] = report.sent_at.timestamp()
+                beats += 1
+            else:
+                sent[report.report_id] = time.time()
             heapq.heappush(due, (at + kinds[k].interval, k, i))
     if late > 1:
         print(f"note: the simulator itself fell {late:.1f} s behind its schedule at worst")
-    return sent
+    return sent, last_beat, beats
 
 
 def collect(sent: dict[str, float], workers: Workers, drain_s: float) -> tuple[dict[str, float], int]:
     """Wait until every sent report is stored (or nothing moved for ``drain_s``); returns the
-    ingest time of each stored id and the number of rejected ones."""
+    ingest time of each accepted id and the number of rejected ones (stored, with a reason:
+    not lost)."""
     from django.db import connection
 
     deadline, last = time.monotonic() + drain_s, -1
@@ -237,7 +275,28 @@ def collect(sent: dict[str, float], workers: Workers, drain_s: float) -> tuple[d
         )
         rows = cursor.fetchall()
     stored_at = {rid: float(at) for rid, at, status in rows if status == "accepted" and rid in sent}
-    return stored_at, sum(1 for _, _, status in rows if status != "accepted")
+    return stored_at, sum(1 for rid, _, status in rows if status != "accepted" and rid in sent)
+
+
+def beat_lags(last_beat: dict[str, float]) -> tuple[list[float], int]:
+    """The lag of each host's last heartbeat (taken minus sent, off the host's row) and the
+    hosts whose last beat was not taken."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, extract(epoch FROM last_heartbeat_at), extract(epoch FROM heartbeat_sent_at)"
+            " FROM models_admin_host WHERE heartbeat_sent_at IS NOT NULL"
+        )
+        rows = {name: (float(taken), float(sent)) for name, taken, sent in cursor.fetchall()}
+    lags, missing = [], 0
+    for host, sent in last_beat.items():
+        row = rows.get(host)
+        if row is None or abs(row[1] - sent) > 1e-3:
+            missing += 1
+        else:
+            lags.append(row[0] - row[1])
+    return lags, missing
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -258,6 +317,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=50, help="files per host (default 50)")
     parser.add_argument("--change-rate", type=float, default=0.05, help="share of changed inventories")
     parser.add_argument("--workers", type=int, default=2, help="ingest worker processes (default 2)")
+    parser.add_argument(
+        "--heartbeat", type=float, default=0, help="seconds between a host's heartbeats (default: none)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=0, help="reports per ingest batch (default: the settings')"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/ocrdash_simulate_fleet")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/14")
@@ -273,7 +338,9 @@ def main() -> None:
         fleet = build_fleet(args.hosts, args.files)
         print(f"{args.hosts} hosts x {args.files} files loaded in {time.perf_counter() - t0:.0f} s")
         logs = Path(tempfile.mkdtemp(prefix="ocrdash-sim-logs-"))
-        workers = Workers(args.workers, args.database_url, args.broker_url, queue, logs / "worker.log")
+        workers = Workers(
+            args.workers, args.database_url, args.broker_url, queue, logs / "worker.log", args.batch
+        )
         time.sleep(5)  # the workers start
         one, five, _ = os.getloadavg()
         print(
@@ -283,11 +350,11 @@ def main() -> None:
         )
         rng = random.Random(args.seed)
         started = time.time()
-        sent = run(fleet, senders(args, rng), minutes, args.broker_url, queue)
+        sent, last_beat, beats = run(fleet, senders(args, rng), minutes, args.broker_url, queue)
         sending = time.time() - started
         stored_at, rejected = collect(sent, workers, drain_s=60)
         lags = [stored_at[rid] - at for rid, at in sent.items() if rid in stored_at]
-        lost = len(sent) - len(stored_at)
+        lost = len(sent) - len(stored_at) - rejected
         span = (max(stored_at.values()) - min(sent.values())) if stored_at else float("nan")
         offered = len(sent) / sending
         sustained = len(stored_at) / span if span else 0.0
@@ -301,12 +368,28 @@ def main() -> None:
                 f" / ratio {value / LAG_GOAL_S:.2f}x"
             )
         print(f"lost reports          ours {lost:8d} / goal {0:8d}")
+        beat_summary = ""
+        if beats:
+            time.sleep(2)  # the last beats' batch
+            beat_lag, beats_missing = beat_lags(last_beat)
+            b50, b99 = percentile(beat_lag, 50), percentile(beat_lag, 99)
+            print(f"heartbeats: {beats} sent ({beats / sending:.0f}/s), last beat of {len(last_beat)} hosts:")
+            for label, value in (("p50", b50), ("p99", b99)):
+                print(
+                    f"heartbeat lag {label} (s) ours {value:8.2f} / goal {LAG_GOAL_S:8.1f}"
+                    f" / ratio {value / LAG_GOAL_S:.2f}x"
+                )
+            print(f"last beats not taken  ours {beats_missing:8d} / goal {0:8d}")
+            beat_summary = (
+                f" beats_per_s={beats / sending:.0f} beat_lag_p99_s={b99:.2f} beats_missing={beats_missing}"
+            )
         one, five, _ = os.getloadavg()
         worst = max(lags, default=float("nan"))
         print(f"after the run: load average {one:.2f} / {five:.2f}; lag max {worst:.2f} s")
         print(
             f"SUMMARY lost={lost} lag_p99_s={p99:.2f} lag_p50_s={p50:.2f} sustained_per_s={sustained:.1f}"
             f" offered_per_s={offered:.1f} rejected={rejected} hosts={args.hosts} workers={args.workers}"
+            f"{beat_summary}"
         )
     finally:
         if workers is not None:

@@ -143,11 +143,14 @@ def floor_ingest(conn, report: dict) -> None:
 
     Received report, the files' use (upserted, the old files' rows removed), the day's disk
     sample and the forecast's window read, snapshot, file rows, the models summary (the old
-    and new files' tallies added, names no host holds any more removed), host update, audit
+    and new files' tallies added, names no host holds any more removed), the models' sightings
+    per host (the keys that came or went), the reports' daily rollup, host update, audit
     event. Each set of rows in one statement, as few round trips as raw SQL allows; no
     validation, no signature check, no digest, no ORM.
     """
     from psycopg.types.json import Jsonb
+
+    from models_admin.inventory.lifecycle import _SNAPSHOT_CHANGED_SQL as SIGHTINGS_SQL
 
     now = time.time()
     files = report["files"]
@@ -213,6 +216,16 @@ def floor_ingest(conn, report: dict) -> None:
                 " DELETE FROM models_admin_modelversion WHERE name = ANY(%s) AND copies <= 0",
                 [gone, gone],
             )
+        # The sightings' one statement is ingest's own (inventory/lifecycle.py): it already is
+        # the set-based SQL a floor would write.
+        cur.execute(SIGHTINGS_SQL, {"old": old_snapshot, "new": snapshot_id})
+        cur.execute(
+            "INSERT INTO models_admin_diskday (zone, day, shard, bytes_change, files_change)"
+            " VALUES ('UTC', current_date, %s, %s, %s) ON CONFLICT (zone, day, shard) DO UPDATE SET"
+            " bytes_change = models_admin_diskday.bytes_change + excluded.bytes_change,"
+            " files_change = models_admin_diskday.files_change + excluded.files_change",
+            [host_id % 8, sum(sizes), len(files)],
+        )
         cur.execute(
             "UPDATE models_admin_host SET last_seen = to_timestamp(%s), current_snapshot_id = %s,"
             " file_count = %s, total_bytes = %s, disk_free = %s WHERE id = %s",

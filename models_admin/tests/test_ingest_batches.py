@@ -35,8 +35,9 @@ from .processes import start, stop
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PrivatePostgres]:
+    """One server for the module (initdb and migrations once); each test counts its own host."""
     with private_postgres_server() as server:
         yield server
 
@@ -64,28 +65,34 @@ def _worker(env: dict[str, str], queue: str, log: Path, processes: int):
     )
 
 
-def _counts(url: str) -> dict[str, int]:
+def _counts(url: str, host: str) -> dict[str, int]:
     with psycopg.connect(url, autocommit=True) as conn:
 
         def one(sql: str) -> int:
-            row = conn.execute(sql).fetchone()
+            row = conn.execute(sql, [host]).fetchone()
             return int(row[0]) if row else 0
 
+        reports = "FROM models_admin_receivedreport WHERE host_name = %s"
         return {
-            "accepted": one("SELECT count(*) FROM models_admin_receivedreport WHERE status = 'accepted'"),
-            "reports": one("SELECT count(*) FROM models_admin_receivedreport"),
-            "distinct": one("SELECT count(DISTINCT report_id) FROM models_admin_receivedreport"),
-            "snapshots": one("SELECT count(*) FROM models_admin_snapshot"),
-            "events": one("SELECT count(*) FROM models_admin_auditevent WHERE action = 'report_ingested'"),
+            "accepted": one(f"SELECT count(*) {reports} AND status = 'accepted'"),
+            "reports": one(f"SELECT count(*) {reports}"),
+            "distinct": one(f"SELECT count(DISTINCT report_id) {reports}"),
+            "snapshots": one(
+                "SELECT count(*) FROM models_admin_snapshot s JOIN models_admin_host h ON h.id = s.host_id"
+                " WHERE h.name = %s"
+            ),
+            "events": one(
+                "SELECT count(*) FROM models_admin_auditevent WHERE action = 'report_ingested' AND host = %s"
+            ),
         }
 
 
-def _wait_accepted(url: str, wanted: int, timeout: float, logs: list[Path]) -> dict[str, int]:
+def _wait_accepted(url: str, host: str, wanted: int, timeout: float, logs: list[Path]) -> dict[str, int]:
     deadline = time.monotonic() + timeout
-    counts = _counts(url)
+    counts = _counts(url, host)
     while time.monotonic() < deadline and counts["accepted"] < wanted:
         time.sleep(0.3)
-        counts = _counts(url)
+        counts = _counts(url, host)
     if counts["accepted"] < wanted:
         tails = "\n".join(log.read_text(errors="replace")[-3000:] for log in logs)
         pytest.fail(f"{counts['accepted']} of {wanted} reports stored\n{tails}")
@@ -112,7 +119,7 @@ def test_reports_are_taken_in_batches_each_stored_once(private_postgres, tmp_pat
     _send([_inventory(host, key, n, files=5) for n in range(60)], queue)
     worker = _worker(env, queue, log, processes=2)
     try:
-        counts = _wait_accepted(private_postgres.url, 60, 90, [log])
+        counts = _wait_accepted(private_postgres.url, host, 60, 90, [log])
         assert counts == {"accepted": 60, "reports": 60, "distinct": 60, "snapshots": 60, "events": 60}
         sizes = [int(n) for n in re.findall(r"ingested a batch of (\d+) reports", log.read_text())]
         assert sum(sizes) == 60 and max(sizes) == 10, sizes
@@ -140,16 +147,16 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(privat
     first = _worker(env, queue, first_log, processes=1)
     second = None
     try:
-        at_kill = _wait_accepted(private_postgres.url, 1, 90, [first_log])
+        at_kill = _wait_accepted(private_postgres.url, host, 1, 90, [first_log])
         os.killpg(first.pid, signal.SIGKILL)  # no warm shutdown: nothing is acked or put back
         first.wait(timeout=10)
-        at_kill = _counts(private_postgres.url)
+        at_kill = _counts(private_postgres.url, host)
         assert 0 < at_kill["accepted"] < total, at_kill  # killed with reports still to do
 
         second = _worker(env, queue, second_log, processes=1)
-        counts = _wait_accepted(private_postgres.url, total, 120, [first_log, second_log])
+        counts = _wait_accepted(private_postgres.url, host, total, 120, [first_log, second_log])
         time.sleep(2)  # anything stored twice would show up by now
-        counts = _counts(private_postgres.url)
+        counts = _counts(private_postgres.url, host)
         assert counts == {
             "accepted": total,
             "reports": total,
@@ -177,15 +184,15 @@ def test_a_pool_process_killed_mid_batch_puts_its_batch_back(private_postgres, t
     _send([_inventory(host, key, n, files=3000) for n in range(total)], queue)
     worker = _worker(env, queue, log, processes=1)
     try:
-        _wait_accepted(private_postgres.url, 1, 90, [log])
+        _wait_accepted(private_postgres.url, host, 1, 90, [log])
         children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
         assert len(children) == 1, children  # the one pool process, busy with a batch
         os.kill(int(children[0]), signal.SIGKILL)
-        assert _counts(private_postgres.url)["accepted"] < total
+        assert _counts(private_postgres.url, host)["accepted"] < total
 
-        _wait_accepted(private_postgres.url, total, 120, [log])
+        _wait_accepted(private_postgres.url, host, total, 120, [log])
         time.sleep(2)
-        counts = _counts(private_postgres.url)
+        counts = _counts(private_postgres.url, host)
         assert counts == {
             "accepted": total,
             "reports": total,

@@ -93,6 +93,11 @@ class Host(models.Model):
 
     class Meta:
         ordering = ["name"]
+        indexes = [
+            # Groups page: the labels in use, read from the labeled hosts alone (a fleet that
+            # labels few of its 10,000 hosts scanned them all for nothing).
+            models.Index(fields=["name"], condition=~models.Q(labels={}), name="host_labeled"),
+        ]
 
     def __str__(self) -> str:
         return self.name

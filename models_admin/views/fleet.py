@@ -77,11 +77,8 @@ def _problems(now) -> dict[str, Q]:
     }
 
 
-def fleet_hosts(form: FleetFilterForm, now=None) -> tuple[QuerySet[Host], str]:
-    """Hosts for the overview, filtered and sorted in the database; one query however many
-    hosts (the pending counts are a correlated subquery, never asked per row)."""
-    now = now or timezone.now()
-    data = form.cleaned_data if form.is_valid() else {}
+def _with_pending(hosts: QuerySet[Host]) -> QuerySet[Host]:
+    """Each host's proposed requests, a correlated subquery (never asked per row)."""
     pending = (
         PruneRequest.objects.filter(host=OuterRef("pk"), state=PruneRequest.State.PROPOSED)
         .order_by()
@@ -89,7 +86,15 @@ def fleet_hosts(form: FleetFilterForm, now=None) -> tuple[QuerySet[Host], str]:
         .annotate(n=Count("*"))
         .values("n")
     )
-    hosts = Host.objects.annotate(pending_count=Coalesce(Subquery(pending), 0))
+    return hosts.annotate(pending_count=Coalesce(Subquery(pending), 0))
+
+
+def fleet_hosts(form: FleetFilterForm, now=None) -> tuple[QuerySet[Host], str]:
+    """Hosts for the overview, filtered and sorted in the database; one query however many
+    hosts (the pending counts are a correlated subquery, never asked per row)."""
+    now = now or timezone.now()
+    data = form.cleaned_data if form.is_valid() else {}
+    hosts = _with_pending(Host.objects.all())
     if not data.get("retired"):
         hosts = hosts.exclude(status=Host.Status.RETIRED)
     if data.get("q"):
@@ -143,13 +148,17 @@ def _context(request: HttpRequest) -> dict:
     hosts, sort = fleet_hosts(form, now)
     totals = fleet_totals(now)
     filtered = bool(form.is_valid() and any(v for k, v in form.cleaned_data.items() if k != "sort"))
-    paginator = Paginator(hosts, PAGE_SIZE)
+    # The page is chosen on (id, sort key, name) alone and its 50 hosts are read whole after:
+    # sorting every host's full row to keep 50 took three times as long at 10,000 hosts.
+    paginator = Paginator(hosts.values_list("pk", flat=True), PAGE_SIZE)
     if not filtered:
         # Every host but the retired ones: the cards' count already, no second COUNT(*).
         paginator.count = totals["hosts"]
     page = paginator.get_page(request.GET.get("page"))
+    chosen = list(page.object_list)
+    by_id = _with_pending(Host.objects.filter(pk__in=chosen)).in_bulk()
     # The template's host.presence calls Host.presence(): nothing is hung on the instances.
-    rows = list(page.object_list)
+    rows = [by_id[pk] for pk in chosen]
     return {
         "form": form,
         "hosts": rows,

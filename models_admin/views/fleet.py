@@ -120,8 +120,12 @@ def fleet_hosts(form: FleetFilterForm, now=None) -> tuple[QuerySet[Host], str]:
         return hosts.annotate(attention=rank).order_by("attention", "name"), "attention"
     field = SORTS[sort.lstrip("-")]
     descending = sort.startswith("-")
-    # Hosts that never reported have no last_seen / free: they sort last either way.
-    expression = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
+    # Hosts that never reported have no last_seen / free: they sort last either way. A column
+    # that is never NULL is sorted plainly, so that its index (host_size) serves the order.
+    if field not in {f.name for f in Host._meta.concrete_fields if f.null}:
+        expression = F(field).desc() if descending else F(field).asc()
+    else:
+        expression = F(field).desc(nulls_last=True) if descending else F(field).asc(nulls_last=True)
     return hosts.order_by(expression, "name"), sort
 
 

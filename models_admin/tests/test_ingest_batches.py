@@ -99,6 +99,14 @@ def _wait_accepted(url: str, host: str, wanted: int, timeout: float, logs: list[
     return counts
 
 
+def _assert_each_stored_once(url: str, host: str, total: int, logs: list[Path]) -> None:
+    """Every report accepted, and nothing of it twice: one row, one snapshot, one event each."""
+    _wait_accepted(url, host, total, 120, logs)
+    time.sleep(2)  # anything stored twice would show up by now
+    once = dict.fromkeys(("accepted", "reports", "distinct", "snapshots", "events"), total)
+    assert _counts(url, host) == once
+
+
 def _send(reports: list[dict], queue: str) -> None:
     with app.producer_or_acquire() as producer:
         for report in reports:
@@ -119,8 +127,7 @@ def test_reports_are_taken_in_batches_each_stored_once(private_postgres, tmp_pat
     _send([_inventory(host, key, n, files=5) for n in range(60)], queue)
     worker = _worker(env, queue, log, processes=2)
     try:
-        counts = _wait_accepted(private_postgres.url, host, 60, 90, [log])
-        assert counts == {"accepted": 60, "reports": 60, "distinct": 60, "snapshots": 60, "events": 60}
+        _assert_each_stored_once(private_postgres.url, host, 60, [log])
         sizes = [int(n) for n in re.findall(r"ingested a batch of (\d+) reports", log.read_text())]
         assert sum(sizes) == 60 and max(sizes) == 10, sizes
     finally:
@@ -147,23 +154,14 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(privat
     first = _worker(env, queue, first_log, processes=1)
     second = None
     try:
-        at_kill = _wait_accepted(private_postgres.url, host, 1, 90, [first_log])
+        _wait_accepted(private_postgres.url, host, 1, 90, [first_log])
         os.killpg(first.pid, signal.SIGKILL)  # no warm shutdown: nothing is acked or put back
         first.wait(timeout=10)
         at_kill = _counts(private_postgres.url, host)
         assert 0 < at_kill["accepted"] < total, at_kill  # killed with reports still to do
 
         second = _worker(env, queue, second_log, processes=1)
-        counts = _wait_accepted(private_postgres.url, host, total, 120, [first_log, second_log])
-        time.sleep(2)  # anything stored twice would show up by now
-        counts = _counts(private_postgres.url, host)
-        assert counts == {
-            "accepted": total,
-            "reports": total,
-            "distinct": total,
-            "snapshots": total,
-            "events": total,
-        }
+        _assert_each_stored_once(private_postgres.url, host, total, [first_log, second_log])
         # The second worker got back reports the first had already stored, and took them as
         # duplicates: proof that the kill came mid-batch, after some of it was committed.
         assert re.search(r"ingested a batch of \d+ reports: .*\d+ duplicate", second_log.read_text())
@@ -190,16 +188,7 @@ def test_a_pool_process_killed_mid_batch_puts_its_batch_back(private_postgres, t
         os.kill(int(children[0]), signal.SIGKILL)
         assert _counts(private_postgres.url, host)["accepted"] < total
 
-        _wait_accepted(private_postgres.url, host, total, 120, [log])
-        time.sleep(2)
-        counts = _counts(private_postgres.url, host)
-        assert counts == {
-            "accepted": total,
-            "reports": total,
-            "distinct": total,
-            "snapshots": total,
-            "events": total,
-        }
+        _assert_each_stored_once(private_postgres.url, host, total, [log])
         text = log.read_text()
         assert "not finished" in text and "putting it back" in text
         assert re.search(r"ingested a batch of \d+ reports: .*\d+ duplicate", text)

@@ -23,6 +23,7 @@ from ..models import (
     WebhookRoute,
 )
 from ..security.roles import Action, can, require
+from ..views import flash_form_errors
 from . import routing
 from . import webhooks as webhooks_admin
 from .events import Event
@@ -136,17 +137,12 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _errors(request: HttpRequest, form: forms.Form) -> None:
-    for errors in form.errors.values():
-        messages.error(request, str(errors[0]))
-
-
 @require_POST
 def webhook_add(request: HttpRequest) -> HttpResponse:
     require(request, Action.CONFIGURE)
     form = WebhookForm(request.POST)
     if not form.is_valid():
-        _errors(request, form)
+        flash_form_errors(request, form)
         return redirect("ocrdash-webhooks")
     hook = webhooks_admin.add_webhook(form.cleaned_data["name"], form.cleaned_data["url"], user=request.user)
     messages.success(request, f"Webhook {hook.name} added ({hook.masked_url}). Route events to it below.")
@@ -175,7 +171,7 @@ def route_add(request: HttpRequest) -> HttpResponse:
     require(request, Action.CONFIGURE)
     form = RouteForm(request.POST)
     if not form.is_valid():
-        _errors(request, form)
+        flash_form_errors(request, form)
         return redirect("ocrdash-webhooks")
     data = form.cleaned_data
     route = webhooks_admin.add_route(

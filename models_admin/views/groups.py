@@ -12,7 +12,7 @@ from ..fleet import labels
 from ..forms import GroupForm, LabelsForm
 from ..models import Host, HostGroup
 from ..security.roles import Action
-from . import flash_error, get_host_for_user, require
+from . import flash_error, flash_form_errors, get_host_for_user, require
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -46,8 +46,7 @@ def save(request: HttpRequest) -> HttpResponse:
     require(request, Action.MANAGE_HOSTS)
     form = GroupForm(request.POST)
     if not form.is_valid():
-        for errors in form.errors.values():
-            messages.error(request, str(errors[0]))
+        flash_form_errors(request, form)
         return redirect("ocrdash-groups")
     data = form.cleaned_data
     try:

@@ -26,7 +26,7 @@ from ..forms import DiffForm, PolicyProposeForm, ProposeForm
 from ..inventory import history
 from ..models import Host, ModelFile, PruneItem, PruneRequest
 from ..security.roles import Action
-from . import flash_error, get_host_for_user
+from . import flash_error, flash_form_errors, get_host_for_user
 from .fleet import presence
 
 HISTORY_LENGTH = 20
@@ -174,8 +174,7 @@ def propose(request: HttpRequest, name: str) -> HttpResponse:
     )
     form = ProposeForm(request.POST, file_ids=[f.id for f in current])
     if not form.is_valid():
-        text = "; ".join(str(e) for errors in form.errors.values() for e in errors)
-        messages.error(request, text.capitalize())
+        flash_form_errors(request, form)
         return redirect("ocrdash-host", name=host.name)
     chosen = set(form.cleaned_data["files"])
     try:

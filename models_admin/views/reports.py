@@ -32,7 +32,7 @@ from ..models import Host, HostGroup
 from ..security.params import validate_report_date
 from ..security.roles import Action, can
 from ..security.spreadsheet import csv_lines
-from . import require
+from . import flash_form_errors, require
 
 DEFAULT_DAYS = 90
 MAX_DAYS = 3 * 366  # a daily series longer than this is unreadable as a chart
@@ -355,11 +355,6 @@ def settings_page(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _form_errors(request: HttpRequest, form: forms.Form) -> None:
-    text = "; ".join(str(e) for errors in form.errors.values() for e in errors)
-    messages.error(request, text[:1].upper() + text[1:])
-
-
 def _saved(request: HttpRequest, changed: bool, what: str) -> HttpResponse:
     if changed:
         messages.success(request, f"{what} saved.")
@@ -373,7 +368,7 @@ def settings_fleet(request: HttpRequest) -> HttpResponse:
     require(request, Action.CONFIGURE)
     form = IntervalForm(request.POST)
     if not form.is_valid():
-        _form_errors(request, form)
+        flash_form_errors(request, form)
         return redirect("ocrdash-settings")
     changed = schedules.set_fleet_interval(form.cleaned_data["minutes"], request.user)
     return _saved(request, changed, "Fleet-wide inventory schedule")
@@ -384,7 +379,7 @@ def settings_host(request: HttpRequest) -> HttpResponse:
     require(request, Action.CONFIGURE)
     form = HostIntervalForm(request.POST)
     if not form.is_valid():
-        _form_errors(request, form)
+        flash_form_errors(request, form)
         return redirect("ocrdash-settings")
     host = get_object_or_404(Host, name=form.cleaned_data["host"])
     changed = schedules.set_host_interval(host, form.cleaned_data["minutes"], request.user)
@@ -396,7 +391,7 @@ def settings_retention(request: HttpRequest) -> HttpResponse:
     require(request, Action.CONFIGURE)
     form = RetentionForm(request.POST)
     if not form.is_valid():
-        _form_errors(request, form)
+        flash_form_errors(request, form)
         return redirect("ocrdash-settings")
     changed = schedules.set_retention(
         form.cleaned_data["retention"], form.cleaned_data["enabled"], request.user
@@ -414,7 +409,7 @@ def settings_quarantine(request: HttpRequest) -> HttpResponse:
     require(request, Action.CONFIGURE)
     form = QuarantineForm(request.POST)
     if not form.is_valid():
-        _form_errors(request, form)
+        flash_form_errors(request, form)
         return redirect("ocrdash-settings")
     changed = schedules.set_quarantine_days(
         form.cleaned_data["days"], form.cleaned_data["enabled"], request.user

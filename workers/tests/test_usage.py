@@ -222,3 +222,70 @@ def test_many_more_files_than_processes_take_one_full_look(tmp_path: Path, model
     proc = fake_proc(tmp_path, [models_dir / "m3.gguf"])  # one process: ten lease tests are worth it, not 11
     seen = look({Store.LLM: models_dir}, proc=proc, files={Store.LLM: [f"m{n}.gguf" for n in range(11)]})
     assert seen.method == "proc" and set(seen.holders) == {(Store.LLM, "m3.gguf")}
+
+
+MAPPER = textwrap.dedent(
+    """
+    import ctypes, mmap, os, sys, time
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    c = ctypes
+    libc.mmap.argtypes = [c.c_void_p, c.c_size_t, c.c_int, c.c_int, c.c_int, c.c_long]
+    for path in sys.argv[1:]:
+        fd = os.open(path, os.O_RDONLY)
+        addr = libc.mmap(None, os.fstat(fd).st_size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        os.close(fd)
+    print("ready", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_a_process_mapping_files_of_both_stores_is_named_for_each(tmp_path: Path, models_dir: Path) -> None:
+    ocr_dir = tmp_path / "ocr"
+    llm_file = write(models_dir / "llm.gguf", b"an LLM")
+    ocr_file = write(ocr_dir / "eng.OCR", b"an OCR model")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MAPPER, str(llm_file), str(ocr_file)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        roots = {Store.LLM: models_dir, Store.OCR: ocr_dir}
+        expected = {
+            (Store.LLM, "llm.gguf"): [(proc.pid, "mmap")],
+            (Store.OCR, "eng.OCR"): [(proc.pid, "mmap")],
+        }
+        for seen in (look(roots), look(roots, files={Store.LLM: ["llm.gguf"], Store.OCR: ["eng.OCR"]})):
+            assert {key: [(h.pid, h.how) for h in hs] for key, hs in seen.holders.items()} == expected
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_a_look_that_stops_early_reads_the_process_with_fewest_descriptors_first(models_dir: Path) -> None:
+    if os.stat("/proc/self/fd").st_size == 0:
+        pytest.skip("this kernel does not count a process's descriptors (Linux 6.2 on does)")
+    path = write(models_dir / "shared.gguf", b"held by two")
+    keep = "import sys, time; fs = [open('/dev/null') for _ in range(int(sys.argv[2]))]; "
+    script = keep + "held = open(sys.argv[1], 'rb'); print('ready', flush=True); time.sleep(120)"
+    # The busy one starts first, so /proc lists it first.
+    busy, lean = (
+        subprocess.Popen([sys.executable, "-c", script, str(path), str(n)], stdout=subprocess.PIPE, text=True)
+        for n in (300, 0)
+    )
+    try:
+        for p in (busy, lean):
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        seen = look({Store.LLM: models_dir}, files={Store.LLM: ["shared.gguf"]})
+        assert seen.method == "lease+proc"
+        assert [h.pid for h in seen.holders[(Store.LLM, "shared.gguf")]] == [lean.pid]
+        # The full look still names both.
+        assert {h.pid for h in look({Store.LLM: models_dir}).holders[(Store.LLM, "shared.gguf")]} == {
+            busy.pid,
+            lean.pid,
+        }
+    finally:
+        for p in (busy, lean):
+            p.kill()
+            p.wait(timeout=10)

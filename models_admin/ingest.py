@@ -232,6 +232,10 @@ def ingest_heartbeats(items: Sequence[tuple[Any, datetime | None]]) -> list[Inge
         newest[report.host] = (i, report, auth.key)
     grouped = list(newest.values())
     taken = presence.apply_heartbeats([(report, key) for _, report, key in grouped], timezone.now())
+    capacity_usage.record_heartbeat_disks(
+        [(r.host, r.disk_free, r.disk_total) for (_, r, _), ok in zip(grouped, taken, strict=True) if ok],
+        timezone.now(),
+    )
     for (i, report, _key), ok in zip(grouped, taken, strict=True):
         if ok:
             results[i] = IngestResult("accepted", report.report_id)
@@ -715,6 +719,14 @@ def _check_request_of_host(host: Host, request_id: str | None) -> None:
         raise Refused(f"request {request_id!r} is not a request of host {host.name!r}")
 
 
+def apply_heartbeat(report: HeartbeatReport, now: datetime, key: HostKey | None) -> tuple[str, str]:
+    """The beat's UPDATE (presence), then its free space as the day's disk point (capacity)."""
+    status, reason = presence.apply_heartbeat(report, now, key)
+    if status == "accepted":
+        capacity_usage.record_heartbeat_disks([(report.host, report.disk_free, report.disk_total)], now)
+    return status, reason
+
+
 # Report kind -> its apply function. A new kind is one line here (and its class in workers.schema).
 APPLY: dict[str, Applier] = {
     "inventory": apply_inventory,
@@ -731,6 +743,6 @@ APPLY: dict[str, Applier] = {
 # (fleet/presence.py). apply(report, now, signing key) -> (status, reason).
 # A progress report is a gauge likewise: only a newer one moves its order's bar (feedback.py).
 UNCLAIMED: dict[str, Callable[[Any, datetime, HostKey | None], tuple[str, str]]] = {
-    "heartbeat": presence.apply_heartbeat,
+    "heartbeat": apply_heartbeat,
     "progress": feedback.apply_progress,
 }

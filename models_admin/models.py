@@ -1083,8 +1083,9 @@ class FileUsage(models.Model):
 class DiskSample(models.Model):
     """A host's free disk space, one row per day (the last value reported that day).
 
-    The forecast's series: inventories (and heartbeats) overwrite the day's row, so the table
-    grows by one row per host per day whatever the report rate.
+    The forecast's series: inventories (and heartbeats, at most hourly: capacity/usage.py)
+    overwrite the day's row, so the table grows by one row per host per day whatever the
+    report rate.
     """
 
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="disk_samples")

@@ -3,8 +3,8 @@
 A heartbeat is the cheapest report there is, by design: at 10,000 hosts every 30 s ingest
 takes 333 a second. Applying one is a single UPDATE of the host's row: no ReceivedReport
 row, no snapshot, no audit event, no row lock held across statements. With the host's key
-cached by the ingest process, that UPDATE is the beat's only statement: it also confirms
-the key.
+cached by the ingest process, that UPDATE is the beat's only statement here: it also
+confirms the key. (Ingest adds the day's disk point at most hourly: capacity/usage.py.)
 
 Idempotency without a ReceivedReport row: the UPDATE only matches while the beat's own
 ``sent_at`` (inside what the agent signed) is newer than the newest beat already taken. A

@@ -275,6 +275,17 @@ def dispatched_request(operator, approver, host_queue, django_capture_on_commit_
     return make
 
 
+@pytest.fixture(autouse=True)
+def _fresh_heartbeat_samples():
+    """Each test's heartbeats start as a new ingest process's: the rows of an earlier test are
+    gone, its memo of having sent them must go too."""
+    from models_admin.capacity import usage
+
+    usage.forget_heartbeat_samples()
+    yield
+    usage.forget_heartbeat_samples()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _empty_notify_queue():
     """Workflow tests enqueue deliveries nobody consumes here: leave the broker as found."""

@@ -1,4 +1,4 @@
-"""Heartbeats: one UPDATE each, no snapshot or audit event, and presence from missed beats."""
+"""Heartbeats: one UPDATE (the day's disk point at most hourly), no snapshot or audit event; presence."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from models_admin.fleet.presence import waiting_note
-from models_admin.models import AuditEvent, Host, PruneRequest, ReceivedReport, Snapshot
+from models_admin.models import AuditEvent, DiskSample, Host, PruneRequest, ReceivedReport, Snapshot
 from models_admin.tests.conftest import ingest, signed_report
 from workers.schema import HeartbeatReport, ModelDirState
 
@@ -25,7 +25,9 @@ def beat(host: str, sent_at=None, **fields) -> HeartbeatReport:
     return HeartbeatReport(host=host, sent_at=sent_at or timezone.now(), **fields)
 
 
-def test_a_heartbeat_is_one_update_without_snapshot_row_or_audit_event(make_host) -> None:
+def test_a_heartbeat_is_one_update_and_the_days_disk_point_without_snapshot_row_or_audit_event(
+    make_host,
+) -> None:
     host = make_host("ocr-1")
     Host.objects.filter(pk=host.pk).update(last_seen=timezone.now() - timedelta(hours=1))
     before = (Snapshot.objects.count(), ReceivedReport.objects.count(), AuditEvent.objects.count())
@@ -38,7 +40,9 @@ def test_a_heartbeat_is_one_update_without_snapshot_row_or_audit_event(make_host
     writes = [
         q["sql"] for q in queries.captured_queries if not q["sql"].lstrip().upper().startswith("SELECT")
     ]
-    assert len(writes) == 1 and writes[0].lstrip().upper().startswith("UPDATE"), writes
+    # Its UPDATE, and (the host's first beat this hour) the day's disk point: test_capacity_heartbeat_disk.py.
+    assert [w.split()[0] for w in writes] == ["UPDATE", "INSERT"], writes
+    assert DiskSample._meta.db_table in writes[1]
     assert (Snapshot.objects.count(), ReceivedReport.objects.count(), AuditEvent.objects.count()) == before
     host.refresh_from_db()
     assert (host.disk_free, host.disk_total, host.backlog, host.heartbeat_seconds) == (123, 456, 2, 30)

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from ..approvals import workflow
 from ..models import Host, ModelFile, PruneRequest
-from . import candidates
+from . import candidates, watermarks
 
 
 class PolicyError(workflow.WorkflowError):
@@ -65,13 +65,24 @@ class Policy(ABC):
     description: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
 
-    def clean(self, raw: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Parameters from a form or a JSON body (strings are fine), defaults filled in."""
+    def clean(
+        self, raw: Mapping[str, Any] | None = None, defaults: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Parameters from a form or a JSON body (strings are fine), defaults filled in: from
+        ``defaults`` (a host's own, ``defaults_for``) where given, else each Param's."""
         raw = {k: v for k, v in (raw or {}).items() if v not in (None, "")}
         known = {p.name for p in self.params}
         if unknown := sorted(set(raw) - known):
             raise PolicyError(f"policy {self.name} has no parameter {', '.join(unknown)}")
-        return {p.name: p.clean(raw[p.name]) if p.name in raw else p.default() for p in self.params}
+        given = defaults or {}
+        return {
+            p.name: p.clean(raw[p.name]) if p.name in raw else given.get(p.name, p.default())
+            for p in self.params
+        }
+
+    def defaults_for(self, host: Host) -> dict[str, Any]:
+        """The defaults of this rule's parameters that depend on the host; most rules have none."""
+        return {}
 
     @abstractmethod
     def select(self, files: Sequence[ModelFile], now: datetime, *args: Any, **params: Any) -> list[ModelFile]:
@@ -87,14 +98,21 @@ class Policy(ABC):
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
         return f"{self.label} ({shown})" if shown else self.label
 
-    def as_dict(self) -> dict[str, Any]:
-        """For the pages and the API: what the rule does and what it takes."""
+    def as_dict(self, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """For the pages and the API: what the rule does and what it takes (``defaults``: a
+        host's own, as ``clean`` would fill them in)."""
+        given = defaults or {}
         return {
             "name": self.name,
             "label": self.label,
             "description": self.description,
             "params": [
-                {"name": p.name, "type": p.kind.__name__, "default": p.default(), "help": p.help}
+                {
+                    "name": p.name,
+                    "type": p.kind.__name__,
+                    "default": given.get(p.name, p.default()),
+                    "help": p.help,
+                }
                 for p in self.params
             ],
         }
@@ -237,11 +255,17 @@ class Watermark(Policy):
         Param("allow_last_copy", int, lambda: 0, "1: the fleet's last copy may be proposed too", minimum=0),
     )
 
-    def clean(self, raw=None):
-        cleaned = super().clean(raw)
+    def clean(self, raw=None, defaults=None):
+        cleaned = super().clean(raw, defaults)
         if not cleaned["low"] < cleaned["high"] <= 100:
             raise PolicyError(f"need low < high <= 100, got low={cleaned['low']} high={cleaned['high']}")
         return cleaned
+
+    def defaults_for(self, host: Host) -> dict[str, Any]:
+        """The marks that apply to the host (its own schedule's, its groups', the default): a
+        run by hand without marks proposes what the host's watermark would."""
+        marks = watermarks.marks_for(host)
+        return {"high": marks.high, "low": marks.low}
 
     def select(self, files, now, *, high: int, low: int, allow_known: int, allow_last_copy: int):
         host = _host_of(files)
@@ -330,9 +354,11 @@ class PolicyRun:
 
 
 def select(host: Host, name: str, params: Mapping[str, Any] | None = None, now=None) -> Selection:
-    """The files policy ``name`` picks in ``host``'s current snapshot (nothing is written)."""
+    """The files policy ``name`` picks in ``host``'s current snapshot (nothing is written).
+
+    Parameters not given take the host's own defaults (``Policy.defaults_for``)."""
     policy = get_policy(name)
-    cleaned = policy.clean(params)
+    cleaned = policy.clean(params, policy.defaults_for(host))
     selection = Selection(policy, cleaned)
     if host.current_snapshot_id is None:
         return selection

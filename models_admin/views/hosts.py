@@ -32,9 +32,10 @@ from .fleet import presence
 HISTORY_LENGTH = 20
 
 
-def _policies() -> list[dict]:
-    """The registered policies (name, label, description, params) for the host page."""
-    return [p.as_dict() for p in policies.REGISTRY.values()]
+def _policies(host: Host | None = None) -> list[dict]:
+    """The registered policies (name, label, description, params) for the host page, with
+    ``host``'s own defaults (its watermark's marks) where a rule has them."""
+    return [p.as_dict(p.defaults_for(host) if host is not None else None) for p in policies.REGISTRY.values()]
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "snapshots": snapshots,
             "changes": history.change_summaries(snapshots),
             "requests": requests,
-            "policies": _policies(),
+            "policies": _policies(host),
             "stale_prefix": settings.OCRDASH["STALE_PREFIX"],
             "live": feedback.host_live(host),
             "nav": "fleet",

@@ -239,3 +239,32 @@ def test_a_group_plan_previews_each_host_and_becomes_a_campaign_running_the_same
     )
     planned = {h.host.name: sorted(f["path"] for f in h.files) for h in campaign_plan.preview(spec).hosts}
     assert planned == {p.host.name: sorted(s.file.path for s in p.steps) for p in preview.plans}
+
+
+def test_a_refused_proposal_goes_back_to_the_preview_of_the_same_question(
+    make_host, client_for, operator, approver
+):
+    from urllib.parse import parse_qs, urlsplit
+
+    from models_admin.fleet import labels
+
+    host = make_host("ocr-1", {"a.gguf": 2 * GB})
+    labels.set_labels(host, {"env": "prod"}, approver)
+    labels.save_group("prod", user=approver, selector={"env": "prod"})
+    web = client_for(operator)
+    asked = {"free": "lots", "unused_days": "12", "allow_known": "1", "allow_last_copy": "1"}
+    for url, back in (
+        ("/hosts/ocr-1/plan/propose/", "/hosts/ocr-1/plan/"),
+        ("/groups/prod/plan/campaign/", "/groups/prod/plan/"),
+    ):
+        answer = web.post(url, {**asked, "snapshot": host.current_snapshot_id})
+        where = urlsplit(answer["Location"])
+        assert answer.status_code == 302 and where.path == back
+        assert {k: v[0] for k, v in parse_qs(where.query).items()} == asked
+        # The preview it goes back to says why, with the same knobs set.
+        page = web.get(answer["Location"]).content.decode()
+        assert 'value="12"' in page and 'name="allow_known" value="1" id="allow_known" checked' in page
+    assert not PruneRequest.objects.exists()
+    # The group's preview links each host's own preview with the same question.
+    page = web.get("/groups/prod/plan/", {**asked, "free": "1 GB"}).content.decode()
+    assert "/hosts/ocr-1/plan/?free=1+GB&amp;unused_days=12&amp;allow_known=1&amp;allow_last_copy=1" in page

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from ..campaigns import rollout
@@ -14,67 +21,85 @@ from ..security.roles import Action, can
 from . import flash_error, get_host_for_user, require
 
 DEFAULT_AMOUNT = "1 GB"
+P = TypeVar("P")
 
 
-def _options(data) -> dict:
-    """The plan's knobs from a form; bad numbers fall back to the defaults with no surprise."""
-    try:
-        days = max(1, int(data.get("unused_days") or 30))
-    except ValueError:
-        days = 30
+@dataclass(frozen=True)
+class PlanAsked:
+    """What a plan form asks, read one way by the host's and the group's plan pages and by
+    their proposals: the amount as typed (``free``) and the plan's knobs."""
+
+    amount: str
+    options: dict[str, Any]
+
+    @classmethod
+    def read(cls, data: QueryDict, default_amount: str = "") -> PlanAsked:
+        """Bad numbers fall back to the defaults with no surprise; an amount is checked by
+        ``planner.parse_amount`` where it is used (a preview says why, a proposal refuses)."""
+        try:
+            days = max(1, int(data.get("unused_days") or 30))
+        except ValueError:
+            days = 30
+        options = {
+            "unused_days": days,
+            "allow_known": data.get("allow_known") == "1",
+            "allow_last_copy": data.get("allow_last_copy") == "1",
+        }
+        return cls((data.get("free") or "").strip() or default_amount, options)
+
+    @property
+    def query(self) -> str:
+        """The preview's query string for the same question (the way back after a refusal)."""
+        flags = {k: "1" for k in ("allow_known", "allow_last_copy") if self.options[k]}
+        return "?" + urlencode({"free": self.amount, "unused_days": self.options["unused_days"], **flags})
+
+    def preview(self, make: Callable[..., P]) -> tuple[P | None, str]:
+        """(``make(bytes, **options)``, "") or (None, why the amount cannot be planned)."""
+        try:
+            return make(planner.parse_amount(self.amount), **self.options), ""
+        except planner.PlanError as exc:
+            return None, str(exc)
+
+
+def _preview_context(asked: PlanAsked, result: object, error: str, request: HttpRequest) -> dict[str, Any]:
     return {
-        "unused_days": days,
-        "allow_known": data.get("allow_known") == "1",
-        "allow_last_copy": data.get("allow_last_copy") == "1",
+        "amount": asked.amount,
+        "options": asked.options,
+        "query": asked.query,
+        "plan": result,
+        "error": error,
+        "may_propose": can(request.user, Action.PROPOSE),
     }
 
 
 def plan(request: HttpRequest, name: str) -> HttpResponse:
     """GET: the preview of freeing ``?free=`` on this host (nothing is written)."""
     host = get_host_for_user(request, name)
-    amount = request.GET.get("free", "").strip() or DEFAULT_AMOUNT
-    options = _options(request.GET)
-    error, result = "", None
-    try:
-        result = planner.plan_host(host, planner.parse_amount(amount), **options)
-    except planner.PlanError as exc:
-        error = str(exc)
-    return render(
-        request,
-        "models_admin/plan.html",
-        {
-            "host": host,
-            "amount": amount,
-            "options": options,
-            "plan": result,
-            "error": error,
-            "may_propose": can(request.user, Action.PROPOSE),
-            "nav": "fleet",
-        },
-    )
+    asked = PlanAsked.read(request.GET, DEFAULT_AMOUNT)
+    result, error = asked.preview(partial(planner.plan_host, host))
+    context = {"host": host, **_preview_context(asked, result, error, request), "nav": "fleet"}
+    return render(request, "models_admin/plan.html", context)
 
 
 @require_POST
 def propose_plan(request: HttpRequest, name: str) -> HttpResponse:
     """Turn the previewed plan into a prune request, if it is still what was shown."""
     host = get_host_for_user(request, name, Action.PROPOSE)
-    amount = request.POST.get("free", "")
-    options = _options(request.POST)
+    asked = PlanAsked.read(request.POST)
     shown = [tuple(key.split(":", 1)) for key in request.POST.getlist("file")]
     try:
         snapshot_id = int(request.POST.get("snapshot") or 0) or None
         prune = planner.propose(
             host,
-            planner.parse_amount(amount),
+            planner.parse_amount(asked.amount),
             user=request.user,
             shown_snapshot_id=snapshot_id,
             shown_paths=[(s, p) for s, p in shown],
-            **options,
+            **asked.options,
         )
     except (planner.PlanError, ValueError) as exc:
         flash_error(request, exc)
-        query = f"?free={amount}&unused_days={options['unused_days']}"
-        return redirect(f"{request.path.rsplit('/propose/', 1)[0]}/{query}")
+        return redirect(reverse("ocrdash-host-plan", args=[host.name]) + asked.query)
     messages.success(
         request, f"Request {prune.short_id} proposed from the plan: an approver must now decide."
     )
@@ -146,26 +171,10 @@ def group_plan(request: HttpRequest, name: str) -> HttpResponse:
     """GET: the preview of freeing ``?free=`` on each host of group ``name`` (nothing is written)."""
     require(request, Action.VIEW)
     group = get_object_or_404(HostGroup, name=name)
-    amount = request.GET.get("free", "").strip() or DEFAULT_AMOUNT
-    options = _options(request.GET)
-    error, result = "", None
-    try:
-        result = planner.plan_group(group, planner.parse_amount(amount), **options)
-    except planner.PlanError as exc:
-        error = str(exc)
-    return render(
-        request,
-        "models_admin/plan_group.html",
-        {
-            "group": group,
-            "amount": amount,
-            "options": options,
-            "plan": result,
-            "error": error,
-            "may_propose": can(request.user, Action.PROPOSE),
-            "nav": "groups",
-        },
-    )
+    asked = PlanAsked.read(request.GET, DEFAULT_AMOUNT)
+    result, error = asked.preview(partial(planner.plan_group, group))
+    context = {"group": group, **_preview_context(asked, result, error, request), "nav": "groups"}
+    return render(request, "models_admin/plan_group.html", context)
 
 
 @require_POST
@@ -173,15 +182,14 @@ def group_plan_campaign(request: HttpRequest, name: str) -> HttpResponse:
     """The group's plan as a campaign, in one click (an approver still decides)."""
     require(request, Action.PROPOSE)
     group = get_object_or_404(HostGroup, name=name)
-    amount = request.POST.get("free", "")
-    options = _options(request.POST)
+    asked = PlanAsked.read(request.POST)
     try:
         campaign = rollout.propose_free_space(
-            group, planner.parse_amount(amount), user=request.user, **options
+            group, planner.parse_amount(asked.amount), user=request.user, **asked.options
         )
     except planner.PlanError as exc:
         flash_error(request, exc)
-        return redirect(f"{request.path.rsplit('/campaign/', 1)[0]}/?free={amount}")
+        return redirect(reverse("ocrdash-group-plan", args=[group.name]) + asked.query)
     messages.success(
         request, f"Campaign {campaign.short_id} proposed from the plan: an approver must now decide."
     )

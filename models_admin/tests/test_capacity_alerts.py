@@ -177,3 +177,40 @@ def test_the_watermark_that_applies_is_the_hosts_schedule_then_its_groups_then_t
     assert watermarks.marks_for(west) == watermarks.Marks(50, 40, "its watermark schedule")
     assert inventory("ocr-west", TOTAL * 30 // 100, capture) == [Notification.Status.SENT]
     assert "ocr-west: disk 70 % used, over its high mark of 50 %" in subjects(smtp, approver.email)
+
+
+def test_the_watermark_is_one_statement_and_agrees_with_group_membership(
+    make_host, approver, django_assert_num_queries
+):
+    host = make_host("ocr-1", {})
+    other = make_host("ocr-2", {})
+    labels.set_labels(host, {"env": "prod", "region": "eu"}, approver)
+    labels.set_labels(other, {"env": "prod", "region": "us"}, approver)
+    groups = [
+        ("eu-prod", {"env": "prod", "region": "eu"}, [], 72),  # matches ocr-1
+        ("us", {"region": "us"}, [], 50),  # does not
+        ("listed", {}, ["ocr-1"], 71),  # lists ocr-1
+        ("others", {}, ["ocr-2"], 40),  # does not
+        ("no-marks", {"env": "prod"}, [], None),
+    ]
+    for name, selector, members, high in groups:
+        group = labels.save_group(name, user=approver, selector=selector, hosts=members)
+        if high is not None:
+            scheduled.set_group_marks(group, high, high - 10, approver)
+    host = Host.objects.get(pk=host.pk)
+    with django_assert_num_queries(1):
+        applies = watermarks.marks_for(host)
+    assert applies == watermarks.Marks(71, 61, "group listed")
+    # The same groups as the SQL rule says (labels.group_hosts), for both hosts.
+    for h in (host, Host.objects.get(pk=other.pk)):
+        member_of = [
+            g
+            for g in labels.HostGroup.objects.exclude(watermark_high=None)
+            if labels.group_hosts(g, Host.objects.filter(pk=h.pk)).exists()
+        ]
+        expected = min((watermarks.group_marks(g) for g in member_of), key=lambda m: m.high)
+        assert watermarks.marks_for(h) == expected
+    # The host's own schedule still comes first, in the same one statement.
+    scheduled.set_schedule("watermark", 60, approver, host=host, params={"high": 90, "low": 70})
+    with django_assert_num_queries(1):
+        assert watermarks.marks_for(host) == watermarks.Marks(90, 70, "its watermark schedule")

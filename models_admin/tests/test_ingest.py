@@ -136,18 +136,18 @@ def test_a_report_takes_a_fixed_handful_of_statements(make_host, django_assert_n
     files = {f"family/model_{i:02}.bin": i for i in range(50)}
     # Keys, BEGIN, host lock, claim, usage rows upserted (gone ones removed in the same
     # statement), disk sample upserted with the forecast's window read beside it, the watermark
-    # that applies (the host's own schedule, its groups' marks), snapshot, files (one INSERT of
-    # arrays), models summary (one statement), the models' sightings (one statement), the
-    # reports' daily rollup (one upsert), host update, audit, COMMIT.
-    with django_assert_num_queries(16):
+    # that applies (the host's own schedule and its groups' marks in one statement), snapshot,
+    # files (one INSERT of arrays), models summary (one statement), the models' sightings (one
+    # statement), the reports' daily rollup (one upsert), host update, audit, COMMIT.
+    with django_assert_num_queries(15):
         ingest(inventory("ocr-1", files))
     # Seen again (use unchanged too): keys, BEGIN, host lock, claim, disk sample and window,
-    # the watermark (2), snapshot seen, host update, COMMIT.
-    with django_assert_num_queries(10):
+    # the watermark, snapshot seen, host update, COMMIT.
+    with django_assert_num_queries(9):
         ingest(inventory("ocr-1", files))
     # Every file replaced by one of another name: the names no host holds any more leave the
     # summary in one more statement.
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(16):
         ingest(inventory("ocr-1", {f"family/other_{i:02}.bin": i for i in range(50)}))
     assert not ModelSummary.objects.filter(name__startswith="model_").exists()
     assert ModelSummary.objects.filter(name__startswith="other_").count() == 50

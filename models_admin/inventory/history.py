@@ -117,16 +117,31 @@ def current_copies(key: str, by_hash: bool, offset: int, limit: int) -> list[Mod
     """
     column = "sha256" if by_hash else "name"
     kind = ModelSighting.Kind.SHA256 if by_hash else ModelSighting.Kind.NAME
+    # Each host holding it now has at least one copy, so the first offset + limit of them hold
+    # the page: read in name order off the sightings' index under their own LIMIT, and each
+    # one's host row and copies looked up on their own (LATERAL; OFFSET 0 keeps PostgreSQL
+    # from flattening them). Left to itself the planner misjudged a popular name's rows and
+    # hashed every host with every copy of it (14 ms, not 1).
     sql = f"""
-        SELECT f.id FROM {ModelSighting._meta.db_table} s
-        JOIN {Host._meta.db_table} h ON h.id = s.host_id
-        JOIN {ModelFile._meta.db_table} f ON f.snapshot_id = h.current_snapshot_id AND f.{column} = %s
-        WHERE s.kind = %s AND s.key = %s AND s.present AND h.status <> %s
-        ORDER BY s.host_name, f.path, f.id
+        SELECT f.id FROM (
+            SELECT s.host_name, h.current_snapshot_id FROM {ModelSighting._meta.db_table} s
+            CROSS JOIN LATERAL (
+                SELECT current_snapshot_id FROM {Host._meta.db_table}
+                WHERE id = s.host_id AND status <> %s OFFSET 0
+            ) h
+            WHERE s.kind = %s AND s.key = %s AND s.present
+            ORDER BY s.host_name LIMIT %s
+        ) p
+        CROSS JOIN LATERAL (
+            SELECT c.id, c.path FROM {ModelFile._meta.db_table} c
+            WHERE c.snapshot_id = p.current_snapshot_id AND c.{column} = %s
+            OFFSET 0  -- kept a subquery, so it stays one lookup per host
+        ) f
+        ORDER BY p.host_name, f.path, f.id
         LIMIT %s OFFSET %s
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [key, kind.value, key, Host.Status.RETIRED.value, limit, offset])
+        cursor.execute(sql, [Host.Status.RETIRED.value, kind.value, key, offset + limit, key, limit, offset])
         ids = [row[0] for row in cursor.fetchall()]
     files = ModelFile.objects.filter(id__in=ids).select_related("snapshot__host").in_bulk()
     return [files[i] for i in ids]

@@ -348,6 +348,28 @@ class PruneRequest(models.Model):
         return self.requested_by.get_username() if self.requested_by else "policy"
 
 
+def restored() -> models.Exists:
+    """The item's file was moved back from quarantine by a restore of its request: the agent
+    answered ``restored`` for the same (store, path) in a restore whose ``restore_of`` is the
+    item's request. The prune's own item keeps ``quarantined`` (what that prune did); this says
+    what happened since.
+
+    Such a file gave no space back in the end: it counts in no reclaimed total, the deletions
+    audit shows it as restored, and it is no longer in quarantine (``in_quarantine``). (A
+    subquery, so the query count stays fixed.)
+    """
+    # By (store, path): the model folder and Aspose's OCR resources folder are two roots, and
+    # the same relative path in both is two files (restoring one gives nothing of the other back).
+    return models.Exists(
+        PruneItem.objects.filter(
+            request__restore_of=models.OuterRef("request"),
+            store=models.OuterRef("store"),
+            path=models.OuterRef("path"),
+            outcome=Outcome.RESTORED.value,
+        )
+    )
+
+
 class PruneItem(models.Model):
     """One file of a request, by identity, and how it ended on the host."""
 
@@ -393,6 +415,14 @@ class PruneItem(models.Model):
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+    @staticmethod
+    def in_quarantine() -> models.Q:
+        """Items whose file is in their request's quarantine folder now: quarantined, and
+        neither purged since (the outcome moves to ``purged``) nor moved back by a restore the
+        agent confirmed (``restored``). The one rule for the request page's Restore and Purge
+        buttons, for what a restore proposes and for what the purge picks and marks."""
+        return models.Q(~restored(), outcome=Outcome.QUARANTINED.value)
 
     @staticmethod
     def digest_of(path: str) -> str:

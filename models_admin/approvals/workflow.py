@@ -42,8 +42,7 @@ from workers.schema import SUCCESS_OUTCOMES, ItemOutcome, PruneMode
 from .. import errors
 from ..fleet import dispatch, feedback
 from ..fleet.hosts import lock_host
-from ..inventory.reports import restored
-from ..models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest
+from ..models import AuditEvent, Host, ModelFile, PruneItem, PruneRequest, restored
 from ..notifications import Event
 from ..notifications.send import notify_request
 from ..security import roles
@@ -264,7 +263,8 @@ def propose_restore(*, prune_request: PruneRequest, user, reason: str) -> PruneR
         raise WorkflowError("only a quarantining prune request can be restored")
     with transaction.atomic():
         lock_host(prune_request.host_id)
-        items = list(prune_request.items.filter(outcome=PruneItem.Outcome.QUARANTINED))
+        # Only what is still in the folder: a file an earlier restore moved back is not there.
+        items = list(prune_request.items.filter(PruneItem.in_quarantine()))
         if not items:
             raise WorkflowError("nothing of this request is in quarantine")
         if prune_request.restores.filter(state__in=PruneRequest.OPEN_STATES).exists():
@@ -609,7 +609,7 @@ def record_outcomes(
 
 def _count_restored(prune_request_id) -> None:
     """Set a prune's ``bytes_restored``: its items' bytes that a restore of it moved back
-    (``inventory.reports.restored``, the one rule for "restored"). Its ``bytes_in_quarantine``
+    (``models.restored``, the one rule for "restored"). Its ``bytes_in_quarantine``
     then no longer counts them, on every page, in the API and in the mails that read it, and a
     later purge, which finds only what is still in the folder, leaves nothing counted there.
 

@@ -23,13 +23,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, Collate, TruncDate
 from django.utils import timezone
 
 from workers.schema import Outcome
 
-from ..models import Host, ModelFile, PruneItem, PruneRequest, Snapshot
+from ..models import Host, ModelFile, PruneItem, PruneRequest, Snapshot, restored
 from . import history, lifecycle, rollup
 
 # Outcomes of a prune item that took its file out of the model folder: quarantined (still on
@@ -386,24 +386,6 @@ def _top_hosts(range_end: datetime, names: list[str], top: int) -> list[tuple[st
 
 
 # ---------------------------------------------------------------- reclaimed space
-
-
-def restored() -> Exists:
-    """The item's file was moved back from quarantine by a restore of its request.
-
-    Such a file gave no space back in the end: it counts in no reclaimed total, and the
-    deletions audit shows it as restored. (A subquery, so the query count stays fixed.)
-    """
-    # By (store, path): the model folder and Aspose's OCR resources folder are two roots, and
-    # the same relative path in both is two files (restoring one gives nothing of the other back).
-    return Exists(
-        PruneItem.objects.filter(
-            request__restore_of=OuterRef("request"),
-            store=OuterRef("store"),
-            path=OuterRef("path"),
-            outcome=Outcome.RESTORED.value,
-        )
-    )
 
 
 def reclaimed_items(start: date, end: date, hosts: Iterable[str] | None = None) -> QuerySet[PruneItem]:

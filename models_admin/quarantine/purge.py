@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from workers.schema import PurgeOrder, PurgeReport
@@ -39,11 +40,13 @@ def retention_days() -> float:
     return float(settings.OCRDASH["QUARANTINE_DAYS"])
 
 
-def in_quarantine(host: Host | None = None):
-    """Prune requests with at least one file still in quarantine."""
+def in_quarantine(host: Host | None = None) -> QuerySet[PruneRequest]:
+    """Prune requests with at least one file still in quarantine (``PruneItem.in_quarantine``):
+    one whose quarantined files were all restored has nothing there to purge."""
     found = PruneRequest.objects.filter(
-        kind=PruneRequest.Kind.PRUNE, items__outcome=Outcome.QUARANTINED
-    ).distinct()
+        Exists(PruneItem.objects.filter(PruneItem.in_quarantine()).filter(request=OuterRef("pk"))),
+        kind=PruneRequest.Kind.PRUNE,
+    )
     return found.filter(host=host) if host is not None else found
 
 
@@ -115,7 +118,7 @@ def purge_early(request_id, user) -> PurgeOrder:
         host = lock_host(request.host_id)
         if not host.accepts_orders:
             raise NotAllowed(f"{host.name} is {host.get_status_display().lower()}: no orders are sent to it")
-        if not request.items.filter(outcome=Outcome.QUARANTINED).exists():
+        if not request.items.filter(PruneItem.in_quarantine()).exists():
             raise WorkflowError("nothing of this request is in quarantine")
         return _send(host, [request], 0, user, early=True)
 
@@ -144,8 +147,10 @@ def record_purge(host: Host, report: PurgeReport, now: datetime) -> list[AuditEv
         request = PruneRequest.objects.select_for_update().filter(id=request_uuid, host=host).first()
         if request is None:
             continue
+        # A file a restore moved back was not in the folder the purge deleted: it stays as
+        # it is (quarantined, then restored), not purged.
         count = (
-            request.items.filter(outcome=Outcome.QUARANTINED)
+            request.items.filter(PruneItem.in_quarantine())
             .exclude(store__in=kept.get(rid, ()))
             .update(outcome=Outcome.PURGED)
         )

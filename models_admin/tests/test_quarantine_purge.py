@@ -328,3 +328,77 @@ def test_the_migration_counts_the_restores_answered_before_it(make_host, dispatc
 
     restored = dict(PruneRequest.objects.values_list("id", "bytes_restored"))
     assert (restored[request.id], restored[other.id]) == (100, 0)
+
+
+RESTORE_BUTTON = "Restore from quarantine"
+PURGE_BUTTON = "Purge quarantine now"
+
+
+def purge_answer(request: PruneRequest, size: int) -> None:
+    """The host's purge report: the request's quarantine folder is gone, ``size`` bytes with it."""
+    ingest(
+        PurgeReport(
+            host=request.host.name,
+            purged_requests=[request.id.hex],
+            bytes_purged=size,
+            purged=[PurgedRequest(request_id=request.id.hex, bytes_purged=size, files=1)],
+            freed=True,
+        )
+    )
+
+
+def test_a_file_a_restore_moved_back_is_no_longer_restored_nor_purged(
+    make_host, dispatched_request, restore_answer, host_queue, client_for, approver2
+):
+    """One of two quarantined files is moved back: the page still offers a restore, of the
+    other file alone, and the daily purge still picks the request, for that file alone (the
+    restored one ends neither purged nor proposed again). Both once went by the prune's own
+    items, which say ``quarantined`` for ever: the restore proposed the restored file too and
+    the purge marked it purged."""
+    host = make_host("ocr-1", {"old_a.bin": 100, "old_b.bin": 50, "en.gguf": 10})
+    request = quarantined(dispatched_request(host, ["old_a.bin", "old_b.bin"]), days_ago=8)
+    restore_answer(request, {"old_a.bin": Outcome.RESTORED, "old_b.bin": Outcome.REFUSED})
+    client = client_for(approver2)
+
+    page = client.get(f"/requests/{request.id}/").content.decode()
+    assert RESTORE_BUTTON in page and PURGE_BUTTON in page
+    response = client.post(f"/requests/{request.id}/restore/", {"reason": "the other one"})
+    again = request.restores.get(reason="the other one")
+    assert response.status_code == 302 and response["Location"] == f"/requests/{again.id}/"
+    assert [i.path for i in again.items.all()] == ["old_b.bin"]
+
+    queue = host_queue("ocr-1")
+    assert quarantine.send_due_purges(days=7) == {"sent": 1, "failed": 0}
+    [(_task, order)] = queue.drain()
+    assert order["prune_request_ids"] == [request.id.hex]
+    purge_answer(request, 50)
+    outcomes = dict(request.items.values_list("path", "outcome"))
+    assert outcomes == {"old_a.bin": Outcome.QUARANTINED, "old_b.bin": PruneItem.Outcome.PURGED}
+    assert not quarantine.in_quarantine(host).exists()
+
+
+def test_a_request_whose_files_were_all_restored_has_nothing_in_quarantine(
+    make_host, dispatched_request, restore_answer, host_queue, client_for, approver2
+):
+    """Both quarantined files are moved back: no purge order names the request (the daily
+    one used to, for files no longer in the folder), an early purge and a second restore are
+    refused, and the page offers neither button."""
+    host = make_host("ocr-1", {"old_a.bin": 100, "old_b.bin": 50, "en.gguf": 10})
+    request = quarantined(dispatched_request(host, ["old_a.bin", "old_b.bin"]), days_ago=8)
+    restore_answer(request, {"old_a.bin": Outcome.RESTORED, "old_b.bin": Outcome.RESTORED})
+    kept = quarantined(dispatched_request(host, ["en.gguf"]), days_ago=8)
+
+    queue = host_queue("ocr-1")
+    assert quarantine.due_requests(host, 7) == [kept]
+    assert quarantine.send_due_purges(days=7) == {"sent": 1, "failed": 0}
+    [(_task, order)] = queue.drain()
+    assert order["prune_request_ids"] == [kept.id.hex]
+    with pytest.raises(workflow.WorkflowError, match="nothing of this request is in quarantine"):
+        quarantine.purge_early(request.id, approver2)
+    with pytest.raises(workflow.WorkflowError, match="nothing of this request is in quarantine"):
+        workflow.propose_restore(prune_request=request, user=approver2, reason="again")
+
+    page = client_for(approver2).get(f"/requests/{request.id}/").content.decode()
+    assert RESTORE_BUTTON not in page and PURGE_BUTTON not in page
+    other_page = client_for(approver2).get(f"/requests/{kept.id}/").content.decode()
+    assert RESTORE_BUTTON in other_page and PURGE_BUTTON in other_page

@@ -91,6 +91,10 @@ def _detail_context(request: HttpRequest, prune: PruneRequest) -> dict:
         last_copy = prune.kind == PruneRequest.Kind.PRUNE and item.sha256 not in elsewhere
         rows.append(ItemRow(item, last_copy=last_copy, modified=modified, age=now - modified))
     own = prune.requested_by_id is not None and prune.requested_by_id == request.user.pk
+    # Files still in the host's quarantine folder: not purged, not moved back by a restore.
+    in_quarantine = (
+        prune.kind == PruneRequest.Kind.PRUNE and prune.items.filter(PruneItem.in_quarantine()).exists()
+    )
     return {
         "prune": prune,
         "progress": feedback.request_progress(prune),
@@ -102,16 +106,13 @@ def _detail_context(request: HttpRequest, prune: PruneRequest) -> dict:
         # request's own counters, as the list, the API and the mails show them.
         "quarantined_bytes": prune.bytes_in_quarantine,
         "freed_bytes": prune.bytes_freed,
-        "purgeable": prune.kind == PruneRequest.Kind.PRUNE
-        and any(i.outcome == PruneItem.Outcome.QUARANTINED for i in items),
+        "purgeable": in_quarantine,
         "last_copies": sum(1 for row in rows if row.last_copy),
         "known_count": sum(1 for i in items if i.known_to_aspose),
         "own_request": own,
         # Outcomes exist once the order left; before that the column would only say "pending".
         "show_outcomes": prune.state in (State.DISPATCHED, State.COMPLETED, State.PARTIAL, State.FAILED),
-        "restorable": prune.kind == PruneRequest.Kind.PRUNE
-        and prune.mode == "quarantine"
-        and prune.state in RESTORABLE,
+        "restorable": in_quarantine and prune.mode == "quarantine" and prune.state in RESTORABLE,
         "restores": list(prune.restores.order_by("-created_at")),
         "waiting": presence.waiting_note(prune, now),
         "nav": "requests",

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from workers.schema import Store
@@ -522,20 +522,16 @@ def bytes_moved(campaign: Campaign) -> int:
 
 
 def bytes_split(campaign: Campaign) -> tuple[int, int]:
-    """(still in quarantine, freed on disk) over the campaign's items, in one query.
+    """(still in quarantine, freed on disk) over the campaign's requests, in one query.
 
-    A quarantined file still takes its space on the host's disk until its request's quarantine
-    is purged; only deleted and purged items gave bytes back. The two are never summed into
-    one "freed" figure on a page.
+    The sum of each part's ``part_bytes``, the request's own counters (``PruneRequest
+    .bytes_in_quarantine`` and ``bytes_freed``), so the campaign's figures are its rows' added up:
+    a file a restore moved back is in neither, and what a purge freed is what the purge report
+    counted. The two are never summed into one "freed" figure on a page.
     """
-    items = PruneItem.objects.filter(request__campaign=campaign)
-    totals = items.aggregate(
-        quarantined=Sum("bytes_reclaimed", filter=Q(outcome=PruneItem.Outcome.QUARANTINED)),
-        freed=Sum(
-            "bytes_reclaimed", filter=Q(outcome__in=[PruneItem.Outcome.DELETED, PruneItem.Outcome.PURGED])
-        ),
-    )
-    return totals["quarantined"] or 0, totals["freed"] or 0
+    requests = campaign.requests.only("kind", "mode", "bytes_reclaimed", "bytes_purged", "bytes_restored")
+    parts = [part_bytes(r) for r in requests.order_by()]
+    return sum(q for q, _ in parts), sum(f for _, f in parts)
 
 
 def part_bytes(request: PruneRequest | None) -> tuple[int, int]:

@@ -23,8 +23,8 @@ from models_admin.models import (
     PruneItem,
     PruneRequest,
 )
-from models_admin.tests.conftest import sha
-from workers.schema import ItemOutcome, Outcome
+from models_admin.tests.conftest import ingest, sha
+from workers.schema import ItemOutcome, Outcome, PurgedRequest, PurgeReport
 
 pytestmark = pytest.mark.django_db
 A = AuditEvent.Action
@@ -198,6 +198,44 @@ def test_approval_starts_the_canary_then_the_next_wave_after_it_finished(
         A.WAVE_FINISHED,
         A.CAMPAIGN_FINISHED,
     ]
+
+
+def test_the_campaigns_disk_figures_are_its_requests_counters_added_up(
+    prod, operator, approver, approver2, host_queue, django_capture_on_commit_callbacks
+) -> None:
+    """Five hosts quarantined the old model (1,000 bytes each); one moved it back, one purged
+    its quarantine. The campaign's figures are its requests' own counters added up (the page's
+    rows): 3,000 in quarantine, 1,000 freed. They were once summed over the items, which still
+    say "quarantined" after a restore: 4,000 in quarantine, a file back in its folder among them."""
+    for i in range(1, 6):
+        host_queue(f"ocr-{i}")
+    campaign = rollout.propose(spec(canary_size=5), user=operator, reason="old model")
+    with django_capture_on_commit_callbacks(execute=True):
+        rollout.approve(campaign.id, approver)
+    parts = sent(campaign)
+    assert len(parts) == 5
+    for request in parts:
+        finish(request, Outcome.QUARANTINED, django_capture_on_commit_callbacks)
+    restored, purged = parts[0], parts[1]
+
+    restore = workflow.propose_restore(prune_request=restored, user=approver, reason="still needed")
+    with django_capture_on_commit_callbacks(execute=True):
+        workflow.approve(restore.id, approver2)
+    finish(restore, Outcome.RESTORED, django_capture_on_commit_callbacks)
+    ingest(
+        PurgeReport(
+            host=purged.host.name,
+            purged_requests=[purged.id.hex],
+            bytes_purged=1_000,
+            purged=[PurgedRequest(request_id=purged.id.hex, bytes_purged=1_000, files=1)],
+            freed=True,
+        )
+    )
+
+    progress = rollout.progress(campaign)
+    rows = [rollout.part_bytes(r) for r in campaign.requests.all()]
+    assert (progress.bytes_in_quarantine, progress.bytes_freed) == (3_000, 1_000)
+    assert (sum(q for q, _ in rows), sum(f for _, f in rows)) == (3_000, 1_000)
 
 
 def test_a_failed_canary_halts_the_rest_and_says_why(

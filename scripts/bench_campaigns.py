@@ -294,6 +294,9 @@ def main() -> int:
     # A beat newer than every beat above (a repeated or older one is taken as a duplicate and
     # writes nothing, which would read as 0 statements), counted on its own.
     one = beats(next(counter))[-1]
+    # The pages above ran with DEBUG on, which logs every query: a full log (9,000) would make
+    # the capture below see none.
+    connection.queries_log.clear()
     with CaptureQueriesContext(connection) as queries:
         outcome = ingest_report(one)
     assert outcome.status == "accepted", outcome

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from ..flash import flash_form_errors
 from ..models import (
     AuditEvent,
     HostGroup,
@@ -23,7 +24,6 @@ from ..models import (
     WebhookRoute,
 )
 from ..security.roles import Action, can, require
-from ..views import flash_form_errors
 from . import routing
 from . import webhooks as webhooks_admin
 from .events import Event

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from django import forms
-from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 
+from ..flash import flash_error, flash_form_errors
 from ..models import Host
 from ..security.roles import Action, require
 
-__all__ = ["require"]  # the views' permission check lives with the roles
+# The views' permission check lives with the roles, their flash messages in flash.py (the
+# notification settings pages show them too).
+__all__ = ["flash_error", "flash_form_errors", "require"]
 
 
 def get_host_for_user(request: HttpRequest, name: str, action: Action = Action.VIEW) -> Host:
@@ -28,18 +29,6 @@ def get_host_for_user(request: HttpRequest, name: str, action: Action = Action.V
     host = get_object_or_404(Host, name=name)
     require(request, action)
     return host
-
-
-def flash_error(request: HttpRequest, exc: Exception | str) -> None:
-    text = str(exc)
-    messages.error(request, text[:1].upper() + text[1:])
-
-
-def flash_form_errors(request: HttpRequest, form: forms.Form) -> None:
-    """Why a posted form was refused, every error of every field in one message worded as
-    ``flash_error`` words a refusal (the page it redirects to shows no form to mark them on).
-    Each error's closing full stop goes, so that the "; " between them reads as one sentence."""
-    flash_error(request, "; ".join(str(e).rstrip(".") for errors in form.errors.values() for e in errors))
 
 
 class CappedPaginator(Paginator):

@@ -58,6 +58,29 @@ def _check_json(value: Any, where: str, depth: int = 0) -> None:
     )
 
 
+def _plain(value: Any, depth: int = 0) -> bool:
+    """True if ``value``'s containers are as JSON has them: string keys, not too deep.
+
+    The quick look of every message (a 50-file report holds some 600 values): what JSON
+    cannot carry at all (NaN, a lone surrogate, a datetime) the encoder itself refuses, so
+    only what it would quietly change (a key that is not a string) and the depth are looked
+    at here, without building a path per value as ``_check_json`` does to name a problem.
+    """
+    if depth > _MAX_DEPTH:
+        return False
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return False
+            if isinstance(item, Mapping | list | tuple) and not _plain(item, depth + 1):
+                return False
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, Mapping | list | tuple) and not _plain(item, depth + 1):
+                return False
+    return True
+
+
 def canonical_bytes(value: Mapping[str, Any]) -> bytes:
     """``value`` as compact JSON: keys sorted, no whitespace, UTF-8 (no ``\\uXXXX``), no NaN.
 
@@ -67,7 +90,12 @@ def canonical_bytes(value: Mapping[str, Any]) -> bytes:
     re-formatting them on one side only would change the bytes. Raises TypeError naming the
     path to a value that has no single JSON form.
     """
-    _check_json(value, "message")
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    if not _plain(value):
+        _check_json(value, "message")  # names the key or the depth, and raises
+    try:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        _check_json(value, "message")  # the slow look names where
+        raise

@@ -114,6 +114,17 @@ def test_it_refuses_values_that_have_no_single_json_form() -> None:
         canonical_bytes({"items": {1: "a"}})
     with pytest.raises(TypeError, match="no JSON form"):
         canonical_bytes({"size": float("nan")})
+    with pytest.raises(TypeError, match=r"message\.files\.1\.path: a string holds a lone surrogate"):
+        canonical_bytes({"files": [{"path": "ok"}, {"path": "bad\udcff"}]})
+    with pytest.raises(TypeError, match="a key holds a lone surrogate"):
+        canonical_bytes({"k\ud800": 1})
+    with pytest.raises(TypeError, match="nested more than 32 levels"):
+        deep: dict = {"x": 1}
+        for _ in range(40):
+            deep = {"x": [deep]}
+        canonical_bytes(deep)
+    with pytest.raises(TypeError, match="bytes is not JSON"):
+        canonical_bytes({"a": [1, {"b": b"raw"}]})
 
 
 # ---------------------------------------------------------------- sign and verify

@@ -116,7 +116,11 @@ def _request_detail(prune_request: PruneRequest, code: int = status.HTTP_200_OK)
 
 
 class HostList(_Api, generics.ListAPIView):
-    queryset = Host.objects.select_related("current_snapshot").order_by("name")
+    queryset = (
+        Host.objects.select_related("current_snapshot")
+        .only(*serializers.HostSerializer.columns())
+        .order_by("name")
+    )
     serializer_class = serializers.HostSerializer
     filterset_class = filters.HostFilter
 

@@ -37,7 +37,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.urls import reverse
 from django.utils import timezone
 
@@ -158,11 +158,16 @@ def ingest_report(data: Any, received_at: datetime | None = None) -> IngestResul
 
     ``received_at`` is when the report first arrived (a retry passes it on): its freshness
     is checked against that moment, once, never against a retry's clock.
+
+    The signature is checked against the process's cached key of the host when it has one
+    (no query); whatever the report's kind, the statement that applies it confirms that key
+    is still the host's active one, and a report whose cached key was revoked or replaced
+    since is checked again against the database.
     """
     report, problem = parse(data)
     authenticated = False
     try:
-        auth = authenticate(data, received_at, cached=report is not None and report.kind in UNCLAIMED)
+        auth = authenticate(data, received_at, cached=report is not None)
         authenticated = True
         if report is None:
             raise Refused(problem)
@@ -174,28 +179,44 @@ def ingest_report(data: Any, received_at: datetime | None = None) -> IngestResul
                 auth = authenticate(data, received_at)
                 status, reason = UNCLAIMED[report.kind](report, timezone.now(), auth.key)
             return IngestResult(status, report.report_id, reason)
-        with transaction.atomic():
-            host, created = _lock_host(report)
-            if not _claim(report, host):
-                transaction.set_rollback(True)  # undo a host registered for a duplicate
-                log.info("report %s from %s already processed", report.report_id, report.host)
-                return IngestResult("duplicate", report.report_id)
-            registered = _registered_event(report, host) if created else None
-            if auth.enrollment is not None:
-                key = _enroll(host, auth.enrollment, report.report_id)
-                if key is not None and key.candidate:
-                    # Signed by a key nobody accepted yet: the enrollment is kept for the
-                    # approver, the report's content is not (it could be a takeover's).
-                    reason = "new key enrolled; its reports are taken once an approver accepts it"
-                    ReceivedReport.objects.filter(report_id=report.report_id).update(reason=reason)
-                    return IngestResult("accepted", report.report_id, reason=reason)
-            now = timezone.now()
-            applied = APPLY[report.kind](host, report, now)
-            feedback.answered(host, report)
-            _update_host(host, report, applied, now)
-            record(report, host, applied, registered)
+        try:
+            return _apply_claimed(report, auth)
+        except _StaleKey:
+            trust.forget(report.host)
+            return _apply_claimed(report, authenticate(data, received_at))
     except Refused as exc:
         return refuse(data, exc, report if authenticated else None)
+
+
+class _StaleKey(Exception):
+    """The cached key that verified a report is no longer the host's active key (the host lock
+    says so): the report's transaction is rolled back and its signature checked again."""
+
+
+def _apply_claimed(report: AnyReport, auth: trust.Authenticated) -> IngestResult:
+    """A report with a ReceivedReport row and an audit trail, in one transaction under the
+    host's row lock (which revocation and acceptance take too, so the key confirmed here
+    stays the host's key until the report commits)."""
+    with transaction.atomic():
+        host, created = _lock_host(report, auth.key if auth.cached else None)
+        if not _claim(report, host):
+            transaction.set_rollback(True)  # undo a host registered for a duplicate
+            log.info("report %s from %s already processed", report.report_id, report.host)
+            return IngestResult("duplicate", report.report_id)
+        registered = _registered_event(report, host) if created else None
+        if auth.enrollment is not None:
+            key = _enroll(host, auth.enrollment, report.report_id)
+            if key is not None and key.candidate:
+                # Signed by a key nobody accepted yet: the enrollment is kept for the
+                # approver, the report's content is not (it could be a takeover's).
+                reason = "new key enrolled; its reports are taken once an approver accepts it"
+                ReceivedReport.objects.filter(report_id=report.report_id).update(reason=reason)
+                return IngestResult("accepted", report.report_id, reason=reason)
+        now = timezone.now()
+        applied = APPLY[report.kind](host, report, now)
+        feedback.answered(host, report)
+        _update_host(host, report, applied, now)
+        record(report, host, applied, registered)
     return IngestResult("accepted", report.report_id, snapshot_id=applied.snapshot_id)
 
 
@@ -442,17 +463,30 @@ def _agent(host_name: str) -> str:
 # ---------------------------------------------------------------- steps inside the transaction
 
 
-def _lock_host(report: AnyReport) -> tuple[Host, bool]:
+def _lock_host(report: AnyReport, cached_key: HostKey | None = None) -> tuple[Host, bool]:
     """The reporting host, locked, with its current snapshot. Only an inventory may introduce a
-    new host (as pending)."""
+    new host (as pending).
+
+    ``cached_key``: the cached key the report was verified with, confirmed in the same
+    statement (still this host's, unrevoked, not a candidate); _StaleKey if it is not."""
     locked = Host.objects.select_for_update(of=("self",)).select_related("current_snapshot")
-    host = locked.filter(name=report.host).first()
+    query = locked.filter(name=report.host)
+    if cached_key is not None:
+        active = HostKey.objects.filter(
+            pk=cached_key.pk, host=OuterRef("pk"), revoked_at__isnull=True, candidate=False
+        )
+        query = query.annotate(cached_key_active=Exists(active))
+    host = query.first()
     if host is None:
+        if cached_key is not None:
+            raise _StaleKey  # the host the key was cached for is gone
         if not isinstance(report, InventoryReport):
             raise Refused(f"unknown host {report.host!r}: a new host must first send an inventory")
         # get_or_create: two first inventories of one host racing both end on the same row.
         host, created = Host.objects.get_or_create(name=report.host, defaults={"status": Host.Status.PENDING})
         return locked.get(pk=host.pk), created
+    if cached_key is not None and not host.cached_key_active:  # type: ignore[attr-defined]  # annotated above
+        raise _StaleKey
     if host.status == Host.Status.RETIRED:
         raise Refused(f"host {report.host!r} is retired: accept it again to take its reports")
     return host, False

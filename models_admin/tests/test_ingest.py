@@ -134,20 +134,22 @@ def test_a_report_takes_a_fixed_handful_of_statements(make_host, django_assert_n
         pytest.skip("the counts are PostgreSQL's (unnest and data-modifying WITH); SQLite takes more")
     make_host("ocr-1", {})
     files = {f"family/model_{i:02}.bin": i for i in range(50)}
-    # Keys, BEGIN, host lock, claim, usage rows upserted (gone ones removed in the same
-    # statement), disk sample upserted with the forecast's window read beside it, the watermark
-    # that applies (the host's own schedule and its groups' marks in one statement), snapshot,
-    # files (one INSERT of arrays), models summary (one statement), the models' sightings (one
-    # statement), the reports' daily rollup (one upsert), host update, audit, COMMIT.
+    # Keys (the first report this process sees of the host), BEGIN, host lock, claim, usage rows
+    # upserted (gone ones removed in the same statement), disk sample upserted with the
+    # forecast's window read beside it, the watermark that applies (the host's own schedule and
+    # its groups' marks in one statement), snapshot, files (one INSERT of arrays), models
+    # summary (one statement), the models' sightings (one statement), the reports' daily rollup
+    # (one upsert), host update, audit, COMMIT.
     with django_assert_num_queries(15):
         ingest(inventory("ocr-1", files))
-    # Seen again (use unchanged too): keys, BEGIN, host lock, claim, disk sample and window,
-    # the watermark, snapshot seen, host update, COMMIT.
-    with django_assert_num_queries(9):
+    # Seen again (use unchanged too), the key now this process's, confirmed by the host lock:
+    # BEGIN, host lock, claim, disk sample and window, the watermark, snapshot seen, host
+    # update, COMMIT.
+    with django_assert_num_queries(8):
         ingest(inventory("ocr-1", files))
     # Every file replaced by one of another name: the names no host holds any more leave the
     # summary in one more statement.
-    with django_assert_num_queries(16):
+    with django_assert_num_queries(15):
         ingest(inventory("ocr-1", {f"family/other_{i:02}.bin": i for i in range(50)}))
     assert not ModelSummary.objects.filter(name__startswith="model_").exists()
     assert ModelSummary.objects.filter(name__startswith="other_").count() == 50

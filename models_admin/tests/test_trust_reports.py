@@ -166,6 +166,37 @@ def test_a_revoked_key_is_refused_and_the_host_can_take_no_orders(host_a, approv
         hosts.accept_host(host, approver)
 
 
+def test_a_key_revoked_after_the_process_cached_it_is_refused_for_every_kind(host_a, approver):
+    # The ingest process verifies a known host's reports against the key it last read (no
+    # query) and confirms it under the host's lock: a revocation since must win anyway.
+    host, key = host_a
+    assert ingest_report(signed_report(inventory("ocr-1", {"en.gguf": 3}), key)).status == "accepted"
+    assert ingest_report(signed_report(FreeReport(host="ocr-1", freed=True), key)).status == "accepted"
+    assert "ocr-1" in trust._active_keys  # the precondition: the next reports take the cached path
+
+    hosts.revoke_key(host, approver.username)
+    before = inventory_state()
+
+    assert_refused(signed_report(inventory("ocr-1", {"evil.gguf": 1}), key), "key revoked")
+    assert_refused(signed_report(FreeReport(host="ocr-1", freed=True), key), "key revoked")
+    assert inventory_state() == before
+
+
+def test_a_cached_key_replaced_by_an_accepted_new_one_is_refused(host_a, enrollment_token, approver):
+    host, old = host_a
+    assert ingest_report(signed_report(inventory("ocr-1", {"en.gguf": 3}), old)).status == "accepted"
+    assert "ocr-1" in trust._active_keys
+    new = Ed25519PrivateKey.generate()
+    token = enrollment_token(host_name="ocr-1")
+    ingest_report(signed_report(enrolling(inventory("ocr-1", {}), token, new), new))
+    hosts.accept_new_key(host, approver.username)
+    before = inventory_state()
+
+    assert_refused(signed_report(inventory("ocr-1", {"evil.gguf": 1}), old), "bad signature")
+    assert inventory_state() == before
+    assert ingest_report(signed_report(inventory("ocr-1", {"fr.gguf": 2}), new)).status == "accepted"
+
+
 # ---------------------------------------------------------------- enrollment
 
 

@@ -12,10 +12,18 @@ deleted at once) and ``bytes_purged`` (gone from the disk by a purge), and its i
 - ``purge_early`` lets an approver purge one request's quarantine now; by the two-person rule,
   not the person who asked for the request.
 - ``record_purge`` applies a PurgeReport inside ingest's transaction (host row locked).
+
+A request with an open restore (proposed, approved or dispatched: asked and not answered yet)
+gets no purge order: a purge deletes the request's whole folder, so it cannot leave out the
+files a restore is to move back, and the agent may run the two orders in either order. The
+people who asked for those files back (and the approver who agreed) expect them back, not a
+purge that makes their decision moot; the purge waits for the restore's answer (or its
+withdrawal, rejection or expiry) instead. See ``open_restore``.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -26,12 +34,13 @@ from django.utils import timezone
 
 from workers.schema import PurgeOrder, PurgeReport
 
-from ..approvals.workflow import NotAllowed, WorkflowError
+from ..approvals.workflow import NotAllowed, WorkflowError, WrongState
 from ..fleet import dispatch
 from ..fleet.hosts import lock_host
 from ..models import AuditEvent, Host, PruneItem, PruneRequest
 from ..security.roles import actor_name
 
+log = logging.getLogger(__name__)
 Action = AuditEvent.Action
 Outcome = PruneItem.Outcome
 
@@ -50,10 +59,28 @@ def in_quarantine(host: Host | None = None) -> QuerySet[PruneRequest]:
     return found.filter(host=host) if host is not None else found
 
 
+def open_restore() -> Exists:
+    """A restore of the (outer) prune request is open: asked and not answered yet. Such a
+    request is not purged, neither early nor by the retention (the module's docstring)."""
+    return Exists(
+        PruneRequest.objects.filter(
+            restore_of=OuterRef("pk"), kind=PruneRequest.Kind.RESTORE, state__in=PruneRequest.OPEN_STATES
+        )
+    )
+
+
 def due_requests(host: Host, days: float, now: datetime | None = None) -> list[PruneRequest]:
-    """Requests of ``host`` whose quarantine is older than ``days`` (by when they finished)."""
+    """Requests of ``host`` whose quarantine is older than ``days`` (by when they finished),
+    but those with an open restore: they wait for its answer and are due again on a later run."""
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    return list(in_quarantine(host).filter(finished_at__lte=cutoff).order_by("finished_at", "id"))
+    found = in_quarantine(host).filter(finished_at__lte=cutoff).annotate(restoring=open_restore())
+    due = []
+    for request in found.order_by("finished_at", "id"):
+        if request.restoring:
+            log.info("purge of %s on %s waits: a restore of it is open", request.short_id, host.name)
+        else:
+            due.append(request)
+    return due
 
 
 def _order(host: Host, requests: list[PruneRequest], days: float) -> PurgeOrder:
@@ -108,6 +135,13 @@ def purge_early(request_id, user) -> PurgeOrder:
     """An approver empties one request's quarantine now, whatever its age (cannot be undone).
 
     Two-person rule: whoever asked for the request may not also destroy its only copy.
+
+    Refused while a restore of the request is open (``open_restore``). The race: a restore
+    proposed or approved at the same moment as this purge. Both take the host's row lock
+    first (``propose_restore`` and ``approve`` through ``workflow._locked``), and the check
+    and the order are made under it, so one of the two sees the other: either this purge is
+    refused, or the restore is proposed after the purge order left (the agent then answers
+    each file it no longer found as missing: an order already sent is not called back).
     """
     request = PruneRequest.objects.select_related("host").filter(id=request_id).first()
     if request is None:
@@ -120,6 +154,19 @@ def purge_early(request_id, user) -> PurgeOrder:
             raise NotAllowed(f"{host.name} is {host.get_status_display().lower()}: no orders are sent to it")
         if not request.items.filter(PruneItem.in_quarantine()).exists():
             raise WorkflowError("nothing of this request is in quarantine")
+        restore = request.restores.filter(state__in=PruneRequest.OPEN_STATES).order_by("created_at").first()
+        if restore is not None:
+            log.info(
+                "early purge of %s on %s refused: restore %s is open",
+                request.short_id,
+                host.name,
+                restore.short_id,
+            )
+            raise WrongState(
+                f"a restore {restore.short_id} of this request is open "
+                f"({restore.get_state_display().lower()}): purging now would delete the files it is to move "
+                "back. Purge once the restore is answered, or withdrawn or rejected"
+            )
         return _send(host, [request], 0, user, early=True)
 
 

@@ -425,6 +425,30 @@ class PruneItem(models.Model):
         return models.Q(~restored(), outcome=Outcome.QUARANTINED.value)
 
     @staticmethod
+    def with_restored(items: models.QuerySet[PruneItem] | None = None) -> models.QuerySet[PruneItem]:
+        """``items`` (all by default) with ``restored`` read in the same query, for ``state_now``."""
+        return (PruneItem.objects.all() if items is None else items).annotate(restored=restored())
+
+    @property
+    def state_now(self) -> str:
+        """What is true of the file now, for every place that shows it: the item's outcome, but
+        ``restored`` for a file this prune quarantined and a restore has moved back since. The
+        outcome itself keeps what the prune did (its audit, the reports' reclaimed weeks)."""
+        if self.outcome == Outcome.QUARANTINED.value and self._restored():
+            return Outcome.RESTORED.value
+        return self.outcome
+
+    @property
+    def is_in_quarantine(self) -> bool:
+        """``in_quarantine`` for one item read ``with_restored``."""
+        return self.outcome == Outcome.QUARANTINED.value and not self._restored()
+
+    def _restored(self) -> bool:
+        # Set by ``with_restored`` (the ``restored`` subquery). An item read without it raises
+        # here (KeyError), so a page that forgot it fails instead of saying "quarantined".
+        return bool(vars(self)["restored"])
+
+    @staticmethod
     def digest_of(path: str) -> str:
         """The path's stand-in in the one-open-request index (``path_digest``)."""
         return hashlib.sha256(path.encode("utf-8")).hexdigest()

@@ -170,6 +170,12 @@ class ModelFileSerializer(serializers.ModelSerializer):
 
 
 class PruneItemSerializer(serializers.ModelSerializer):
+    # ``outcome`` is what the prune did; these say where the file is now (``PruneItem.state_now``):
+    # moved back by a restore since, or still in the request's quarantine folder. Items are
+    # read ``PruneItem.with_restored`` (api/views.py).
+    restored = serializers.BooleanField(read_only=True)
+    in_quarantine = serializers.BooleanField(source="is_in_quarantine", read_only=True)
+
     class Meta:
         model = PruneItem
         fields = [
@@ -183,6 +189,8 @@ class PruneItemSerializer(serializers.ModelSerializer):
             "detail",
             "bytes_reclaimed",
             "finished_at",
+            "restored",
+            "in_quarantine",
         ]
 
 

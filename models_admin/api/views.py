@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -95,10 +95,15 @@ def _host(name: str) -> Host:
     return get_object_or_404(Host, name=name)
 
 
-def _request(request_id) -> PruneRequest:
-    return get_object_or_404(
-        PruneRequest.objects.select_related("host", "requested_by", "decided_by"), id=request_id
+def _with_items():
+    """A request with its items, each read with where its file is now (``PruneItem.with_restored``)."""
+    return PruneRequest.objects.select_related("host", "requested_by", "decided_by").prefetch_related(
+        Prefetch("items", queryset=PruneItem.with_restored())
     )
+
+
+def _request(request_id) -> PruneRequest:
+    return get_object_or_404(_with_items(), id=request_id)
 
 
 def _validated(serializer_class, data) -> dict[str, Any]:
@@ -325,9 +330,7 @@ class RequestList(_Api, generics.ListAPIView):
 
 class RequestDetail(_Api, generics.RetrieveAPIView):
     serializer_class = serializers.PruneRequestDetailSerializer
-    queryset = PruneRequest.objects.select_related("host", "requested_by", "decided_by").prefetch_related(
-        "items"
-    )
+    queryset = _with_items()
     lookup_url_kwarg = "request_id"
 
 

@@ -602,7 +602,7 @@ def deletion_row(item: PruneItem) -> dict:
     """One row of the audit export; the same dict feeds the table, and ``deletion_rows`` makes
     it for the CSV and the JSON from column values."""
     request = item.request
-    restored = bool(getattr(item, "restored", False))
+    restored = bool(vars(item)["restored"])  # read with the items (``restored()``), never assumed
     kept = not restored
     return {
         "finished_at": item.finished_at.isoformat() if item.finished_at else "",
@@ -796,6 +796,7 @@ def model_lifecycle(key: str, rows: Sequence[lifecycle.HostSighting] | None = No
             item_match, request__kind=PruneRequest.Kind.PRUNE, request__host_id__in=[r.host_id for r in rows]
         )
         .exclude(outcome=PruneItem.Outcome.PENDING)
+        .annotate(restored=restored())
         .select_related("request__host", "request__requested_by", "request__decided_by")
         .order_by("finished_at")
     )

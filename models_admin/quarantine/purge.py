@@ -74,7 +74,7 @@ def due_requests(host: Host, days: float, now: datetime | None = None) -> list[P
     but those with an open restore: they wait for its answer and are due again on a later run."""
     cutoff = (now or timezone.now()) - timedelta(days=days)
     found = in_quarantine(host).filter(finished_at__lte=cutoff).annotate(restoring=open_restore())
-    due = []
+    due: list[PruneRequest] = []
     for request in found.order_by("finished_at", "id"):
         if request.restoring:
             log.info("purge of %s on %s waits: a restore of it is open", request.short_id, host.name)

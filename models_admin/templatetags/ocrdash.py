@@ -49,6 +49,7 @@ OUTCOME_COLOURS = {
     "quarantined": "success",
     "deleted": "success",
     "restored": "success",
+    "quarantined, restored": "success",
     "skipped_changed": "warning",
     "skipped_missing": "warning",
     "skipped_in_use": "warning",
@@ -90,6 +91,9 @@ OUTCOME_WORDS = {
     "skipped_in_use": ("skipped", "the file was in use"),
     "refused": ("refused", "the agent would not touch this path"),
     "error": ("error", ""),
+    # The deletions report's and a model lifecycle's word for a prune's file moved back since
+    # (``inventory.reports.deletion_row``): back in its folder, no longer in quarantine.
+    "quarantined, restored": ("restored", "quarantined, then moved back"),
 }
 
 

@@ -182,7 +182,8 @@ def test_approval_starts_the_canary_then_the_next_wave_after_it_finished(
     progress = rollout.progress(campaign)
     assert (progress.bytes_in_quarantine, progress.bytes_freed) == (5_000, 0)
     # The exports (CSV and JSON share deletion_row) name the campaign of every removed file.
-    rows = [reports.deletion_row(i) for i in PruneItem.objects.filter(request__campaign=campaign)]
+    items = PruneItem.with_restored(PruneItem.objects.filter(request__campaign=campaign))
+    rows = [reports.deletion_row(i) for i in items]
     assert len(rows) == 5 and {r["campaign_id"] for r in rows} == {str(campaign.id)}
     actions = list(
         AuditEvent.objects.filter(object_type="campaign", object_id=str(campaign.id))

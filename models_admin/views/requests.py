@@ -82,7 +82,8 @@ def live(request: HttpRequest, request_id) -> JsonResponse:
 
 
 def _detail_context(request: HttpRequest, prune: PruneRequest) -> dict:
-    items = list(prune.items.all())
+    # With ``restored``: the files table shows each file's state now (``PruneItem.state_now``).
+    items = list(PruneItem.with_restored(prune.items.all()))
     elsewhere = history.hashes_elsewhere(prune.host, (i.sha256 for i in items))
     now = timezone.now()
     rows = []

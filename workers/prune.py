@@ -44,6 +44,7 @@ from workers.schema import (
     FileIdentity,
     ItemOutcome,
     KeptQuarantine,
+    MissingFile,
     Outcome,
     PruneMode,
     PurgedRequest,
@@ -624,6 +625,21 @@ def _tree_size(dir_fd: int) -> tuple[int, int]:
     return total, count
 
 
+def _missing_from(dir_fd: int, db: StateDB, request_id: str, store: Store) -> list[MissingFile]:
+    """The files recorded as moved into this request's quarantine folder (``dir_fd``) that it
+    no longer holds. A file a restore moved back is among them; the dashboard, which knows
+    the restores, leaves those alone."""
+    try:
+        recorded = db.item_outcomes(record_kind("prune", store), request_id)
+    except Exception:  # the state folder is broken: nothing to compare with
+        return []
+    wanted = sorted(path for path, (outcome, _, _) in recorded.items() if outcome == Outcome.QUARANTINED)
+    if not wanted:
+        return []
+    there = set(_quarantined_files(dir_fd))
+    return [MissingFile(path=path, store=store) for path in wanted if path not in there]
+
+
 def purge_requests(
     root: Path,
     db: StateDB,
@@ -660,6 +676,7 @@ def purge_requests(
                     sub = os.open(name, _DIR_FLAGS, dir_fd=base_fd)
                     try:
                         size, files = _tree_size(sub)
+                        missing = _missing_from(sub, db, name, store)
                     finally:
                         os.close(sub)
                     # Journaled before the first file goes: an agent killed inside rmtree
@@ -670,7 +687,9 @@ def purge_requests(
                     # rmtree with dir_fd works through descriptors and does not follow symlinks.
                     shutil.rmtree(name, dir_fd=base_fd)
                     purged.append(
-                        PurgedRequest(request_id=wire_path(name)[:64], bytes_purged=size, files=files)
+                        PurgedRequest(
+                            request_id=wire_path(name)[:64], bytes_purged=size, files=files, missing=missing
+                        )
                     )
         except _Stop:  # no quarantine folder (or it is a symlink): nothing of ours to purge
             return []
@@ -817,6 +836,7 @@ def _merge_purged(merged: dict[str, PurgedRequest], done: PurgedRequest) -> None
             request_id=done.request_id,
             bytes_purged=seen.bytes_purged + done.bytes_purged,
             files=seen.files + done.files,
+            missing=[*seen.missing, *done.missing],
         )
     )
 

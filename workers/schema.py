@@ -468,6 +468,17 @@ class RestoreReport(_Report):
     freed: bool
 
 
+class MissingFile(BaseModel):
+    """A file the agent had moved into a request's quarantine and did not find there when it
+    purged that folder (deleted by hand, lost with a disk): not freed by the purge, and not in
+    quarantine any more either."""
+
+    model_config = _STRICT
+
+    path: RelPath
+    store: Store = Store.LLM
+
+
 class PurgedRequest(BaseModel):
     """What one request's quarantine gave back to the disk when it was purged."""
 
@@ -476,6 +487,10 @@ class PurgedRequest(BaseModel):
     request_id: Id
     bytes_purged: NonNegative
     files: NonNegative = 0
+    # Of the files the agent recorded moving there, those the folder no longer held (empty when
+    # it has no record of the request: another agent's state folder, or a purge accounted for
+    # after a restart).
+    missing: Annotated[list[MissingFile], Field(max_length=100_000)] = []
 
 
 class KeptQuarantine(BaseModel):

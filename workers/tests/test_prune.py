@@ -315,3 +315,22 @@ def test_a_prune_reads_proc_once_for_all_its_items(models_dir: Path, db: StateDB
     outcomes = Pruner(models_dir, db).prune("many", items, PruneMode.QUARANTINE)
     assert [o.outcome for o in outcomes] == [Outcome.QUARANTINED] * 20
     assert len(looks) == 1
+
+
+def test_a_purge_names_the_quarantined_files_that_were_no_longer_there(
+    models_dir: Path, db: StateDB, pruner: Pruner
+) -> None:
+    """A file the agent moved into quarantine and that is gone from the folder by the purge
+    (deleted by hand, lost with a disk) is named, so that the dashboard neither counts it
+    freed by the purge nor keeps counting it in quarantine."""
+    write(models_dir / "a.bin", b"aaaa")
+    write(models_dir / "sub" / "b.bin", b"bb")
+    items = [identity(models_dir, "a.bin"), identity(models_dir, "sub/b.bin")]
+    pruner.prune("p1", items, PruneMode.QUARANTINE)
+    (models_dir / QUARANTINE_DIR / "p1" / "sub" / "b.bin").unlink()
+
+    [done] = purge_requests(models_dir, db, retention_days=0, only=["p1"])
+
+    assert (done.bytes_purged, done.files) == (4, 1)
+    assert [(m.path, m.store.value) for m in done.missing] == [("sub/b.bin", "llm")]
+    assert not (models_dir / QUARANTINE_DIR / "p1").exists()

@@ -304,6 +304,11 @@ class PruneRequest(models.Model):
     # (approvals.workflow counts it when a restore's answer arrives). A purge afterwards finds
     # those files gone from the quarantine folder and counts only what was still there.
     bytes_restored = models.BigIntegerField(default=0)
+    # Of bytes_reclaimed: left the quarantine without a purge report counting it freed (a file
+    # gone from the folder before the purge, or what a purge cut short deleted before it
+    # stopped). Set by each purge report (quarantine.purge.record_purge) so that
+    # bytes_in_quarantine is what the agent says is still there.
+    bytes_gone = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -331,10 +336,11 @@ class PruneRequest(models.Model):
 
     @property
     def bytes_in_quarantine(self) -> int:
-        """Moved aside by this prune and still on the host's disk: neither restored nor purged."""
+        """Moved aside by this prune and still on the host's disk: neither restored, nor purged,
+        nor gone from the folder by the purge (``bytes_gone``)."""
         if self.kind != self.Kind.PRUNE or self.mode == PruneMode.DELETE.value:
             return 0
-        return max(self.bytes_reclaimed - self.bytes_purged - self.bytes_restored, 0)
+        return max(self.bytes_reclaimed - self.bytes_purged - self.bytes_restored - self.bytes_gone, 0)
 
     @property
     def bytes_freed(self) -> int:
@@ -374,8 +380,13 @@ class PruneItem(models.Model):
     """One file of a request, by identity, and how it ended on the host."""
 
     # "purged": the file was quarantined and its request's quarantine folder is gone since.
+    # "missing": it was quarantined, and the purge found it no longer in that folder (deleted or
+    # lost outside ocrdash): neither freed by the purge nor in quarantine.
     Outcome = models.TextChoices(  # type: ignore[call-overload]  # as Mode above
-        "Outcome", [("PENDING", "pending")] + [(o.name, o.value) for o in Outcome] + [("PURGED", "purged")]
+        "Outcome",
+        [("PENDING", "pending")]
+        + [(o.name, o.value) for o in Outcome]
+        + [("PURGED", "purged"), ("MISSING", "missing")],
     )
 
     request = models.ForeignKey(PruneRequest, on_delete=models.CASCADE, related_name="items")

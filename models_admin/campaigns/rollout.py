@@ -529,7 +529,9 @@ def bytes_split(campaign: Campaign) -> tuple[int, int]:
     a file a restore moved back is in neither, and what a purge freed is what the purge report
     counted. The two are never summed into one "freed" figure on a page.
     """
-    requests = campaign.requests.only("kind", "mode", "bytes_reclaimed", "bytes_purged", "bytes_restored")
+    requests = campaign.requests.only(
+        "kind", "mode", "bytes_reclaimed", "bytes_purged", "bytes_restored", "bytes_gone"
+    )
     parts = [part_bytes(r) for r in requests.order_by()]
     return sum(q for q, _ in parts), sum(f for _, f in parts)
 

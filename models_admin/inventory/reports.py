@@ -525,7 +525,9 @@ def requests_per_week(start: date, end: date, hosts: Iterable[str] | None = None
 # The deletions audit keeps a purged file's row: it was quarantined first, then freed by the
 # purge. Of the bytes of a row, "in quarantine" still sit on the host's disk (restorable) and
 # "freed on disk" are gone (deleted at once, or purged); a restored file counts in neither.
-DELETION_OUTCOMES = RECLAIMED_OUTCOMES
+# The deletions audit lists a file found missing from quarantine at its purge too (it left its
+# folder by a request), with nothing in quarantine and nothing freed.
+DELETION_OUTCOMES = (*RECLAIMED_OUTCOMES, PruneItem.Outcome.MISSING.value)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from workers.schema import PurgeOrder, PurgeReport
+from workers.schema import PurgedRequest, PurgeOrder, PurgeReport
 
 from ..approvals.workflow import NotAllowed, WorkflowError, WrongState
 from ..fleet import dispatch
@@ -171,22 +171,38 @@ def purge_early(request_id, user) -> PurgeOrder:
 
 
 def record_purge(host: Host, report: PurgeReport, now: datetime) -> list[AuditEvent]:
-    """Mark the items of every purged request ``purged`` and count what the disk got back.
+    """Apply a purge report to each request it names, so that the request's figures are what
+    the agent says about the disk.
+
+    - A store's folder that went: its files in quarantine end ``purged``, but those the agent
+      names missing (no longer in the folder when it was purged) end ``missing`` with why.
+    - A store's folder still there (``kept``: the purge was cut short): its files stay
+      quarantined and restorable, their detail says why.
+    - ``bytes_purged`` adds what the agent freed; ``bytes_gone`` is set so that the request's
+      ``bytes_in_quarantine`` is what the agent says is left (the kept folders' bytes, nothing
+      of a folder that went). It is set from the counters, never added to: a repeated report
+      changes nothing, and the purge that later finishes a kept folder counts nothing twice.
 
     The items' and the request's ``finished_at`` stay when the prune finished (the reports
     place a file in the week it left its folder, and a purge days later must not move it);
     the purge's own time is the request's ``purged_at`` and its audit event.
+
+    Runs inside ingest's transaction with the host row locked, then locks each request row in
+    id order. The race is a restore's answer for the same request (``record_outcomes``, which
+    recounts ``bytes_restored``): it takes the host lock first too, so the two are applied one
+    after the other, and whichever comes second reads the other's items and counters.
     """
-    freed = {p.request_id: p.bytes_purged for p in report.purged}
+    freed = {p.request_id: p for p in report.purged}
     for rid in report.purged_requests:
-        freed.setdefault(rid, 0)
+        freed.setdefault(rid, PurgedRequest(request_id=rid, bytes_purged=0))
     # A purge that did not run to its end names what is still there, per store: those items
     # stay quarantined (restorable, counted in quarantine) even when the other store's went.
-    kept: dict[str, set[str]] = {}
+    kept: dict[str, dict[str, int]] = {}
     for left in report.kept:
-        kept.setdefault(left.request_id, set()).add(left.store.value)
+        stores = kept.setdefault(left.request_id, {})
+        stores[left.store.value] = stores.get(left.store.value, 0) + left.bytes_left
     events = []
-    for rid, size in freed.items():
+    for rid in sorted(set(freed) | set(kept)):
         try:
             request_uuid = uuid.UUID(hex=rid)
         except ValueError:
@@ -194,26 +210,64 @@ def record_purge(host: Host, report: PurgeReport, now: datetime) -> list[AuditEv
         request = PruneRequest.objects.select_for_update().filter(id=request_uuid, host=host).first()
         if request is None:
             continue
-        # A file a restore moved back was not in the folder the purge deleted: it stays as
-        # it is (quarantined, then restored), not purged.
-        count = (
-            request.items.filter(PruneItem.in_quarantine())
-            .exclude(store__in=kept.get(rid, ()))
-            .update(outcome=Outcome.PURGED)
-        )
-        if not count:
-            continue  # a repeated report, or a restore came first
+        event = _apply_purge(request, freed.get(rid), kept.get(rid, {}), report.detail, host, now)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+MISSING_DETAIL = (
+    "not in the quarantine folder when it was purged (deleted or lost outside ocrdash): not freed by it"
+)
+
+
+def _apply_purge(
+    request: PruneRequest,
+    purged: PurgedRequest | None,
+    kept: dict[str, int],
+    why: str,
+    host: Host,
+    now: datetime,
+) -> AuditEvent | None:
+    """``record_purge`` for one request (its row locked): ``purged`` what went, if anything;
+    ``kept`` the bytes still there per store."""
+    # A file a restore moved back was not in the folder the purge deleted: it stays as it is
+    # (quarantined, then restored), neither purged nor missing.
+    items = list(request.items.filter(PruneItem.in_quarantine()))
+    went = [i for i in items if purged is not None and i.store not in kept]
+    named = {(m.store.value, m.path) for m in purged.missing} if purged is not None else set()
+    missing = [i for i in went if (i.store, i.path) in named]
+    stopped = [i for i in items if i.store in kept]
+    PruneItem.objects.filter(pk__in=[i.pk for i in went if i not in missing]).update(outcome=Outcome.PURGED)
+    PruneItem.objects.filter(pk__in=[i.pk for i in missing]).update(
+        outcome=Outcome.MISSING, detail=MISSING_DETAIL
+    )
+    if stopped:
+        detail = f"the purge did not finish, still in quarantine: {why or 'no reason given'}"
+        PruneItem.objects.filter(pk__in=[i.pk for i in stopped]).update(detail=detail[:2000])
+    if not went and not stopped:
+        return None  # a repeated report, or a restore came first
+    size = purged.bytes_purged if purged is not None and went else 0
+    left = sum(kept.values()) + sum(i.bytes_reclaimed for i in items if i not in went and i.store not in kept)
+    if went:
         request.bytes_purged += size
         request.purged_at = now
-        request.save(update_fields=["bytes_purged", "purged_at"])
-        events.append(
-            AuditEvent.build(
-                Action.QUARANTINE_PURGED,
-                actor=f"agent:{host.name}"[:150],
-                host=host.name,
-                obj=request,
-                items=count,
-                bytes_purged=size,
-            )
-        )
-    return events
+    request.bytes_gone = max(
+        request.bytes_reclaimed - request.bytes_restored - request.bytes_purged - left, 0
+    )
+    request.save(update_fields=["bytes_purged", "purged_at", "bytes_gone"])
+    if not went:
+        return None  # nothing went: the host's purge event says it did not finish
+    short = sum(i.bytes_reclaimed for i in went) - size
+    return AuditEvent.build(
+        Action.QUARANTINE_PURGED,
+        actor=f"agent:{host.name}"[:150],
+        host=host.name,
+        obj=request,
+        items=len(went) - len(missing),
+        bytes_purged=size,
+        # Less freed than was in quarantine: files the agent named missing, or a shortfall it
+        # could not name (no record of the request on that host).
+        **({"missing": len(missing)} if missing else {}),
+        **({"bytes_missing": short} if short > 0 else {}),
+    )

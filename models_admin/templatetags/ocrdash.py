@@ -55,6 +55,7 @@ OUTCOME_COLOURS = {
     "skipped_in_use": "warning",
     "refused": "danger",
     "error": "danger",
+    "missing": "warning",
 }
 
 
@@ -91,6 +92,7 @@ OUTCOME_WORDS = {
     "skipped_in_use": ("skipped", "the file was in use"),
     "refused": ("refused", "the agent would not touch this path"),
     "error": ("error", ""),
+    "missing": ("missing", "no longer in quarantine when it was purged"),
     # The deletions report's and a model lifecycle's word for a prune's file moved back since
     # (``inventory.reports.deletion_row``): back in its folder, no longer in quarantine.
     "quarantined, restored": ("restored", "quarantined, then moved back"),

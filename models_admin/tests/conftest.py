@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,8 +21,8 @@ from django.utils import timezone
 from pydantic import BaseModel
 
 from models_admin.inventory import lifecycle, rollup, summary
-from models_admin.models import Host, HostKey, ModelFile, Snapshot
-from workers.schema import INGEST_TASK
+from models_admin.models import DiskSample, Host, HostKey, ModelFile, Snapshot
+from workers.schema import INGEST_TASK, HostFacts, InventoryReport, ModelDirState
 from workers.signing.envelope import sign
 from workers.signing.keys import key_fingerprint, public_key_text
 
@@ -107,6 +108,40 @@ def ingest(report: BaseModel | dict[str, Any], key: Ed25519PrivateKey | None = N
     from models_admin.ingest import ingest_report
 
     return ingest_report(signed_report(report, key))
+
+
+# ---------------------------------------------------------------- disk figures
+
+GB = 1_000_000_000
+DISK_TOTAL = 1_000 * GB
+
+
+def disk_inventory(name: str, free: int, total: int = DISK_TOTAL) -> InventoryReport:
+    """An inventory of no files that says only how full the disk is: what the forecast reads."""
+    facts = HostFacts(
+        hostname=name,
+        model_dir="/srv/models",
+        model_dir_state=ModelDirState.OK,
+        disk_total=total,
+        disk_free=free,
+    )
+    return InventoryReport(host=name, facts=facts, files=[])
+
+
+def disk_history(host: Host, per_day: int, start: int = 500 * GB, days: int = 13) -> int:
+    """``days`` past daily samples from ``start`` falling by ``per_day``; returns what today's
+    inventory should say to continue the line."""
+    today = timezone.localdate()
+    DiskSample.objects.bulk_create(
+        DiskSample(
+            host=host,
+            day=today - timedelta(days=i),
+            disk_free=start - per_day * (days - i),
+            disk_total=DISK_TOTAL,
+        )
+        for i in range(days, 0, -1)
+    )
+    return start - per_day * days
 
 
 @pytest.fixture

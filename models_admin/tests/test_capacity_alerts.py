@@ -7,11 +7,8 @@ HTTP webhook receiver routed per group and per labels.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.conf import settings
-from django.utils import timezone
 from kombu import Connection
 
 from models_admin.capacity import scheduled, watermarks
@@ -20,9 +17,8 @@ from models_admin.models import DiskSample, Host, Notification, NotificationPref
 from models_admin.notifications import Event, delivery
 from models_admin.notifications import webhooks as hooks_admin
 from ocrdash.celery import NOTIFY_QUEUE
-from workers.schema import HostFacts, InventoryReport, ModelDirState
 
-from .conftest import ingest
+from .conftest import disk_history, disk_inventory, ingest
 from .receivers import SMTPServer, WebhookReceiver, body_of
 
 pytestmark = pytest.mark.django_db
@@ -51,35 +47,13 @@ def receiver():
         yield server
 
 
-def report(name: str, free: int) -> InventoryReport:
-    facts = HostFacts(
-        hostname=name,
-        model_dir="/srv/models",
-        model_dir_state=ModelDirState.OK,
-        disk_total=TOTAL,
-        disk_free=free,
-    )
-    return InventoryReport(host=name, facts=facts, files=[])
-
-
 def inventory(name: str, free: int, capture) -> list[str]:
     """One inventory saying ``free``; returns the statuses of the deliveries it caused."""
     with capture(execute=True):
-        ingest(report(name, free))
+        ingest(disk_inventory(name, free))
     return [
         delivery.deliver(n.id)[0] for n in Notification.objects.filter(status=Notification.Status.PENDING)
     ]
-
-
-def history(host: Host, per_day: int, start: int = 500 * GB, days: int = 13) -> int:
-    today = timezone.localdate()
-    DiskSample.objects.bulk_create(
-        DiskSample(
-            host=host, day=today - timedelta(days=days - i), disk_free=start - per_day * i, disk_total=TOTAL
-        )
-        for i in range(days)
-    )
-    return start - per_day * days
 
 
 def subjects(sink, address: str) -> list[str]:
@@ -100,7 +74,7 @@ def test_a_forecast_under_the_alert_days_is_told_once_per_crossing(
         selector={"env": "prod"},
     )
     assert settings.OCRDASH["FORECAST_ALERT_DAYS"] == 14
-    free = history(host, 20 * GB)  # 240 GB left at 20 GB a day: 12 days
+    free = disk_history(host, 20 * GB)  # 240 GB left at 20 GB a day: 12 days
     assert inventory("ocr-fill", free, capture) == [Notification.Status.SENT] * 2
     [mail] = smtp.to(approver.email)
     assert mail["Subject"] == "ocr-fill: disk full in about 12 days"
@@ -119,7 +93,7 @@ def test_a_forecast_under_the_alert_days_is_told_once_per_crossing(
     assert not Host.objects.get(pk=host.pk).forecast_alerted
     DiskSample.objects.filter(host=host).delete()
     assert (
-        inventory("ocr-fill", history(host, 40 * GB, start=900 * GB), capture)
+        inventory("ocr-fill", disk_history(host, 40 * GB, start=900 * GB), capture)
         == [Notification.Status.SENT] * 2
     )
     assert len(smtp.to(approver.email)) == 2

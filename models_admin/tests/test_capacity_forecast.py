@@ -6,13 +6,11 @@ import random
 from datetime import date, timedelta
 
 import pytest
-from django.utils import timezone
 
 from models_admin.capacity import forecast
-from models_admin.models import DiskSample, Host
-from workers.schema import HostFacts, InventoryReport, ModelDirState
+from models_admin.models import Host
 
-from .conftest import ingest
+from .conftest import disk_history, disk_inventory, ingest
 
 GB = 1_000_000_000
 TOTAL = 1_000 * GB
@@ -51,37 +49,13 @@ def test_a_short_series_is_not_enough_data():
     assert (result.days, result.note) == (None, forecast.NOT_ENOUGH)
 
 
-def _report(name: str, free: int) -> InventoryReport:
-    facts = HostFacts(
-        hostname=name,
-        model_dir="/srv/models",
-        model_dir_state=ModelDirState.OK,
-        disk_total=TOTAL,
-        disk_free=free,
-    )
-    return InventoryReport(host=name, facts=facts, files=[])
-
-
-def _history(host: Host, per_day: int, days: int = 13) -> int:
-    """``days`` past samples falling by ``per_day``; returns what today's report should say."""
-    today = timezone.localdate()
-    start = 500 * GB
-    DiskSample.objects.bulk_create(
-        DiskSample(
-            host=host, day=today - timedelta(days=days - i), disk_free=start - per_day * i, disk_total=TOTAL
-        )
-        for i in range(days)
-    )
-    return start - per_day * days
-
-
 @pytest.mark.django_db
 def test_an_inventory_stores_the_forecast_and_the_fleet_sorts_by_it(make_host, client_for, viewer):
     fast, slow, flat, _new = (make_host(n, {}) for n in ("fast", "slow", "flat", "new"))
-    ingest(_report("fast", _history(fast, 20 * GB)))  # 240 GB left at 20/day: 12 days
-    ingest(_report("slow", _history(slow, 5 * GB)))  # 435 GB left at 5/day: 87 days
-    ingest(_report("flat", _history(flat, 0)))
-    ingest(_report("new", 300 * GB))  # one day of data
+    ingest(disk_inventory("fast", disk_history(fast, 20 * GB)))  # 240 GB left at 20/day: 12 days
+    ingest(disk_inventory("slow", disk_history(slow, 5 * GB)))  # 435 GB left at 5/day: 87 days
+    ingest(disk_inventory("flat", disk_history(flat, 0)))
+    ingest(disk_inventory("new", 300 * GB))  # one day of data
 
     stored = {h.name: (h.forecast_days, h.forecast_note) for h in Host.objects.all()}
     assert stored == {

@@ -13,9 +13,9 @@ from models_admin import ingest as ingest_module
 from models_admin.capacity import forecast, usage
 from models_admin.ingest import ingest_heartbeats, ingest_report
 from models_admin.models import DiskSample, Host
-from workers.schema import HeartbeatReport, HostFacts, InventoryReport, ModelDirState
+from workers.schema import HeartbeatReport, ModelDirState
 
-from .conftest import ingest, signed_report
+from .conftest import disk_inventory, ingest, signed_report
 
 pytestmark = pytest.mark.django_db
 GB = 1_000_000_000
@@ -141,17 +141,6 @@ def test_a_retired_hosts_beat_and_a_beat_without_figures_leave_the_series_alone(
     assert not DiskSample.objects.filter(host__in=[retired, active]).exists()
 
 
-def _inventory(name: str, free: int) -> InventoryReport:
-    facts = HostFacts(
-        hostname=name,
-        model_dir="/srv/models",
-        model_dir_state=ModelDirState.OK,
-        disk_total=TOTAL,
-        disk_free=free,
-    )
-    return InventoryReport(host=name, facts=facts, files=[])
-
-
 def test_the_days_between_inventories_come_from_heartbeats_and_the_next_inventory_dates_the_disk(
     make_host,
 ) -> None:
@@ -162,7 +151,7 @@ def test_the_days_between_inventories_come_from_heartbeats_and_the_next_inventor
         noon = timezone.make_aware(datetime.combine(today - timedelta(days=days_ago), datetime.min.time()))
         apply("ocr-1", noon + timedelta(hours=12), 500 * GB - 20 * GB * (13 - days_ago))
     assert DiskSample.objects.filter(host=host).count() == 13
-    ingest(_inventory("ocr-1", 240 * GB))  # 260 GB in 13 days, 240 GB left: 12 days
+    ingest(disk_inventory("ocr-1", 240 * GB))  # 260 GB in 13 days, 240 GB left: 12 days
     host.refresh_from_db()
     assert (host.forecast_days, host.forecast_note) == (12.0, "")
     assert forecast.for_host(host).days == 12.0

@@ -12,7 +12,7 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-key-3f9c1a7e5b2d4c6e8a0b1d3f5e7a9c2b4d6f8e0a1c3e5")
 
 from .settings import *  # noqa: F403
-from .settings import REST_FRAMEWORK, env
+from .settings import REST_FRAMEWORK, bound_by_the_server, env
 
 # The test client and the browser tests speak plain HTTP to a local server; the HTTPS settings
 # are checked by ocrdash/tests/test_production.py with the real settings.
@@ -26,7 +26,9 @@ REST_FRAMEWORK = {
 }
 
 DATABASES = {
-    "default": env.db("OCRDASH_TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ocrdash")
+    "default": bound_by_the_server(
+        env.db("OCRDASH_TEST_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/ocrdash")
+    )
 }
 CELERY_BROKER_URL = env.str("OCRDASH_TEST_BROKER_URL", default="redis://127.0.0.1:6379/15")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

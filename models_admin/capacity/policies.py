@@ -245,12 +245,10 @@ class Watermark(Policy):
         + _SAFETY
     )
     params = (
-        Param(
-            "high", int, lambda: settings.OCRDASH["WATERMARK_HIGH"], "disk use % that triggers it", minimum=1
-        ),
-        Param(
-            "low", int, lambda: settings.OCRDASH["WATERMARK_LOW"], "disk use % to get back under", minimum=0
-        ),
+        # Without a host (a campaign, the API's list of rules) the fleet's default marks, read
+        # where the watermark rule reads them.
+        Param("high", int, lambda: watermarks.default_marks().high, "disk use % that triggers it", minimum=1),
+        Param("low", int, lambda: watermarks.default_marks().low, "disk use % to get back under", minimum=0),
         Param("allow_known", int, lambda: 0, "1: Aspose's own files may be proposed too", minimum=0),
         Param("allow_last_copy", int, lambda: 0, "1: the fleet's last copy may be proposed too", minimum=0),
     )

@@ -371,3 +371,22 @@ def test_two_approvers_at_once_exactly_one_wins(prod, operator, approver, approv
     assert sorted(results) == ["lost", "won"]
     assert AuditEvent.objects.filter(action=A.CAMPAIGN_APPROVED, object_id=str(campaign.id)).count() == 1
     assert Campaign.objects.get(pk=campaign.pk).requests.count() == 1
+
+
+def test_a_watermark_campaign_without_marks_uses_the_fleets_default_marks(prod, settings) -> None:
+    """Empty marks mean the configured default (watermarks.default_marks), not fixed numbers."""
+    settings.OCRDASH = {**settings.OCRDASH, "WATERMARK_HIGH": 70, "WATERMARK_LOW": 60}
+    for empty in ({}, {"high": "", "low": None}):
+        watermark = spec(
+            rule_kind=Campaign.Rule.POLICY,
+            policy="watermark",
+            policy_params=empty,
+            model_name="",
+            model_sha256="",
+        )
+        assert plan.preview(watermark).cleaned_params == {
+            "high": 70,
+            "low": 60,
+            "allow_known": 0,
+            "allow_last_copy": 0,
+        }

@@ -100,3 +100,20 @@ def test_the_request_page_says_why_the_purge_was_not_sent(
     assert message.startswith(f"A restore {restore.short_id} of this request is open")
     assert "answered" in message and "withdrawn or rejected" in message
     assert queue.drain() == []
+
+
+def test_the_request_page_shows_the_purge_waiting_for_the_open_restore(
+    make_host, dispatched_request, approver, approver2, client_for
+):
+    host = make_host("ocr-1", {"old_a.bin": 100, "en.gguf": 10})
+    prune = quarantined(dispatched_request(host, ["old_a.bin"]), days_ago=1)
+    restore = workflow.propose_restore(prune_request=prune, user=approver, reason="needed again")
+
+    page = client_for(approver2).get(f"/requests/{prune.id}/").content.decode()
+
+    assert 'disabled aria-describedby="purge-waits">Purge quarantine now' in page
+    assert f'Waits for restore <a href="/requests/{restore.id}/">{restore.short_id}</a>' in page
+
+    workflow.withdraw(restore.id, approver)
+    page = client_for(approver2).get(f"/requests/{prune.id}/").content.decode()
+    assert "Purge quarantine now" in page and "purge-waits" not in page

@@ -92,6 +92,7 @@ def _detail_context(request: HttpRequest, prune: PruneRequest) -> dict:
         last_copy = prune.kind == PruneRequest.Kind.PRUNE and item.sha256 not in elsewhere
         rows.append(ItemRow(item, last_copy=last_copy, modified=modified, age=now - modified))
     own = prune.requested_by_id is not None and prune.requested_by_id == request.user.pk
+    restores = list(prune.restores.order_by("-created_at"))
     # Files still in the host's quarantine folder: not purged, not moved back by a restore.
     in_quarantine = (
         prune.kind == PruneRequest.Kind.PRUNE and prune.items.filter(PruneItem.in_quarantine()).exists()
@@ -108,13 +109,15 @@ def _detail_context(request: HttpRequest, prune: PruneRequest) -> dict:
         "quarantined_bytes": prune.bytes_in_quarantine,
         "freed_bytes": prune.bytes_freed,
         "purgeable": in_quarantine,
+        # A purge is refused while one of these is open (quarantine/purge.py): say so at the button.
+        "open_restore": next((r for r in restores if r.state in PruneRequest.OPEN_STATES), None),
         "last_copies": sum(1 for row in rows if row.last_copy),
         "known_count": sum(1 for i in items if i.known_to_aspose),
         "own_request": own,
         # Outcomes exist once the order left; before that the column would only say "pending".
         "show_outcomes": prune.state in (State.DISPATCHED, State.COMPLETED, State.PARTIAL, State.FAILED),
         "restorable": in_quarantine and prune.mode == "quarantine" and prune.state in RESTORABLE,
-        "restores": list(prune.restores.order_by("-created_at")),
+        "restores": restores,
         "waiting": presence.waiting_note(prune, now),
         "nav": "requests",
     }

@@ -80,8 +80,11 @@ class Policy(ABC):
             for p in self.params
         }
 
-    def defaults_for(self, host: Host) -> dict[str, Any]:
-        """The defaults of this rule's parameters that depend on the host; most rules have none."""
+    def defaults_for(self, host: Host, marks: watermarks.Marks | None = None) -> dict[str, Any]:
+        """The defaults of this rule's parameters that depend on the host; most rules have none.
+
+        ``marks``: the host's watermark marks where the caller has read them already (the host
+        page shows them too), so that a page reads the rule once."""
         return {}
 
     @abstractmethod
@@ -259,10 +262,10 @@ class Watermark(Policy):
             raise PolicyError(f"need low < high <= 100, got low={cleaned['low']} high={cleaned['high']}")
         return cleaned
 
-    def defaults_for(self, host: Host) -> dict[str, Any]:
+    def defaults_for(self, host: Host, marks: watermarks.Marks | None = None) -> dict[str, Any]:
         """The marks that apply to the host (its own schedule's, its groups', the default): a
         run by hand without marks proposes what the host's watermark would."""
-        marks = watermarks.marks_for(host)
+        marks = marks if marks is not None else watermarks.marks_for(host)
         return {"high": marks.high, "low": marks.low}
 
     def select(self, files, now, *, high: int, low: int, allow_known: int, allow_last_copy: int):

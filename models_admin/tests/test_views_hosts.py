@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from models_admin.approvals import workflow
+from models_admin.capacity import watermarks
 from models_admin.models import AuditEvent, Host, ModelFile, PruneRequest, Snapshot
 
 
@@ -49,6 +50,22 @@ def test_it_asks_the_same_number_of_queries_for_5_or_500_files(client_for, viewe
         response = client.get(reverse("ocrdash-host", args=["large"]))
     assert len(response.context["files"]) == 500
     assert len(large) == len(small)
+
+
+def test_it_reads_the_hosts_watermark_once(client_for, viewer, make_host):
+    """The marks shown beside the disk chart and the watermark rule's defaults in the policy
+    form are the same marks: one read of the rule's statement, not one for each."""
+    make_host("ocr-1", {"m.bin": 1})
+    client = client_for(viewer)
+    client.get(reverse("ocrdash-host", args=["ocr-1"]))
+    with CaptureQueriesContext(connection) as page:
+        response = client.get(reverse("ocrdash-host", args=["ocr-1"]))
+    marks_reads = [
+        q["sql"] for q in page if f"FROM {watermarks._TASK} WHERE" in q["sql"] and "'own'" in q["sql"]
+    ]
+    assert len(marks_reads) == 1
+    watermark = next(p for p in response.context["policies"] if p["name"] == "watermark")
+    assert response.context["watermark"].high == watermark["params"][0]["default"]
 
 
 def test_it_proposes_the_selected_files(client_for, operator, make_host):

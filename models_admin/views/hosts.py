@@ -32,10 +32,12 @@ from .fleet import presence
 HISTORY_LENGTH = 20
 
 
-def _policies(host: Host | None = None) -> list[dict]:
+def _policies(host: Host | None = None, marks: capacity_watermarks.Marks | None = None) -> list[dict]:
     """The registered policies (name, label, description, params) for the host page, with
-    ``host``'s own defaults (its watermark's marks) where a rule has them."""
-    return [p.as_dict(p.defaults_for(host) if host is not None else None) for p in policies.REGISTRY.values()]
+    ``host``'s own defaults (its watermark's ``marks``, where the page has read them) where a
+    rule has them."""
+    rules = policies.REGISTRY.values()
+    return [p.as_dict(p.defaults_for(host, marks) if host is not None else None) for p in rules]
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_host_for_user(request, name)
     table = host_files(host)
     snapshots = list(host.snapshots.all()[:HISTORY_LENGTH])
+    watermark = capacity_watermarks.marks_for(host)  # shown by the chart and the policy form
     requests = (
         host.prune_requests.select_related("host", "requested_by")
         .annotate(item_count=Count("items"), item_bytes=Sum("items__size"))
@@ -99,11 +102,11 @@ def detail(request: HttpRequest, name: str) -> HttpResponse:
             "files_version": table.version,
             "stores": capacity_usage.store_rows(host),
             "disk_chart": capacity_forecast.chart_data(host),
-            "watermark": capacity_watermarks.marks_for(host),
+            "watermark": watermark,
             "snapshots": snapshots,
             "changes": history.change_summaries(snapshots),
             "requests": requests,
-            "policies": _policies(host),
+            "policies": _policies(host, watermark),
             "stale_prefix": settings.OCRDASH["STALE_PREFIX"],
             "live": feedback.host_live(host),
             "nav": "fleet",

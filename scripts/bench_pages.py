@@ -292,7 +292,10 @@ def a_year_of_audit(hosts: int, days: int = 365) -> int:
             {"hosts": hosts, "days": days},
         )
         events += cursor.rowcount
-        cursor.execute("ANALYZE models_admin_auditevent")
+        # VACUUM as autovacuum would have over the year: rows a year old are frozen, their hint
+        # bits set. Left to the pages, the first read of 3.7 million fresh rows sets them (a
+        # write per page read), and that first read is then a measure of the bulk insert.
+        cursor.execute("VACUUM (ANALYZE) models_admin_auditevent")
     return events
 
 

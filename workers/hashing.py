@@ -6,9 +6,11 @@ Hashing works on an open file descriptor, so the bytes hashed are those of the f
 checked, not of whatever the path names a moment later.
 
 A scan asks about thousands of files: ``cached_many`` reads the cached hashes of a whole
-folder in one query, and new hashes are written in one transaction at ``flush`` (the end of a scan
-or prune, and every ``FLUSH_SECONDS`` of hashing so a killed scan of a large folder keeps
-most of its work), never one commit per file.
+folder in one query, and keeps what it read in this process (``_process_rows``), so the next
+scan of an unchanged tree by the same process (the worker runs an inventory every few
+minutes) reads nothing from the database at all; new hashes are written in one transaction
+at ``flush`` (the end of a scan or prune, and every ``FLUSH_SECONDS`` of hashing so a killed
+scan of a large folder keeps most of its work), never one commit per file.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ CHUNK = 1024 * 1024
 FLUSH_SECONDS = 30.0
 
 Progress = Callable[[int], None]
+
+# This process's copy of the hash rows it read or wrote, per database and device:
+# {(database's token, st_dev): {st_ino: (ino, size, mtime_ns, ctime_ns, sha256)}}. A row is used
+# exactly like one read from the database, only if size, mtime and ctime still match the
+# file's lstat, so a copy older than the database (another process hashed the file since)
+# is either still right (the same three values: the same bytes) or a miss that asks the
+# database. Kept for trees of up to RECENT_MAX files (some 3 MB at 10,000): past that the
+# copy is dropped (None) and the device's rows are read from the database at every scan, as
+# a copy of a 100,000-file tree would cost more memory than the scan itself.
+_process_rows: dict[tuple[str, int], dict[int, CachedHash] | None] = {}
+RECENT_MAX = 20_000
 
 
 @dataclass
@@ -44,8 +57,19 @@ class HashCache:
         self._buffer = bytearray(CHUNK)
 
     def cached_many(self, dev: int, inodes: list[int]) -> dict[int, CachedHash]:
-        """Cached rows of many inodes at once (a folder of a scan); compare with ``is_current``."""
-        return self.db.hashes_of(dev, inodes)
+        """Cached rows of many inodes at once (a folder of a scan), by inode; the caller compares
+        size, mtime and ctime. From this process's copy, asking the database (one query) only
+        for inodes it does not hold. The dict returned may hold other inodes too."""
+        key = (self.db.identity, dev)
+        recent = _process_rows.setdefault(key, {})
+        if recent is None:
+            return self.db.hashes_of(dev, inodes)
+        missing = [ino for ino in inodes if ino not in recent]
+        if missing:
+            recent.update(self.db.hashes_of(dev, missing))
+            if len(recent) > RECENT_MAX:
+                _process_rows[key] = None  # too large a tree to keep: this folder still gets it
+        return recent
 
     def cached(self, st: os.stat_result) -> str | None:
         """The cached SHA-256 of the file ``st`` describes, if it is unchanged since it was hashed."""
@@ -91,6 +115,9 @@ class HashCache:
         value = digest.hexdigest()
         row = (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns, before.st_ctime_ns, value)
         self._pending.append(row)
+        recent = _process_rows.get((self.db.identity, before.st_dev))
+        if recent is not None:
+            recent[before.st_ino] = row[1:]
         if time.monotonic() - self._flushed_at > FLUSH_SECONDS:
             self.flush()
         return value

@@ -27,6 +27,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,7 @@ CREATE INDEX IF NOT EXISTS outbox_next_try_at ON outbox (next_try_at);
 CREATE TABLE IF NOT EXISTS aspose_listings (
     model_dir TEXT PRIMARY KEY, signature TEXT NOT NULL, listing TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS instance (token TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS file_uses (
     store TEXT NOT NULL, path TEXT NOT NULL, seen_at REAL NOT NULL, seen_by TEXT NOT NULL,
     PRIMARY KEY (store, path)
@@ -72,7 +74,7 @@ DROP TABLE hashes;
 """
 
 # Bumped with every change of _SCHEMA (the tables are created when it differs).
-_USER_VERSION = 2
+_USER_VERSION = 3
 # Columns added to a table that an earlier version created: (table, column, declaration).
 _ADDED_COLUMNS = (("runs", "order_body", "TEXT"),)
 
@@ -131,6 +133,10 @@ class StateDB:
                 # (a write transaction per order, and the largest part of opening it).
                 if self._db.execute("PRAGMA user_version").fetchone()[0] != _USER_VERSION:
                     self._create()
+                # Which database this is, whatever its path or inode (both are reused once a
+                # folder is removed): a process's copy of its rows (hashing.HashCache) must not
+                # outlive the database being replaced.
+                self.identity: str = self._db.execute("SELECT token FROM instance").fetchone()[0]
             except BaseException:
                 self._db.close()
                 raise
@@ -148,6 +154,8 @@ class StateDB:
                 for statement in _MIGRATE_HASHES.split(";"):
                     if statement.strip():
                         db.execute(statement)
+            if db.execute("SELECT 1 FROM instance").fetchone() is None:
+                db.execute("INSERT INTO instance (token) VALUES (?)", (uuid.uuid4().hex,))
             db.execute(f"PRAGMA user_version={_USER_VERSION}")
 
     def close(self) -> None:

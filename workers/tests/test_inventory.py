@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from workers import hashing
 from workers.aspose_backend import AsposeSession
 from workers.inventory import (
     QUARANTINE_DIR,
@@ -96,6 +97,53 @@ def test_model_folder_that_is_a_file_is_unreadable(tmp_path: Path, state_dir: Pa
     assert result.facts.model_dir_error
 
 
+def test_the_process_copy_of_the_hashes_never_outlives_its_database_or_a_change(
+    session: AsposeSession, models_dir: Path, tmp_path: Path
+) -> None:
+    for i in range(6):
+        write(models_dir / f"m{i}.bin", f"model {i}".encode())
+    state = tmp_path / "state-copy"
+    with StateDB(state) as db:
+        assert scan(session, db).stats.files_hashed == 6
+        # Rewritten in place with its old size and mtime put back: ctime moved, hashed again.
+        target = models_dir / "m0.bin"
+        before = target.stat()
+        target.write_bytes(b"MODEL 0")
+        os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+        again = scan(session, db)
+        assert again.stats.files_hashed == 1
+        entry = next(f for f in again.files if f.path == "m0.bin")
+        assert entry.sha256 == hashlib.sha256(b"MODEL 0").hexdigest()
+    # The database removed and made anew: nothing of it is taken from the process's copy.
+    for leftover in state.glob("agent.sqlite3*"):
+        leftover.unlink()
+    with StateDB(state) as db:
+        assert scan(session, db).stats.files_hashed == 6
+
+
+def test_a_tree_too_large_to_copy_is_read_from_the_database_at_every_scan(
+    session: AsposeSession, models_dir: Path, db: StateDB, monkeypatch
+) -> None:
+    for i in range(12):
+        write(models_dir / f"d{i % 3}" / f"m{i}.bin", f"model {i}".encode())
+    monkeypatch.setattr(hashing, "RECENT_MAX", 5)
+    monkeypatch.setattr(hashing, "_process_rows", {})
+    first = scan(session, db)
+    assert first.stats.files_hashed == 12
+    queries: list[int] = []
+    hashes_of = db.hashes_of
+
+    def hashes_counted(dev, inodes):
+        queries.append(len(inodes))
+        return hashes_of(dev, inodes)
+
+    monkeypatch.setattr(db, "hashes_of", hashes_counted)
+    again = scan(session, db)
+    assert again.stats.cache_hits == 12 and again.stats.files_hashed == 0 and again.files == first.files
+    assert sorted(queries) == [0, 4, 4, 4]  # the root and each folder, as before there was a copy
+    assert set(hashing._process_rows.values()) == {None}
+
+
 def test_a_scan_writes_its_hashes_in_one_transaction(
     session: AsposeSession, models_dir: Path, db: StateDB, monkeypatch
 ) -> None:
@@ -112,7 +160,6 @@ def test_a_scan_writes_its_hashes_in_one_transaction(
     result = scan(session, db)
     assert result.stats.files_hashed == 50
     assert batches == [50]
-    # The rescan asks the cache once per folder (5 folders and the root), never per file.
     queries: list[int] = []
     hashes_of = db.hashes_of
 
@@ -121,10 +168,18 @@ def test_a_scan_writes_its_hashes_in_one_transaction(
         return hashes_of(dev, inodes)
 
     monkeypatch.setattr(db, "hashes_of", hashes_counted)
+    # A rescan by the same process reads nothing: the rows it wrote are its own copy.
     again = scan(session, db)
     assert again.stats.cache_hits == 50 and again.stats.files_hashed == 0
-    assert sorted(queries) == [0, 10, 10, 10, 10, 10]
+    assert queries == []
     assert again.files == result.files
+    # Another process (no copy) asks the database once per folder, never per file.
+    monkeypatch.setattr(hashing, "_process_rows", {})
+    fresh = scan(session, db)
+    assert fresh.stats.cache_hits == 50 and fresh.stats.files_hashed == 0
+    assert sorted(queries) == [10, 10, 10, 10, 10]
+    assert fresh.files == result.files
+    assert scan(session, db).files == result.files and len(queries) == 5
 
 
 def test_aspose_listing_is_reused_only_while_the_folders_it_reads_are_unchanged(

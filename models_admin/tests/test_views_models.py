@@ -42,3 +42,25 @@ def test_it_searches_the_index(client_for, viewer, make_host):
     make_host("ocr-2", {"en_v1.gguf": 10})
     models = list(client_for(viewer).get(reverse("ocrdash-models"), {"q": "en_"}).context["models"])
     assert [(m["name"], m["hosts"], m["copies"], m["bytes"]) for m in models] == [("en_v1.gguf", 2, 2, 20)]
+
+
+def test_a_copy_links_its_host_and_content_in_as_many_queries_at_3_as_at_30_hosts(
+    client_for, viewer, make_host
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = client_for(viewer)
+    counts: list[int] = []
+    made = 0
+    for hosts in (3, 30):
+        for i in range(made, hosts):
+            make_host(f"ocr-{i:02}", {"en.gguf": 10, f"own-{i}.bin": 1})
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(reverse("ocrdash-model", args=["en.gguf"])).content.decode()
+        made = hosts
+        counts.append(len(queries))
+        assert page.count('href="/hosts/ocr-') == hosts
+        assert '<a href="/hosts/ocr-02/" class="fw-semibold text-decoration-none">ocr-02</a>' in page
+        assert page.count(f'href="/models/{sha("en.gguf")}/"') == hosts
+    assert counts[0] == counts[1]

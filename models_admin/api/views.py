@@ -310,8 +310,16 @@ class RequestList(_Api, generics.ListAPIView):
     # The item count as a subquery per row of the page (the request_id index), not a join of
     # every request's items grouped before the page is cut; the paginator's COUNT(*) then
     # leaves it out and counts the requests alone.
+    # The related rows give a name each: their other columns (a host's dates, labels and
+    # stores; a user's) are not loaded for a page of 100 requests.
     queryset = (
         PruneRequest.objects.select_related("host", "requested_by", "decided_by")
+        .only(
+            *(f.name for f in PruneRequest._meta.concrete_fields),
+            "host__name",
+            "requested_by__username",
+            "decided_by__username",
+        )
         .annotate(
             item_count=Coalesce(
                 Subquery(

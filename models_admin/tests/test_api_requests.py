@@ -95,3 +95,31 @@ def test_restore_opens_a_restore_request(proposed, client_for, approver):
     twice = post(api, f"/api/prune-requests/{proposed.id}/restore/")
     assert twice.status_code == 400 and "already open" in twice.json()["error"]
     assert AuditEvent.objects.filter(action=AuditEvent.Action.REQUEST_PROPOSED, object_id=body["id"]).exists()
+
+
+def test_the_list_takes_as_many_queries_for_3_requests_as_for_12(
+    make_host, operator, approver, client_for, viewer
+):
+    """Each row names its host and its people: loaded with the page (only their names), never
+    one query per row."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    api = client_for(viewer)
+    counts, made = [], 0
+    for wanted in (3, 12):
+        for i in range(made, wanted):
+            host = make_host(f"api-list-{i:02}")
+            request = workflow.propose(
+                host=host, files=list(host.current_snapshot.files.all()), reason="r", user=operator
+            )
+            if i % 2:
+                workflow.reject(request.id, approver)
+        made = wanted
+        with CaptureQueriesContext(connection) as queries:
+            rows = api.get("/api/prune-requests/").json()["results"]
+        counts.append(len(queries))
+        assert len(rows) == wanted and {r["requested_by"] for r in rows} == {operator.username}
+        assert {r["decided_by"] for r in rows} == {None, approver.username}
+        assert sorted(r["host"] for r in rows) == [f"api-list-{i:02}" for i in range(wanted)]
+    assert counts[0] == counts[1]

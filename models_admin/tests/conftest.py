@@ -20,9 +20,18 @@ from django.test import Client
 from django.utils import timezone
 from pydantic import BaseModel
 
+from models_admin.approvals import workflow
 from models_admin.inventory import lifecycle, rollup, summary
-from models_admin.models import DiskSample, Host, HostKey, ModelFile, Snapshot
-from workers.schema import INGEST_TASK, HostFacts, InventoryReport, ModelDirState
+from models_admin.models import DiskSample, Host, HostKey, ModelFile, PruneRequest, Snapshot
+from workers.schema import (
+    INGEST_TASK,
+    HostFacts,
+    InventoryReport,
+    ItemOutcome,
+    ModelDirState,
+    Outcome,
+    RestoreReport,
+)
 from workers.signing.envelope import sign
 from workers.signing.keys import key_fingerprint, public_key_text
 
@@ -332,3 +341,28 @@ def _empty_notify_queue():
 
     with Connection(settings.CELERY_BROKER_URL) as conn:
         conn.SimpleQueue(NOTIFY_QUEUE).queue.delete()
+
+
+@pytest.fixture
+def restore_answer(approver, approver2, host_queue, django_capture_on_commit_callbacks):
+    """restore_answer(prune, {path: outcome}) -> the restore of ``prune``, approved, sent and
+    answered with those outcomes (``report_id`` new each time)."""
+
+    def answer(prune: PruneRequest, outcomes: dict[str, Outcome], restore: PruneRequest | None = None):
+        if restore is None:
+            restore = workflow.propose_restore(prune_request=prune, user=approver, reason="needed")
+            host_queue(prune.host.name)
+            with django_capture_on_commit_callbacks(execute=True):
+                workflow.approve(restore.id, approver2)
+        report = RestoreReport(
+            host=prune.host.name,
+            request_id=restore.id.hex,
+            prune_request_id=prune.id.hex,
+            freed=True,
+            outcomes=[ItemOutcome(path=p, outcome=o) for p, o in outcomes.items()],
+        )
+        assert ingest(report).status == "accepted"
+        prune.refresh_from_db()
+        return restore
+
+    return answer

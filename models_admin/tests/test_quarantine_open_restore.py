@@ -17,28 +17,23 @@ from django.contrib.messages import get_messages
 from models_admin.approvals import workflow
 from models_admin.models import AuditEvent, PruneRequest
 from models_admin.quarantine import purge as quarantine
-from workers.schema import ItemOutcome, Outcome, RestoreReport
+from workers.schema import Outcome
 
-from .conftest import ingest
 from .test_quarantine_purge import quarantined
 
 pytestmark = pytest.mark.django_db
 A = AuditEvent.Action
 
 
-def _answer(restore: PruneRequest, outcomes: dict[str, Outcome]) -> None:
-    report = RestoreReport(
-        host=restore.host.name,
-        request_id=restore.id.hex,
-        prune_request_id=restore.restore_of_id.hex,
-        freed=True,
-        outcomes=[ItemOutcome(path=p, outcome=o) for p, o in outcomes.items()],
-    )
-    assert ingest(report).status == "accepted"
-
-
 def test_an_early_purge_is_refused_while_a_restore_is_asked_and_while_it_is_sent(
-    make_host, dispatched_request, host_queue, approver, approver2, django_capture_on_commit_callbacks, caplog
+    make_host,
+    dispatched_request,
+    host_queue,
+    approver,
+    approver2,
+    django_capture_on_commit_callbacks,
+    caplog,
+    restore_answer,
 ):
     host = make_host("ocr-1", {"old_a.bin": 100, "old_b.bin": 50, "en.gguf": 10})
     prune = quarantined(dispatched_request(host, ["old_a.bin", "old_b.bin"]), days_ago=1)
@@ -60,7 +55,7 @@ def test_an_early_purge_is_refused_while_a_restore_is_asked_and_while_it_is_sent
     assert queue.drain() == [] and not AuditEvent.objects.filter(action=A.PURGE_ASKED).exists()
 
     # Answered (one file back, one refused): what is still in the folder may go now.
-    _answer(restore, {"old_a.bin": Outcome.RESTORED, "old_b.bin": Outcome.REFUSED})
+    restore_answer(prune, {"old_a.bin": Outcome.RESTORED, "old_b.bin": Outcome.REFUSED}, restore)
     order = quarantine.purge_early(prune.id, approver2)
     assert order.prune_request_ids == [prune.id.hex]
 

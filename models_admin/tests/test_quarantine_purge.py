@@ -29,7 +29,6 @@ from workers.schema import (
     PruneReport,
     PurgedRequest,
     PurgeReport,
-    RestoreReport,
     Store,
 )
 
@@ -236,31 +235,6 @@ def disk_numbers(client, request: PruneRequest) -> tuple[str, ...]:
     return tuple(
         re.sub(r"<[^>]+>", "", part.rsplit('<div class="value">', 1)[1]).strip() for part in block[:2]
     )
-
-
-@pytest.fixture
-def restore_answer(approver, approver2, host_queue, django_capture_on_commit_callbacks):
-    """restore_answer(prune, {path: outcome}) -> the restore of ``prune``, approved, sent and
-    answered with those outcomes (``report_id`` new each time)."""
-
-    def answer(prune: PruneRequest, outcomes: dict[str, Outcome], restore: PruneRequest | None = None):
-        if restore is None:
-            restore = workflow.propose_restore(prune_request=prune, user=approver, reason="needed")
-            host_queue(prune.host.name)
-            with django_capture_on_commit_callbacks(execute=True):
-                workflow.approve(restore.id, approver2)
-        report = RestoreReport(
-            host=prune.host.name,
-            request_id=restore.id.hex,
-            prune_request_id=prune.id.hex,
-            freed=True,
-            outcomes=[ItemOutcome(path=p, outcome=o) for p, o in outcomes.items()],
-        )
-        assert ingest(report).status == "accepted"
-        prune.refresh_from_db()
-        return restore
-
-    return answer
 
 
 def test_a_restored_file_leaves_the_quarantine_figures_before_and_after_the_purge(

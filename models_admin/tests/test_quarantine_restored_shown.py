@@ -15,7 +15,7 @@ import pytest
 from models_admin.models import PruneItem
 from workers.schema import Outcome
 
-from .test_quarantine_purge import quarantined, restore_answer  # noqa: F401  (a fixture)
+from .test_quarantine_purge import quarantined
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def badges(html: str, path: str) -> list[str]:
 
 
 @pytest.fixture
-def half_restored(make_host, dispatched_request, restore_answer):  # noqa: F811
+def half_restored(make_host, dispatched_request, restore_answer):
     host = make_host("ocr-1", {"old_a.bin": 100, "old_b.bin": 50, "en.gguf": 10})
     prune = quarantined(dispatched_request(host, ["old_a.bin", "old_b.bin"]), days_ago=1)
     restore_answer(prune, {"old_a.bin": Outcome.RESTORED, "old_b.bin": Outcome.REFUSED})

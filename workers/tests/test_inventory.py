@@ -121,6 +121,19 @@ def test_the_process_copy_of_the_hashes_never_outlives_its_database_or_a_change(
         assert scan(session, db).stats.files_hashed == 6
 
 
+def count_cache_queries(db: StateDB, monkeypatch) -> list[int]:
+    """The number of inodes of each hash-cache query ``db`` answers from now on."""
+    queries: list[int] = []
+    hashes_of = db.hashes_of
+
+    def counted(dev, inodes):
+        queries.append(len(inodes))
+        return hashes_of(dev, inodes)
+
+    monkeypatch.setattr(db, "hashes_of", counted)
+    return queries
+
+
 def test_a_tree_too_large_to_copy_is_read_from_the_database_at_every_scan(
     session: AsposeSession, models_dir: Path, db: StateDB, monkeypatch
 ) -> None:
@@ -130,14 +143,7 @@ def test_a_tree_too_large_to_copy_is_read_from_the_database_at_every_scan(
     monkeypatch.setattr(hashing, "_process_rows", {})
     first = scan(session, db)
     assert first.stats.files_hashed == 12
-    queries: list[int] = []
-    hashes_of = db.hashes_of
-
-    def hashes_counted(dev, inodes):
-        queries.append(len(inodes))
-        return hashes_of(dev, inodes)
-
-    monkeypatch.setattr(db, "hashes_of", hashes_counted)
+    queries = count_cache_queries(db, monkeypatch)
     again = scan(session, db)
     assert again.stats.cache_hits == 12 and again.stats.files_hashed == 0 and again.files == first.files
     assert sorted(queries) == [0, 4, 4, 4]  # the root and each folder, as before there was a copy
@@ -160,14 +166,7 @@ def test_a_scan_writes_its_hashes_in_one_transaction(
     result = scan(session, db)
     assert result.stats.files_hashed == 50
     assert batches == [50]
-    queries: list[int] = []
-    hashes_of = db.hashes_of
-
-    def hashes_counted(dev, inodes):
-        queries.append(len(inodes))
-        return hashes_of(dev, inodes)
-
-    monkeypatch.setattr(db, "hashes_of", hashes_counted)
+    queries = count_cache_queries(db, monkeypatch)
     # A rescan by the same process reads nothing: the rows it wrote are its own copy.
     again = scan(session, db)
     assert again.stats.cache_hits == 50 and again.stats.files_hashed == 0

@@ -227,16 +227,22 @@ def ingest_heartbeats(items: Sequence[tuple[Any, datetime | None]]) -> list[Inge
 
     Whatever is not a plain case goes the single way, which says why: a report of another
     kind, a beat the UPDATE did not take (retired host, a key revoked since it was cached, an
-    older beat), and the older beats of a host that sent several (one UPDATE changes a row
-    once). Their order among themselves is kept; they run after the grouped beats, which are
+    older beat), the older beats of a host that sent several (one UPDATE changes a row once),
+    and the beats that follow a report of another kind of their host (it may enroll the key
+    they are signed with). Their order among themselves is kept; they run after the grouped beats, which are
     gauges whose newest ``sent_at`` wins whatever the order.
     """
     results: list[IngestResult | None] = [None] * len(items)
     newest: dict[str, tuple[int, HeartbeatReport, HostKey | None]] = {}
     single: list[int] = []
+    # Hosts with a report of another kind earlier in the batch: their later beats wait for it
+    # (an enrolling inventory and the host's first beat arrive together on its first start).
+    reported: set[str] = set()
     for i, (data, received_at) in enumerate(items):
         report, _problem = parse(data)
-        if not isinstance(report, HeartbeatReport):
+        if not isinstance(report, HeartbeatReport) or report.host in reported:
+            if report is not None:
+                reported.add(report.host)
             single.append(i)
             continue
         try:

@@ -115,3 +115,31 @@ def test_the_task_groups_neighbouring_beats_and_keeps_the_order(make_host) -> No
     assert len(beat_updates) == 2  # the two runs of beats around the inventory
     # The inventory came between the beats: the beats after it have the last word.
     assert dict(Host.objects.values_list("name", "disk_free")) == {"ocr-1": 3, "ocr-2": 4}
+
+
+def test_a_new_hosts_first_beat_in_the_batch_of_its_enrolling_inventory_is_taken(enrollment_token) -> None:
+    """The agent beats only once its enrolling inventory has gone out, but both may reach the
+    worker in one batch: the beat must be judged after the inventory enrolled its key, as
+    it would be one by one (the demo's first start mailed a refusal for each new host)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from .test_trust_reports import enrolling, inventory
+
+    key = Ed25519PrivateKey.generate()
+    report = enrolling(inventory("fresh-1", {"en.gguf": 3}), enrollment_token(), key)
+    items = [
+        (signed_report(report, key), None),
+        (
+            signed_report(
+                HeartbeatReport(host="fresh-1", interval_seconds=30, model_dir_state=ModelDirState.OK), key
+            ),
+            None,
+        ),
+    ]
+
+    results = ingest_heartbeats(items)
+
+    assert [r.status for r in results] == ["accepted", "accepted"], results
+    host = Host.objects.get(name="fresh-1")
+    assert host.last_heartbeat_at is not None and host.active_key is not None
+    assert not ReceivedReport.objects.filter(status=ReceivedReport.Status.REJECTED).exists()
